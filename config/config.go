@@ -1,0 +1,341 @@
+package config
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is every setting of iocd. JSON names are the file's keys.
+type Config struct {
+	DatabaseURL string `json:"database_url"`
+
+	MQTTURL         string `json:"mqtt_url"`
+	MQTTTopicPrefix string `json:"mqtt_topic_prefix"`
+	MQTTSharedGroup string `json:"mqtt_shared_group"`
+	MQTTClientID    string `json:"mqtt_client_id"`
+	MQTTCAFile      string `json:"mqtt_ca_file"`
+	MQTTCertFile    string `json:"mqtt_cert_file"`
+	MQTTKeyFile     string `json:"mqtt_key_file"`
+
+	RedisURL string `json:"redis_url"`
+	HTTPAddr string `json:"http_addr"`
+
+	AreasFile          string  `json:"areas_file"`
+	CityFile           string  `json:"city_file"`
+	ServiceAreaMarginM float64 `json:"service_area_margin_m"`
+
+	// Ingest limits (CONTRACT section 1).
+	MaxPayloadBytes int      `json:"max_payload_bytes"`
+	MaxBatchItems   int      `json:"max_batch_items"`
+	LateWindow      Duration `json:"late_window"`
+	FutureSkew      Duration `json:"future_skew"`
+
+	// Ingest batching: a batch is written when it holds IngestBatchSize
+	// observations or IngestBatchWait has passed since its first one.
+	IngestBatchSize int      `json:"ingest_batch_size"`
+	IngestBatchWait Duration `json:"ingest_batch_wait"`
+	// IngestBuffer caps the messages held between the broker and the
+	// database (received, not yet committed). When full, ingest stops
+	// reading and acknowledging until the database catches up.
+	IngestBuffer  int `json:"ingest_buffer"`
+	IngestWriters int `json:"ingest_writers"`
+	// DeviceTouchInterval: how stale devices.last_seen may get before a
+	// reading refreshes it. Keeps one UPDATE per reading off the hot path.
+	DeviceTouchInterval Duration `json:"device_touch_interval"`
+
+	// RetentionDays: daily telemetry partitions older than this are dropped.
+	RetentionDays int `json:"retention_days"`
+
+	LogLevel  string `json:"log_level"`
+	LogFormat string `json:"log_format"`
+}
+
+// Default returns the settings used when nothing overrides them.
+func Default() Config {
+	host, _ := os.Hostname()
+	if host == "" {
+		host = "local"
+	}
+	return Config{
+		DatabaseURL:         "postgres://localhost:5432/ioc",
+		MQTTURL:             "tcp://127.0.0.1:1883",
+		MQTTTopicPrefix:     "city",
+		MQTTClientID:        "iocd-" + host,
+		HTTPAddr:            ":8080",
+		ServiceAreaMarginM:  5000,
+		MaxPayloadBytes:     256 << 10,
+		MaxBatchItems:       1000,
+		LateWindow:          Duration(7 * 24 * time.Hour),
+		FutureSkew:          Duration(5 * time.Minute),
+		IngestBatchSize:     2000,
+		IngestBatchWait:     Duration(20 * time.Millisecond),
+		IngestBuffer:        20000,
+		IngestWriters:       2,
+		DeviceTouchInterval: Duration(15 * time.Second),
+		RetentionDays:       90,
+		LogLevel:            "info",
+		LogFormat:           "text",
+	}
+}
+
+// setting ties one field to its file key, flag and environment variable.
+type setting struct {
+	key, env, usage string
+	set             func(string) error
+}
+
+func (c *Config) settings() []setting {
+	str := func(p *string) func(string) error { return func(s string) error { *p = s; return nil } }
+	num := func(p *int) func(string) error {
+		return func(s string) error {
+			n, err := strconv.Atoi(s)
+			if err != nil {
+				return fmt.Errorf("not an integer: %q", s)
+			}
+			*p = n
+			return nil
+		}
+	}
+	flt := func(p *float64) func(string) error {
+		return func(s string) error {
+			f, err := strconv.ParseFloat(s, 64)
+			if err != nil {
+				return fmt.Errorf("not a number: %q", s)
+			}
+			*p = f
+			return nil
+		}
+	}
+	dur := func(p *Duration) func(string) error { return p.Set }
+	return []setting{
+		{"database_url", "IOC_DATABASE_URL", "PostgreSQL with PostGIS", str(&c.DatabaseURL)},
+		{"mqtt_url", "IOC_MQTT_URL", "MQTT broker (tcp:// or ssl://; user:password@ allowed)", str(&c.MQTTURL)},
+		{"mqtt_topic_prefix", "IOC_MQTT_TOPIC_PREFIX", "topic prefix", str(&c.MQTTTopicPrefix)},
+		{"mqtt_shared_group", "IOC_MQTT_SHARED_GROUP", "share the subscription among instances ($share/<group>/...)", str(&c.MQTTSharedGroup)},
+		{"mqtt_client_id", "IOC_MQTT_CLIENT_ID", "stable client id; names the persistent session", str(&c.MQTTClientID)},
+		{"mqtt_ca_file", "IOC_MQTT_CA_FILE", "CA certificate for ssl:// brokers", str(&c.MQTTCAFile)},
+		{"mqtt_cert_file", "IOC_MQTT_CERT_FILE", "client certificate for ssl:// brokers", str(&c.MQTTCertFile)},
+		{"mqtt_key_file", "IOC_MQTT_KEY_FILE", "client key for ssl:// brokers", str(&c.MQTTKeyFile)},
+		{"redis_url", "IOC_REDIS_URL", "Redis for fan-out across instances; empty: in-process", str(&c.RedisURL)},
+		{"http_addr", "IOC_HTTP_ADDR", "API, websocket, dashboard and metrics address", str(&c.HTTPAddr)},
+		{"areas_file", "IOC_AREAS_FILE", "GeoJSON of wards loaded at start when the table is empty", str(&c.AreasFile)},
+		{"city_file", "IOC_CITY_FILE", "GeoJSON outline of the service area; empty: no area check", str(&c.CityFile)},
+		{"service_area_margin_m", "IOC_SERVICE_AREA_MARGIN_M", "metres outside the outline still accepted", flt(&c.ServiceAreaMarginM)},
+		{"max_payload_bytes", "IOC_MAX_PAYLOAD_BYTES", "largest MQTT payload accepted", num(&c.MaxPayloadBytes)},
+		{"max_batch_items", "IOC_MAX_BATCH_ITEMS", "largest JSON array accepted in one payload", num(&c.MaxBatchItems)},
+		{"late_window", "IOC_LATE_WINDOW", "oldest observation accepted (e.g. 168h)", dur(&c.LateWindow)},
+		{"future_skew", "IOC_FUTURE_SKEW", "how far in the future a ts may be", dur(&c.FutureSkew)},
+		{"ingest_batch_size", "IOC_INGEST_BATCH_SIZE", "observations per database write", num(&c.IngestBatchSize)},
+		{"ingest_batch_wait", "IOC_INGEST_BATCH_WAIT", "longest wait before a partial batch is written", dur(&c.IngestBatchWait)},
+		{"ingest_buffer", "IOC_INGEST_BUFFER", "messages held between broker and database", num(&c.IngestBuffer)},
+		{"ingest_writers", "IOC_INGEST_WRITERS", "concurrent database writers", num(&c.IngestWriters)},
+		{"device_touch_interval", "IOC_DEVICE_TOUCH_INTERVAL", "how stale a device's last_seen may get", dur(&c.DeviceTouchInterval)},
+		{"retention_days", "IOC_RETENTION_DAYS", "days of telemetry kept", num(&c.RetentionDays)},
+		{"log_level", "IOC_LOG_LEVEL", "debug, info, warn or error", str(&c.LogLevel)},
+		{"log_format", "IOC_LOG_FORMAT", "text or json", str(&c.LogFormat)},
+	}
+}
+
+// Load builds the configuration from the file named by --config (if any),
+// the flags in args and the environment, then validates it. fs receives
+// the flags so subcommands can add their own before calling Load.
+func Load(fs *flag.FlagSet, args []string, getenv func(string) string) (Config, error) {
+	cfg := Default()
+	file := fs.String("config", "", "JSON configuration file")
+	// Flags are recorded, not applied, so the file can be read first.
+	type pending struct {
+		s setting
+		v string
+	}
+	var fromFlags []pending
+	for _, s := range cfg.settings() {
+		s := s
+		fs.Func(strings.ReplaceAll(s.key, "_", "-"), s.usage+" (env "+s.env+")", func(v string) error {
+			fromFlags = append(fromFlags, pending{s, v})
+			return nil
+		})
+	}
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	if *file != "" {
+		if err := cfg.readFile(*file); err != nil {
+			return cfg, err
+		}
+	}
+	// The settings' setters close over cfg's fields, so rebuild them now
+	// that cfg holds the file's values; apply flags, then environment.
+	byKey := map[string]setting{}
+	for _, s := range cfg.settings() {
+		byKey[s.key] = s
+	}
+	for _, p := range fromFlags {
+		if err := byKey[p.s.key].set(p.v); err != nil {
+			return cfg, fmt.Errorf("flag --%s: %w", strings.ReplaceAll(p.s.key, "_", "-"), err)
+		}
+	}
+	for _, s := range cfg.settings() {
+		if v := getenv(s.env); v != "" {
+			if err := s.set(v); err != nil {
+				return cfg, fmt.Errorf("%s: %w", s.env, err)
+			}
+		}
+	}
+	return cfg, cfg.Validate()
+}
+
+func (c *Config) readFile(path string) error {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("config file: %w", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(c); err != nil {
+		return fmt.Errorf("config file %s: %w", path, err)
+	}
+	return nil
+}
+
+// Validate reports every problem at once, each naming its setting.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, a ...any) {
+		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{key}, a...)...))
+	}
+	if u, err := url.Parse(c.DatabaseURL); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+		bad("database_url", "want postgres://..., got %q", redact(c.DatabaseURL))
+	}
+	if u, err := url.Parse(c.MQTTURL); err != nil || !oneOf(u.Scheme, "tcp", "ssl", "tls", "mqtt", "mqtts", "ws", "wss") || u.Host == "" {
+		bad("mqtt_url", "want tcp://host:port or ssl://host:port, got %q", redact(c.MQTTURL))
+	}
+	if c.MQTTTopicPrefix == "" || strings.ContainsAny(c.MQTTTopicPrefix, "+#") {
+		bad("mqtt_topic_prefix", "must be non-empty without wildcards, got %q", c.MQTTTopicPrefix)
+	}
+	if strings.ContainsAny(c.MQTTSharedGroup, "/+#") {
+		bad("mqtt_shared_group", "must not contain / + or #, got %q", c.MQTTSharedGroup)
+	}
+	if c.MQTTClientID == "" || len(c.MQTTClientID) > 128 {
+		bad("mqtt_client_id", "must be 1-128 characters")
+	}
+	if c.RedisURL != "" {
+		if u, err := url.Parse(c.RedisURL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") {
+			bad("redis_url", "want redis://host:port, got %q", redact(c.RedisURL))
+		}
+	}
+	if c.HTTPAddr == "" {
+		bad("http_addr", "must be set")
+	}
+	for key, path := range map[string]string{"areas_file": c.AreasFile, "city_file": c.CityFile, "mqtt_ca_file": c.MQTTCAFile, "mqtt_cert_file": c.MQTTCertFile, "mqtt_key_file": c.MQTTKeyFile} {
+		if path != "" {
+			if _, err := os.Stat(path); err != nil {
+				bad(key, "%v", err)
+			}
+		}
+	}
+	if c.ServiceAreaMarginM < 0 || c.ServiceAreaMarginM > 100_000 {
+		bad("service_area_margin_m", "want 0-100000, got %v", c.ServiceAreaMarginM)
+	}
+	if c.MaxPayloadBytes < 1024 || c.MaxPayloadBytes > 16<<20 {
+		bad("max_payload_bytes", "want 1 KiB-16 MiB, got %d", c.MaxPayloadBytes)
+	}
+	if c.MaxBatchItems < 1 || c.MaxBatchItems > 100_000 {
+		bad("max_batch_items", "want 1-100000, got %d", c.MaxBatchItems)
+	}
+	if c.LateWindow < Duration(time.Minute) || c.LateWindow > Duration(60*24*time.Hour) {
+		bad("late_window", "want 1m-60 days, got %v", c.LateWindow)
+	}
+	if c.FutureSkew < 0 || c.FutureSkew > Duration(24*time.Hour) {
+		bad("future_skew", "want 0-24h, got %v", c.FutureSkew)
+	}
+	if c.IngestBatchSize < 1 || c.IngestBatchSize > 50_000 {
+		bad("ingest_batch_size", "want 1-50000, got %d", c.IngestBatchSize)
+	}
+	if c.IngestBatchWait <= 0 || c.IngestBatchWait > Duration(10*time.Second) {
+		bad("ingest_batch_wait", "want (0, 10s], got %v", c.IngestBatchWait)
+	}
+	if c.IngestBuffer < c.IngestBatchSize {
+		bad("ingest_buffer", "must hold at least one batch (%d), got %d", c.IngestBatchSize, c.IngestBuffer)
+	}
+	if c.IngestWriters < 1 || c.IngestWriters > 32 {
+		bad("ingest_writers", "want 1-32, got %d", c.IngestWriters)
+	}
+	if c.DeviceTouchInterval < 0 || c.DeviceTouchInterval > Duration(10*time.Minute) {
+		bad("device_touch_interval", "want 0-10m, got %v", c.DeviceTouchInterval)
+	}
+	if c.RetentionDays < 1 || c.RetentionDays > 3650 {
+		bad("retention_days", "want 1-3650, got %d", c.RetentionDays)
+	}
+	if !oneOf(c.LogLevel, "debug", "info", "warn", "error") {
+		bad("log_level", "want debug, info, warn or error, got %q", c.LogLevel)
+	}
+	if !oneOf(c.LogFormat, "text", "json") {
+		bad("log_format", "want text or json, got %q", c.LogFormat)
+	}
+	return errors.Join(errs...)
+}
+
+// Redacted returns the configuration as JSON with passwords hidden, for
+// `iocd checkconfig` and the start-up log.
+func (c Config) Redacted() string {
+	c.DatabaseURL = redact(c.DatabaseURL)
+	c.MQTTURL = redact(c.MQTTURL)
+	c.RedisURL = redact(c.RedisURL)
+	b, _ := json.MarshalIndent(c, "", "  ")
+	return string(b)
+}
+
+func redact(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.User == nil {
+		return raw
+	}
+	if _, ok := u.User.Password(); ok {
+		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	}
+	return u.String()
+}
+
+func oneOf(s string, options ...string) bool {
+	for _, o := range options {
+		if s == o {
+			return true
+		}
+	}
+	return false
+}
+
+// Duration is a time.Duration written as "20ms", "168h" in files and flags.
+type Duration time.Duration
+
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// Std returns the standard library value.
+func (d Duration) Std() time.Duration { return time.Duration(d) }
+
+func (d *Duration) Set(s string) error {
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("not a duration (like 20ms, 5m, 168h): %q", s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
+
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration must be a string like \"5m\": %s", b)
+	}
+	return d.Set(s)
+}
