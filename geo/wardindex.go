@@ -64,4 +64,3 @@ func (ix *WardIndex) Lookup(lon, lat float64) (code string, ok bool) {
 
 // Len is the number of indexed wards.
 func (ix *WardIndex) Len() int { return len(ix.wards) }
-
