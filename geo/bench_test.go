@@ -111,7 +111,7 @@ func BenchmarkPostGISPerPoint(b *testing.B) {
 		j := i & (1<<16 - 1)
 		i++
 		var code *string
-		err := pool.QueryRow(ctx, `SELECT min(code) FROM t_wards
+		err := pool.QueryRow(ctx, `SELECT min(code) FROM areas
 			WHERE ST_Covers(geom, ST_SetSRID(ST_MakePoint($1, $2), 4326))`, xs[j], ys[j]).Scan(&code)
 		if err != nil {
 			b.Fatal(err)
@@ -132,7 +132,7 @@ func BenchmarkPostGISSetPer1000(b *testing.B) {
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/1000, "ns/point")
 }
 
-// benchPool is a fresh test database holding the wards in t_wards.
+// benchPool is a fresh test database holding the wards in areas.
 func benchPool(b *testing.B) *pgxpool.Pool {
 	pool, _ := dbtest.New(b)
 	loadWardsTable(b, pool, testWards(b))

@@ -9,7 +9,6 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twpayne/go-geom"
-	"github.com/twpayne/go-geom/encoding/ewkb"
 
 	"ioc/db/dbtest"
 )
@@ -128,24 +127,15 @@ func TestWardIndexEdgeCases(t *testing.T) {
 	}
 }
 
-// loadWardsTable writes the wards into a scratch table of the test database.
+// loadWardsTable imports the wards into the test database's areas table
+// (the same code path as `iocd areas import`).
 func loadWardsTable(t testing.TB, pool *pgxpool.Pool, wards []Ward) {
 	t.Helper()
 	ctx := context.Background()
-	if _, err := pool.Exec(ctx, `CREATE TABLE t_wards (code text PRIMARY KEY, geom geometry(MultiPolygon,4326) NOT NULL);
-		CREATE INDEX ON t_wards USING gist (geom)`); err != nil {
+	if err := ImportAreas(ctx, pool, wards, nil); err != nil {
 		t.Fatal(err)
 	}
-	for _, w := range wards {
-		b, err := ewkb.Marshal(w.Geom.SetSRID(4326), ewkb.NDR)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := pool.Exec(ctx, `INSERT INTO t_wards VALUES ($1, ST_GeomFromEWKB($2))`, w.Code, b); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := pool.Exec(ctx, `ANALYZE t_wards`); err != nil {
+	if _, err := pool.Exec(ctx, `ANALYZE areas`); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -157,7 +147,7 @@ func postgisFirst(t testing.TB, pool *pgxpool.Pool, xs, ys []float64) []string {
 	rows, err := pool.Query(context.Background(), `
 		SELECT p.i, min(w.code)
 		FROM unnest($1::float8[], $2::float8[]) WITH ORDINALITY AS p(x, y, i)
-		JOIN t_wards w ON ST_Covers(w.geom, ST_SetSRID(ST_MakePoint(p.x, p.y), 4326))
+		JOIN areas w ON ST_Covers(w.geom, ST_SetSRID(ST_MakePoint(p.x, p.y), 4326))
 		GROUP BY p.i`, xs, ys)
 	if err != nil {
 		t.Fatal(err)
