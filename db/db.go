@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -18,6 +20,7 @@ func Open(ctx context.Context, url string) (*pgxpool.Pool, error) {
 		cfg.MaxConns = 8
 	}
 	cfg.HealthCheckPeriod = 5 * time.Second
+	cfg.AfterConnect = registerGeometry
 	cfg.ConnConfig.ConnectTimeout = 5 * time.Second
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
@@ -30,4 +33,18 @@ func Open(ctx context.Context, url string) (*pgxpool.Pool, error) {
 		return nil, fmt.Errorf("connect to database %s: %w", cfg.ConnConfig.Host, err)
 	}
 	return pool, nil
+}
+
+// registerGeometry teaches pgx PostGIS's geometry type: its binary form is
+// EWKB, so []byte values from go-geom's ewkb package pass through as they
+// are, in queries and in COPY. Before PostGIS is installed (a new database
+// that Migrate has not run on yet) there is nothing to register.
+func registerGeometry(ctx context.Context, conn *pgx.Conn) error {
+	var oid uint32
+	err := conn.QueryRow(ctx, `SELECT coalesce(to_regtype('geometry')::oid, 0)`).Scan(&oid)
+	if err != nil || oid == 0 {
+		return err
+	}
+	conn.TypeMap().RegisterType(&pgtype.Type{Name: "geometry", OID: oid, Codec: pgtype.ByteaCodec{}})
+	return nil
 }

@@ -1,0 +1,417 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
+
+	"ioc/db"
+)
+
+// WardLookup finds the ward covering a point (geo.WardIndex).
+type WardLookup interface {
+	Lookup(lon, lat float64) (code string, ok bool)
+}
+
+// ServiceArea tells whether a point is one the centre serves (geo.ServiceArea).
+type ServiceArea interface {
+	Contains(lon, lat float64) bool
+}
+
+// Config is what the ingester needs; iocd fills it from config.Config.
+type Config struct {
+	Limits
+	BatchSize     int
+	BatchWait     time.Duration
+	Buffer        int // messages held between broker and database
+	Writers       int
+	TouchInterval time.Duration
+	RetentionDays int
+	Wards         WardLookup  // optional
+	Area          ServiceArea // optional
+	Registerer    prometheus.Registerer
+	// OnCommit, if set, is called after each commit with the stored
+	// observations (responder positions, the alert engine). It runs on the
+	// writer goroutine: keep it quick and non-blocking.
+	OnCommit func([]*Observation)
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// envelope is one MQTT message on its way through ingest.
+type envelope struct {
+	topic    string
+	device   string
+	payload  []byte
+	dup      bool
+	received time.Time
+	obs      []Observation
+	rejs     []Rejection
+	ack      func()
+}
+
+// Ingester validates messages, writes them in batches and acknowledges
+// each message only after its batch commits.
+type Ingester struct {
+	cfg     Config
+	pool    *pgxpool.Pool
+	log     *slog.Logger
+	m       *Metrics
+	devices *deviceCache
+	in      chan *envelope
+	pending atomic.Int64
+}
+
+// New makes an ingester. Call Run to start it; Submit feeds it.
+func New(cfg Config, pool *pgxpool.Pool, log *slog.Logger) (*Ingester, error) {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Registerer == nil {
+		cfg.Registerer = prometheus.NewRegistry()
+	}
+	if cfg.BatchSize < 1 || cfg.Buffer < cfg.BatchSize || cfg.Writers < 1 || cfg.BatchWait <= 0 {
+		return nil, fmt.Errorf("ingest: bad config: batch %d, buffer %d, writers %d, wait %v", cfg.BatchSize, cfg.Buffer, cfg.Writers, cfg.BatchWait)
+	}
+	return &Ingester{
+		cfg:     cfg,
+		pool:    pool,
+		log:     log,
+		m:       newMetrics(cfg.Registerer),
+		devices: newDeviceCache(),
+		in:      make(chan *envelope, cfg.Buffer),
+	}, nil
+}
+
+// Metrics exposes the ingester's counters (for tests and the MQTT side).
+func (g *Ingester) Metrics() *Metrics { return g.m }
+
+// Submit validates one message and queues it. It blocks while the buffer
+// is full (the database is slow or down): the caller, one goroutine per
+// message, then holds the message unacknowledged, and the broker stops
+// sending once its in-flight window is used up. ack is called after the
+// message's batch commits.
+func (g *Ingester) Submit(ctx context.Context, topic string, payload []byte, dup bool, ack func()) error {
+	now := g.cfg.Now()
+	e := &envelope{topic: topic, payload: payload, dup: dup, received: now, ack: ack}
+	kind, device, rej := ParseTopic(g.cfg.Prefix, topic)
+	if rej != nil {
+		e.rejs = []Rejection{*rej}
+		g.m.Received.WithLabelValues("invalid").Inc()
+	} else {
+		e.device = device
+		g.m.Received.WithLabelValues(string(kind)).Inc()
+		e.obs, e.rejs = Decode(g.cfg.Limits, kind, device, payload, now)
+		g.place(e)
+	}
+	g.pending.Add(1)
+	g.m.BufferDepth.Set(float64(g.pending.Load()))
+	select {
+	case g.in <- e:
+		return nil
+	case <-ctx.Done():
+		g.pending.Add(-1)
+		return ctx.Err()
+	}
+}
+
+// place fills positions of fixed devices, the ward, and applies the
+// service-area check; observations that fail become rejections.
+func (g *Ingester) place(e *envelope) {
+	kept := e.obs[:0]
+	for _, o := range e.obs {
+		item := o.Item
+		if o.Kind == KindStatus {
+			kept = append(kept, o)
+			continue
+		}
+		if !o.HasPos {
+			d, ok := g.devices.get(o.DeviceID)
+			if !ok || !d.fixed {
+				e.rejs = append(e.rejs, Rejection{item, ReasonMissingField, "lat/lon: required (the device has no registered position)"})
+				continue
+			}
+			o.Lon, o.Lat, o.HasPos = d.fixedLon, d.fixedLat, true
+		}
+		if g.cfg.Area != nil && !g.cfg.Area.Contains(o.Lon, o.Lat) {
+			e.rejs = append(e.rejs, Rejection{item, ReasonOutsideArea, fmt.Sprintf("lon %v, lat %v is outside the service area", o.Lon, o.Lat)})
+			continue
+		}
+		if g.cfg.Wards != nil {
+			o.Ward, _ = g.cfg.Wards.Lookup(o.Lon, o.Lat)
+		}
+		kept = append(kept, o)
+	}
+	e.obs = kept
+}
+
+// Run loads the device registry, keeps partitions, and batches and writes
+// until ctx ends. Messages still buffered then are left unacknowledged;
+// the broker redelivers them to the next session.
+func (g *Ingester) Run(ctx context.Context) error {
+	if err := g.devices.load(ctx, g.pool); err != nil {
+		return err
+	}
+	if err := g.maintainPartitions(ctx); err != nil {
+		return err
+	}
+	batches := make(chan []*envelope, g.cfg.Writers)
+	eg, ctx := errgroup.WithContext(ctx)
+	eg.Go(func() error { return g.batch(ctx, batches) })
+	for i := 0; i < g.cfg.Writers; i++ {
+		eg.Go(func() error { return g.writeLoop(ctx, batches) })
+	}
+	eg.Go(func() error { return g.partitionLoop(ctx) })
+	err := eg.Wait()
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+// batch cuts the stream into batches of at most BatchSize items, or
+// whatever arrived within BatchWait of a batch's first message. A message
+// is never split across batches.
+func (g *Ingester) batch(ctx context.Context, out chan<- []*envelope) error {
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	var cur []*envelope
+	items := 0
+	flush := func() error {
+		if len(cur) == 0 {
+			return nil
+		}
+		select {
+		case out <- cur:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		cur, items = nil, 0
+		timer.Stop()
+		return nil
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case e := <-g.in:
+			if len(cur) == 0 {
+				timer.Reset(g.cfg.BatchWait)
+			}
+			cur = append(cur, e)
+			items += len(e.obs) + len(e.rejs)
+			if items >= g.cfg.BatchSize {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+		case <-timer.C:
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func (g *Ingester) writeLoop(ctx context.Context, in <-chan []*envelope) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case envs := <-in:
+			if err := g.commit(ctx, envs); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// commit writes a batch, retrying transient failures with backoff until
+// it succeeds or ctx ends, then acknowledges its messages. A batch that
+// fails because of its data is split so one bad message cannot block the
+// rest.
+func (g *Ingester) commit(ctx context.Context, envs []*envelope) error {
+	p := prepare(envs, g.devices, g.cfg.TouchInterval, g.cfg.Now())
+	for attempt := 0; ; attempt++ {
+		start := time.Now()
+		dups, err := g.writeOnce(ctx, p)
+		if err == nil {
+			g.committed(envs, p, dups, time.Since(start))
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		switch {
+		case isMissingPartition(err):
+			g.log.Warn("ingest: creating missing partition", "err", err)
+			if err := g.ensurePartitions(ctx, p); err != nil {
+				g.log.Error("ingest: partitions", "err", err)
+			}
+		case isPoison(err) && len(envs) > 1:
+			g.m.WriteErrors.WithLabelValues("poison").Inc()
+			g.log.Warn("ingest: batch refused by the database; writing its messages one by one", "messages", len(envs), "err", err)
+			for _, e := range envs {
+				if err := g.commit(ctx, []*envelope{e}); err != nil {
+					return err
+				}
+			}
+			return nil
+		case isPoison(err):
+			// One message the database will never take: keep it as a
+			// rejection so it is seen, and let ingest go on.
+			g.m.WriteErrors.WithLabelValues("poison").Inc()
+			g.log.Error("ingest: message refused by the database; stored as a rejection", "topic", envs[0].topic, "err", err)
+			e := envs[0]
+			e.rejs = append(e.rejs, Rejection{-1, ReasonUnstorable, "the database refused the message"})
+			e.obs = nil
+			p = prepare(envs, g.devices, g.cfg.TouchInterval, g.cfg.Now())
+			continue
+		default:
+			g.m.WriteErrors.WithLabelValues("transient").Inc()
+			g.devices.forget(deviceIDs(p))
+			p = prepare(envs, g.devices, g.cfg.TouchInterval, g.cfg.Now())
+		}
+		delay := backoff(attempt)
+		g.log.Warn("ingest: write failed; retrying", "attempt", attempt+1, "in", delay, "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(delay):
+		}
+	}
+}
+
+func (g *Ingester) writeOnce(ctx context.Context, p *prepared) (int64, error) {
+	conn, err := g.pool.Acquire(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Release()
+	return write(ctx, conn.Conn(), p, g.cfg.Now())
+}
+
+func (g *Ingester) committed(envs []*envelope, p *prepared, dups int64, took time.Duration) {
+	now := g.cfg.Now()
+	g.devices.committed(p.devices, p.statuses, now)
+	stored := int64(len(p.obs)+countStatuses(envs)) - dups
+	g.m.Committed.Add(float64(stored))
+	g.m.Duplicates.Add(float64(dups))
+	g.m.BatchSize.Observe(float64(p.items))
+	g.m.CommitSeconds.Observe(took.Seconds())
+	for _, o := range p.obs {
+		g.m.CommitLag.Observe(now.Sub(o.TS).Seconds())
+	}
+	for _, e := range envs {
+		for _, r := range e.rejs {
+			g.m.Rejected.WithLabelValues(r.Reason).Inc()
+		}
+	}
+	if g.cfg.OnCommit != nil && len(p.obs) > 0 {
+		g.cfg.OnCommit(p.obs)
+	}
+	for _, e := range envs {
+		if e.ack != nil {
+			e.ack()
+		}
+	}
+	g.m.Acked.Add(float64(len(envs)))
+	g.pending.Add(-int64(len(envs)))
+	g.m.BufferDepth.Set(float64(g.pending.Load()))
+}
+
+func countStatuses(envs []*envelope) int {
+	n := 0
+	for _, e := range envs {
+		for i := range e.obs {
+			if e.obs[i].Kind == KindStatus {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+func deviceIDs(p *prepared) []string {
+	ids := make([]string, 0, len(p.obs))
+	for _, o := range p.obs {
+		ids = append(ids, o.DeviceID)
+	}
+	return ids
+}
+
+// backoff: 100 ms doubling to 5 s, with ±25 % jitter so instances that lost
+// the database together do not return in lockstep.
+func backoff(attempt int) time.Duration {
+	d := 100 * time.Millisecond << min(attempt, 6)
+	d = min(d, 5*time.Second)
+	return time.Duration(float64(d) * (0.75 + rand.Float64()/2))
+}
+
+func (g *Ingester) ensurePartitions(ctx context.Context, p *prepared) error {
+	lo, hi := g.cfg.Now(), g.cfg.Now()
+	for _, o := range p.obs {
+		lo, hi = minTime(lo, o.TS), maxTime(hi, o.TS)
+	}
+	return db.EnsurePartitions(ctx, g.pool, lo, hi)
+}
+
+// maintainPartitions makes sure every day an observation may fall in (the
+// late-data window to a day ahead) has its partition, and drops days past
+// retention.
+func (g *Ingester) maintainPartitions(ctx context.Context) error {
+	now := g.cfg.Now()
+	if err := db.EnsurePartitions(ctx, g.pool, now.Add(-g.cfg.LateWindow-24*time.Hour), now.Add(48*time.Hour)); err != nil {
+		return err
+	}
+	if g.cfg.RetentionDays > 0 {
+		cutoff := now.AddDate(0, 0, -g.cfg.RetentionDays)
+		if cutoff.Before(now.Add(-g.cfg.LateWindow - 48*time.Hour)) {
+			dropped, err := db.DropPartitionsBefore(ctx, g.pool, cutoff)
+			if err != nil {
+				return err
+			}
+			if len(dropped) > 0 {
+				g.log.Info("ingest: dropped partitions past retention", "count", len(dropped), "before", cutoff.Format(time.DateOnly))
+			}
+		}
+	}
+	return nil
+}
+
+func (g *Ingester) partitionLoop(ctx context.Context) error {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+			if err := g.maintainPartitions(ctx); err != nil && ctx.Err() == nil {
+				g.log.Error("ingest: partition maintenance", "err", err)
+			}
+		}
+	}
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}

@@ -1,0 +1,58 @@
+package ingest
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Metrics are ingest's Prometheus series. Counting end to end (received,
+// committed, rejected, duplicates, acked) makes a loss anywhere visible:
+// in steady state received == acked, and committed + rejected + duplicates
+// == observations decoded.
+type Metrics struct {
+	Received      *prometheus.CounterVec // messages from the broker, by kind
+	Committed     prometheus.Counter     // observations durably stored
+	Duplicates    prometheus.Counter     // observations already stored (redelivery)
+	Rejected      *prometheus.CounterVec // rejections, by reason
+	Acked         prometheus.Counter     // messages acknowledged to the broker
+	BatchSize     prometheus.Histogram
+	CommitSeconds prometheus.Histogram
+	CommitLag     prometheus.Histogram // commit time minus observation ts
+	BufferDepth   prometheus.Gauge     // messages received, not yet acknowledged
+	WriteErrors   *prometheus.CounterVec
+	Connected     prometheus.Gauge
+	Reconnects    prometheus.Counter
+	BrokerSys     *prometheus.GaugeVec
+}
+
+func newMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		Received: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ioc_ingest_received_total",
+			Help: "MQTT messages received, by topic kind."}, []string{"kind"}),
+		Committed: prometheus.NewCounter(prometheus.CounterOpts{Name: "ioc_ingest_committed_total",
+			Help: "Observations committed to PostgreSQL."}),
+		Duplicates: prometheus.NewCounter(prometheus.CounterOpts{Name: "ioc_ingest_duplicates_total",
+			Help: "Observations found already stored (broker redelivery); not stored twice."}),
+		Rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ioc_ingest_rejected_total",
+			Help: "Rejected messages or batch elements, by reason."}, []string{"reason"}),
+		Acked: prometheus.NewCounter(prometheus.CounterOpts{Name: "ioc_ingest_acked_total",
+			Help: "Messages acknowledged to the broker after their commit."}),
+		BatchSize: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "ioc_ingest_batch_size",
+			Help: "Observations and rejections per database write.", Buckets: prometheus.ExponentialBuckets(1, 2, 15)}),
+		CommitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "ioc_ingest_commit_duration_seconds",
+			Help: "Time to write and commit one batch.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
+		CommitLag: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "ioc_ingest_commit_lag_seconds",
+			Help:    "Commit time minus the observation's ts.",
+			Buckets: []float64{.001, .002, .005, .0075, .01, .015, .02, .03, .05, .075, .1, .15, .2, .3, .5, .75, 1, 2, 5, 10, 30, 60, 300}}),
+		BufferDepth: prometheus.NewGauge(prometheus.GaugeOpts{Name: "ioc_ingest_buffer_depth",
+			Help: "Messages received and not yet acknowledged."}),
+		WriteErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ioc_ingest_write_errors_total",
+			Help: "Failed batch writes: transient (retried) or poison (split and isolated)."}, []string{"class"}),
+		Connected: prometheus.NewGauge(prometheus.GaugeOpts{Name: "ioc_mqtt_connected",
+			Help: "1 while connected to the broker."}),
+		Reconnects: prometheus.NewCounter(prometheus.CounterOpts{Name: "ioc_mqtt_connects_total",
+			Help: "Successful connections to the broker."}),
+		BrokerSys: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "ioc_broker_sys",
+			Help: "Counters the broker publishes under $SYS (Mosquitto), e.g. publish/messages/dropped."}, []string{"topic"}),
+	}
+	reg.MustRegister(m.Received, m.Committed, m.Duplicates, m.Rejected, m.Acked, m.BatchSize, m.CommitSeconds,
+		m.CommitLag, m.BufferDepth, m.WriteErrors, m.Connected, m.Reconnects, m.BrokerSys)
+	return m
+}

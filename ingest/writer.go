@@ -1,0 +1,349 @@
+package ingest
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/twpayne/go-geom"
+	"github.com/twpayne/go-geom/encoding/ewkb"
+)
+
+// maxStoredPayload is how much of a rejected payload is kept (CONTRACT: 16 KiB).
+const maxStoredPayload = 16 << 10
+
+// table describes one observation table for COPY.
+type table struct {
+	name string
+	cols []string
+	row  func(o *Observation, geom []byte, received time.Time) []any
+}
+
+var commonCols = []string{"device_id", "ts", "msg_id", "received_at", "geom", "ward_code"}
+
+func common(o *Observation, g []byte, received time.Time) []any {
+	return []any{o.DeviceID, o.TS, o.MsgID, received, g, nullStr(o.Ward)}
+}
+
+var tables = map[Kind]table{
+	KindTraffic: {"traffic_readings", append(commonCols[:6:6], "speed_kmh", "volume", "occupancy", "interval_s", "lane", "heading_deg"),
+		func(o *Observation, g []byte, r time.Time) []any {
+			return append(common(o, g, r), float32(o.SpeedKmh), int32(o.Volume), float32(o.Occupancy), int32(o.IntervalS), nullStr(o.Lane), optFloat(o.HeadingDeg, o.HasHeading))
+		}},
+	KindCamera: {"camera_events", append(commonCols[:6:6], "event", "confidence", "count", "snapshot_url", "zone"),
+		func(o *Observation, g []byte, r time.Time) []any {
+			var count any
+			if o.HasCount {
+				count = int32(o.Count)
+			}
+			return append(common(o, g, r), o.Event, float32(o.Confidence), count, nullStr(o.SnapshotURL), nullStr(o.Zone))
+		}},
+	KindEmergency: {"emergency_signals", append(commonCols[:6:6], "type", "priority", "channel", "note", "caller_ref"),
+		func(o *Observation, g []byte, r time.Time) []any {
+			return append(common(o, g, r), o.Type, int16(o.Priority), o.Channel, nullStr(o.Note), nullStr(o.CallerRef))
+		}},
+	KindUnit: {"unit_positions", append(commonCols[:6:6], "kind", "status", "speed_kmh", "heading_deg"),
+		func(o *Observation, g []byte, r time.Time) []any {
+			return append(common(o, g, r), o.UnitKind, o.Status, optFloat(o.SpeedKmh, o.HasSpeed), optFloat(o.HeadingDeg, o.HasHeading))
+		}},
+}
+
+// tableOrder fixes the order tables are written in, so concurrent writers
+// take locks in the same order.
+var tableOrder = []Kind{KindTraffic, KindCamera, KindEmergency, KindUnit}
+
+func nullStr(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+func optFloat(v float64, ok bool) any {
+	if !ok {
+		return nil
+	}
+	return float32(v)
+}
+
+// pointEWKB encodes a WGS 84 point as PostGIS's binary geometry.
+func pointEWKB(lon, lat float64) []byte {
+	b, _ := ewkb.Marshal(geom.NewPointFlat(geom.XY, []float64{lon, lat}).SetSRID(4326), binary.LittleEndian)
+	return b
+}
+
+type deviceRow struct {
+	id       string
+	kind     Kind
+	hasPos   bool
+	lon, lat float64
+	ward     string
+	ts       time.Time
+	interval int32
+}
+
+type statusRow struct {
+	id     string
+	ts     time.Time
+	online bool
+}
+
+type rejectRow struct {
+	received time.Time
+	topic    string
+	device   string
+	item     int32
+	reason   string
+	detail   string
+	payload  []byte
+	size     int32
+	digest   []byte
+	dup      bool
+}
+
+// prepared is a batch turned into rows, built once and reused on retry.
+type prepared struct {
+	rows     map[Kind][][]any
+	obs      []*Observation
+	devices  []deviceRow
+	statuses []statusRow
+	rejects  []rejectRow
+	items    int
+}
+
+func prepare(envs []*envelope, cache *deviceCache, touch time.Duration, now time.Time) *prepared {
+	p := &prepared{rows: map[Kind][][]any{}}
+	devs := map[string]deviceRow{}
+	stats := map[string]statusRow{}
+	lastReading := map[string]time.Time{} // arrival of the device's latest reading in this batch
+	rejSeen := map[string]bool{}
+	for _, e := range envs {
+		for i := range e.obs {
+			o := &e.obs[i]
+			p.items++
+			if o.Kind == KindStatus {
+				if prev, ok := stats[o.DeviceID]; !ok || !o.TS.Before(prev.ts) {
+					stats[o.DeviceID] = statusRow{o.DeviceID, o.TS, o.Online}
+				}
+				delete(lastReading, o.DeviceID) // a status after a reading wins
+				continue
+			}
+			t := tables[o.Kind]
+			p.rows[o.Kind] = append(p.rows[o.Kind], t.row(o, pointEWKB(o.Lon, o.Lat), e.received))
+			p.obs = append(p.obs, o)
+			lastReading[o.DeviceID] = e.received
+			if cache.needsTouch(o, now, touch) {
+				if d, ok := devs[o.DeviceID]; !ok || !o.TS.Before(d.ts) {
+					devs[o.DeviceID] = deviceRow{o.DeviceID, o.Kind, o.HasPos, o.Lon, o.Lat, o.Ward, o.TS, int32(o.IntervalS)}
+				}
+			}
+		}
+		for _, r := range e.rejs {
+			p.items++
+			digest := rejectDigest(e.topic, e.payload)
+			key := fmt.Sprintf("%x/%d", digest, r.Item)
+			if rejSeen[key] {
+				continue // the same bytes twice in one batch: one row
+			}
+			rejSeen[key] = true
+			stored := e.payload
+			if len(stored) > maxStoredPayload {
+				stored = stored[:maxStoredPayload]
+			}
+			p.rejects = append(p.rejects, rejectRow{e.received, e.topic, e.device, int32(r.Item), r.Reason, r.Detail, stored, int32(len(e.payload)), digest, e.dup})
+		}
+	}
+	// A device whose status (e.g. a last will) arrived after its last
+	// reading in this batch keeps that status; otherwise the reading says
+	// it is online and the status row is moot.
+	for id := range lastReading {
+		delete(stats, id)
+	}
+	for _, d := range devs {
+		p.devices = append(p.devices, d)
+	}
+	for _, s := range stats {
+		p.statuses = append(p.statuses, s)
+	}
+	// Sorted keys: concurrent writers lock device rows in the same order.
+	sort.Slice(p.devices, func(i, j int) bool { return p.devices[i].id < p.devices[j].id })
+	sort.Slice(p.statuses, func(i, j int) bool { return p.statuses[i].id < p.statuses[j].id })
+	return p
+}
+
+func rejectDigest(topic string, payload []byte) []byte {
+	h := sha256.New()
+	h.Write([]byte(topic))
+	h.Write([]byte{0})
+	h.Write(payload)
+	return h.Sum(nil)
+}
+
+// write stores a prepared batch in one transaction and returns how many
+// observations were already stored.
+//
+// The fast path COPYs straight into the observation tables. A unique
+// violation means some rows were delivered before (a redelivery after a
+// crash or reconnect); then the batch is rewritten through temporary
+// staging tables with INSERT ... ON CONFLICT DO NOTHING.
+func write(ctx context.Context, conn *pgx.Conn, p *prepared, now time.Time) (dups int64, err error) {
+	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SAVEPOINT fast"); err != nil {
+			return err
+		}
+		err := copyRows(ctx, tx, p)
+		if isUniqueViolation(err) {
+			if _, err := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT fast"); err != nil {
+				return err
+			}
+			dups, err = stageRows(ctx, tx, p)
+		}
+		if err != nil {
+			return err
+		}
+		return writeRegistry(ctx, tx, p, now)
+	})
+	return dups, err
+}
+
+func copyRows(ctx context.Context, tx pgx.Tx, p *prepared) error {
+	for _, k := range tableOrder {
+		rows := p.rows[k]
+		if len(rows) == 0 {
+			continue
+		}
+		t := tables[k]
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{t.name}, t.cols, pgx.CopyFromRows(rows)); err != nil {
+			return fmt.Errorf("copy %s: %w", t.name, err)
+		}
+	}
+	return nil
+}
+
+func stageRows(ctx context.Context, tx pgx.Tx, p *prepared) (dups int64, err error) {
+	for _, k := range tableOrder {
+		rows := p.rows[k]
+		if len(rows) == 0 {
+			continue
+		}
+		t := tables[k]
+		stage := "stage_" + t.name
+		if _, err := tx.Exec(ctx, fmt.Sprintf(`CREATE TEMP TABLE IF NOT EXISTS %s (LIKE %s) ON COMMIT DELETE ROWS`, stage, t.name)); err != nil {
+			return 0, fmt.Errorf("stage %s: %w", t.name, err)
+		}
+		if _, err := tx.Exec(ctx, "TRUNCATE "+stage); err != nil {
+			return 0, err
+		}
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{stage}, t.cols, pgx.CopyFromRows(rows)); err != nil {
+			return 0, fmt.Errorf("copy %s: %w", stage, err)
+		}
+		tag, err := tx.Exec(ctx, fmt.Sprintf(`INSERT INTO %s SELECT * FROM %s ON CONFLICT DO NOTHING`, t.name, stage))
+		if err != nil {
+			return 0, fmt.Errorf("insert %s: %w", t.name, err)
+		}
+		dups += int64(len(rows)) - tag.RowsAffected()
+	}
+	return dups, nil
+}
+
+// writeRegistry upserts devices and statuses and records rejections, in
+// the batch's transaction.
+func writeRegistry(ctx context.Context, tx pgx.Tx, p *prepared, now time.Time) error {
+	var b pgx.Batch
+	if n := len(p.devices); n > 0 {
+		ids, kinds, wards := make([]string, n), make([]string, n), make([]string, n)
+		hasPos, lons, lats := make([]bool, n), make([]float64, n), make([]float64, n)
+		tss, intervals := make([]time.Time, n), make([]int32, n)
+		for i, d := range p.devices {
+			ids[i], kinds[i], wards[i], hasPos[i], lons[i], lats[i], tss[i], intervals[i] = d.id, string(d.kind), d.ward, d.hasPos, d.lon, d.lat, d.ts, d.interval
+		}
+		b.Queue(`INSERT INTO devices AS d (id, kind, geom, ward_code, first_seen, last_seen, last_ts, interval_s, online)
+			SELECT u.id, u.kind, CASE WHEN u.has_pos THEN ST_SetSRID(ST_MakePoint(u.lon, u.lat), 4326) END,
+			       nullif(u.ward, ''), $9, $9, u.ts, nullif(u.iv, 0), true
+			FROM unnest($1::text[], $2::text[], $3::bool[], $4::float8[], $5::float8[], $6::text[], $7::timestamptz[], $8::int[])
+			     AS u(id, kind, has_pos, lon, lat, ward, ts, iv)
+			ORDER BY u.id
+			ON CONFLICT (id) DO UPDATE SET
+			  kind       = EXCLUDED.kind,
+			  last_seen  = greatest(d.last_seen, EXCLUDED.last_seen),
+			  geom       = CASE WHEN EXCLUDED.last_ts >= coalesce(d.last_ts, '-infinity') THEN coalesce(EXCLUDED.geom, d.geom) ELSE d.geom END,
+			  ward_code  = CASE WHEN EXCLUDED.last_ts >= coalesce(d.last_ts, '-infinity') THEN coalesce(EXCLUDED.ward_code, d.ward_code) ELSE d.ward_code END,
+			  last_ts    = greatest(d.last_ts, EXCLUDED.last_ts),
+			  interval_s = coalesce(EXCLUDED.interval_s, d.interval_s),
+			  online     = true`,
+			ids, kinds, hasPos, lons, lats, wards, tss, intervals, now)
+	}
+	if n := len(p.statuses); n > 0 {
+		ids, tss, online := make([]string, n), make([]time.Time, n), make([]bool, n)
+		for i, s := range p.statuses {
+			ids[i], tss[i], online[i] = s.id, s.ts, s.online
+		}
+		// Status follows arrival order, not ts: a last will carries the ts
+		// the device set when it connected, long before it went silent.
+		b.Queue(`INSERT INTO devices AS d (id, kind, first_seen, last_seen, online, status_ts)
+			SELECT u.id, 'unknown', $4, $4, u.online, u.ts
+			FROM unnest($1::text[], $2::timestamptz[], $3::bool[]) AS u(id, ts, online)
+			ORDER BY u.id
+			ON CONFLICT (id) DO UPDATE SET
+			  last_seen = greatest(d.last_seen, EXCLUDED.last_seen),
+			  online    = EXCLUDED.online,
+			  status_ts = EXCLUDED.status_ts`,
+			ids, tss, online, now)
+	}
+	if n := len(p.rejects); n > 0 {
+		rec, topics, devs, items := make([]time.Time, n), make([]string, n), make([]string, n), make([]int32, n)
+		reasons, details, payloads, sizes, digests, fresh := make([]string, n), make([]string, n), make([][]byte, n), make([]int32, n), make([][]byte, n), make([]int32, n)
+		for i, r := range p.rejects {
+			rec[i], topics[i], devs[i], items[i], reasons[i], details[i] = r.received, r.topic, r.device, r.item, r.reason, r.detail
+			payloads[i], sizes[i], digests[i] = r.payload, r.size, r.digest
+			if !r.dup {
+				fresh[i] = 1 // a broker redelivery (DUP flag) is not a new delivery
+			}
+		}
+		b.Queue(`INSERT INTO ingest_rejects AS r (received_at, last_received_at, deliveries, topic, device_id, item, reason, detail, payload, payload_size, digest)
+			SELECT u.rec, u.rec, u.fresh, u.topic, nullif(u.dev, ''), u.item, u.reason, u.detail, u.payload, u.size, u.digest
+			FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::int[], $5::text[], $6::text[], $7::bytea[], $8::int[], $9::bytea[], $10::int[])
+			     AS u(rec, topic, dev, item, reason, detail, payload, size, digest, fresh)
+			ORDER BY u.digest, u.item
+			ON CONFLICT (digest, item) DO UPDATE SET
+			  last_received_at = greatest(r.last_received_at, EXCLUDED.last_received_at),
+			  deliveries = r.deliveries + EXCLUDED.deliveries`,
+			rec, topics, devs, items, reasons, details, payloads, sizes, digests, fresh)
+	}
+	if b.Len() == 0 {
+		return nil
+	}
+	return tx.SendBatch(ctx, &b).Close()
+}
+
+func isUniqueViolation(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "23505"
+}
+
+// isMissingPartition: a row's day has no partition yet.
+func isMissingPartition(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "23514" && strings.Contains(pe.Message, "no partition")
+}
+
+// isPoison reports whether an error is caused by the data rather than the
+// database being unavailable: retrying the same rows would fail forever.
+func isPoison(err error) bool {
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || isMissingPartition(err) {
+		return false
+	}
+	switch pe.Code[:2] {
+	case "22", "23", "42": // data exception, integrity violation, syntax/access
+		return true
+	}
+	return false
+}
