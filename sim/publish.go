@@ -1,0 +1,174 @@
+package sim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"sync"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+)
+
+// ErrDrainTimeout marks publishes still unacknowledged when the run gave up
+// waiting for them.
+var ErrDrainTimeout = errors.New("not acknowledged before the drain timeout")
+
+// publisher is one MQTT connection with a bounded window of QoS 1
+// publishes in flight: one goroutine publishes, another waits for the
+// acknowledgements in order and frees window slots. Waiting for each
+// publish in turn would cap a connection at one message per round trip.
+type publisher struct {
+	client mqtt.Client
+	in     chan Message
+	window chan struct{}
+	acks   chan inflight
+	stats  *stats
+	obs    func(Message)
+}
+
+type inflight struct {
+	tok mqtt.Token
+	msg Message
+}
+
+// NewMQTTOptions are the client options iocsim and its load tool use: a
+// clean session (a simulator has nothing to resume), automatic reconnects.
+func NewMQTTOptions(broker, clientID string) *mqtt.ClientOptions {
+	return mqtt.NewClientOptions().
+		AddBroker(broker).
+		SetClientID(clientID).
+		SetCleanSession(true).
+		SetAutoReconnect(true).
+		SetConnectRetry(false).
+		SetConnectTimeout(5 * time.Second).
+		SetMaxReconnectInterval(5 * time.Second).
+		SetKeepAlive(30 * time.Second).
+		SetWriteTimeout(10 * time.Second).
+		SetOrderMatters(false)
+}
+
+// Connect connects a paho client and waits for the outcome.
+func Connect(ctx context.Context, opts *mqtt.ClientOptions) (mqtt.Client, error) {
+	c := mqtt.NewClient(opts)
+	tok := c.Connect()
+	select {
+	case <-tok.Done():
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if err := tok.Error(); err != nil {
+		return nil, fmt.Errorf("mqtt connect %s: %w", opts.Servers[0].Redacted(), err)
+	}
+	return c, nil
+}
+
+func newPublisher(ctx context.Context, cfg *Config, i int, st *stats) (*publisher, error) {
+	c, err := Connect(ctx, NewMQTTOptions(cfg.Broker, fmt.Sprintf("%s-%d", cfg.ClientID, i)))
+	if err != nil {
+		return nil, err
+	}
+	return &publisher{
+		client: c,
+		in:     make(chan Message, 64),
+		window: make(chan struct{}, cfg.Window),
+		acks:   make(chan inflight, cfg.Window),
+		stats:  st,
+		obs:    cfg.Observe,
+	}, nil
+}
+
+// publish sends until in is closed, or ctx ends (then what is still queued
+// is dropped unsent).
+func (p *publisher) publish(ctx context.Context) {
+	defer close(p.acks)
+	for m := range p.in {
+		select {
+		case p.window <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		tok := p.client.Publish(m.Topic, 1, false, m.Payload)
+		p.stats.sent(&m)
+		p.acks <- inflight{tok: tok, msg: m}
+	}
+}
+
+// acknowledge counts acknowledgements in order until publish is done; once
+// drain is closed it waits for each at most until the drain deadline.
+func (p *publisher) acknowledge(drain <-chan struct{}, timeout time.Duration) {
+	var (
+		deadline <-chan time.Time
+		expired  bool
+	)
+	for f := range p.acks {
+		var err error
+		select {
+		case <-f.tok.Done():
+			err = f.tok.Error()
+		case <-drain:
+			if deadline == nil {
+				deadline = time.After(timeout)
+			}
+			if expired {
+				select {
+				case <-f.tok.Done():
+					err = f.tok.Error()
+				default:
+					err = ErrDrainTimeout
+				}
+				break
+			}
+			select {
+			case <-f.tok.Done():
+				err = f.tok.Error()
+			case <-deadline:
+				expired, err = true, ErrDrainTimeout
+			}
+		}
+		p.stats.done(&f.msg, err)
+		if err == nil && p.obs != nil {
+			p.obs(f.msg)
+		}
+		<-p.window
+	}
+}
+
+// pool is the set of connections; a device always uses the same one, so its
+// messages stay in order.
+type pool struct {
+	pubs []*publisher
+}
+
+func (p *pool) route(device string) *publisher {
+	if len(p.pubs) == 1 {
+		return p.pubs[0]
+	}
+	h := fnv.New32a()
+	h.Write([]byte(device))
+	return p.pubs[h.Sum32()%uint32(len(p.pubs))]
+}
+
+// run starts the goroutines of every connection; the returned function
+// closes the inputs, waits for acknowledgements (bounded by timeout) and
+// disconnects.
+func (p *pool) run(ctx context.Context, timeout time.Duration) (stop func()) {
+	drain := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, pub := range p.pubs {
+		wg.Add(2)
+		go func() { defer wg.Done(); pub.publish(ctx) }()
+		go func() { defer wg.Done(); pub.acknowledge(drain, timeout) }()
+	}
+	return func() {
+		for _, pub := range p.pubs {
+			close(pub.in)
+		}
+		close(drain)
+		wg.Wait()
+		for _, pub := range p.pubs {
+			pub.client.Disconnect(250)
+		}
+	}
+}
