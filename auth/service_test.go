@@ -63,7 +63,9 @@ func newEnv(t *testing.T, lim LoginLimits) *env {
 
 type reqOpt func(*http.Request)
 
-func bearer(tok string) reqOpt { return func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+tok) } }
+func bearer(tok string) reqOpt {
+	return func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+tok) }
+}
 func cookie(tok string) reqOpt {
 	return func(r *http.Request) { r.AddCookie(&http.Cookie{Name: "ioc_session", Value: tok}) }
 }
