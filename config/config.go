@@ -27,6 +27,10 @@ type Config struct {
 
 	RedisURL string `json:"redis_url"`
 	HTTPAddr string `json:"http_addr"`
+	// MetricsAddr, if set, serves /metrics without credentials on a second
+	// listener for Prometheus inside the operator's network (bind it to a
+	// private address). /metrics on HTTPAddr always needs metrics:read.
+	MetricsAddr string `json:"metrics_addr"`
 
 	AreasFile          string  `json:"areas_file"`
 	CityFile           string  `json:"city_file"`
@@ -126,6 +130,7 @@ func (c *Config) settings() []setting {
 		{"mqtt_key_file", "IOC_MQTT_KEY_FILE", "client key for ssl:// brokers", str(&c.MQTTKeyFile)},
 		{"redis_url", "IOC_REDIS_URL", "Redis for fan-out across instances; empty: in-process", str(&c.RedisURL)},
 		{"http_addr", "IOC_HTTP_ADDR", "API, websocket, dashboard and metrics address", str(&c.HTTPAddr)},
+		{"metrics_addr", "IOC_METRICS_ADDR", "optional second listener serving /metrics without credentials", str(&c.MetricsAddr)},
 		{"areas_file", "IOC_AREAS_FILE", "GeoJSON of wards loaded at start when the table is empty", str(&c.AreasFile)},
 		{"city_file", "IOC_CITY_FILE", "GeoJSON outline of the service area; empty: no area check", str(&c.CityFile)},
 		{"service_area_margin_m", "IOC_SERVICE_AREA_MARGIN_M", "metres outside the outline still accepted", flt(&c.ServiceAreaMarginM)},

@@ -2,12 +2,221 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
 	"log/slog"
+	"net/http"
+	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
+
+	"ioc/api"
+	"ioc/auth"
 	"ioc/config"
+	"ioc/db"
+	"ioc/geo"
+	"ioc/ingest"
 )
 
+// app is one iocd instance: every long-running part, built and wired.
+type app struct {
+	cfg  config.Config
+	log  *slog.Logger
+	pool *pgxpool.Pool
+	reg  *prometheus.Registry
+	srv  *api.Server
+	geo  *geo.Service
+	ing  *ingest.Ingester
+	sub  *ingest.Subscriber
+	// runs are the parts' Run methods, started together by serve.
+	runs map[string]func(context.Context) error
+}
+
+// newApp connects to PostgreSQL, migrates, and builds every part with its
+// routes registered. It starts nothing.
+func newApp(ctx context.Context, cfg config.Config, log *slog.Logger) (*app, error) {
+	a := &app{cfg: cfg, log: log, reg: prometheus.NewRegistry(), runs: map[string]func(context.Context) error{}}
+	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	pool, err := db.Open(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return nil, err
+	}
+	a.pool = pool
+	ran, err := db.Migrate(ctx, pool)
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	if len(ran) > 0 {
+		log.Info("schema migrated", "applied", ran)
+		// Connections opened before PostGIS existed lack the geometry type.
+		pool.Reset()
+	}
+
+	a.geo, err = geo.New(ctx, geo.Config{
+		AreasFile: cfg.AreasFile, CityFile: cfg.CityFile, ServiceMarginM: cfg.ServiceAreaMarginM,
+		RedisURL: cfg.RedisURL, Registerer: a.reg,
+	}, pool, log.With("part", "geo"))
+	if err != nil {
+		a.close()
+		return nil, err
+	}
+	a.runs["geo"] = a.geo.Run
+
+	icfg := ingest.Config{
+		Limits: ingest.Limits{Prefix: cfg.MQTTTopicPrefix, MaxPayloadBytes: cfg.MaxPayloadBytes, MaxBatchItems: cfg.MaxBatchItems,
+			LateWindow: cfg.LateWindow.Std(), FutureSkew: cfg.FutureSkew.Std()},
+		BatchSize: cfg.IngestBatchSize, BatchWait: cfg.IngestBatchWait.Std(), Buffer: cfg.IngestBuffer,
+		Writers: cfg.IngestWriters, TouchInterval: cfg.DeviceTouchInterval.Std(), RetentionDays: cfg.RetentionDays,
+		Wards: a.geo.Wards(), Registerer: a.reg, OnCommit: a.observed,
+	}
+	if area := a.geo.ServiceArea(); area != nil {
+		icfg.Area = area // a nil *ServiceArea must not become a non-nil interface
+	}
+	if a.ing, err = ingest.New(icfg, pool, log.With("part", "ingest")); err != nil {
+		a.close()
+		return nil, err
+	}
+	a.runs["ingest"] = a.ing.Run
+
+	var tlsConf *tls.Config
+	if cfg.MQTTCAFile != "" || cfg.MQTTCertFile != "" {
+		if tlsConf, err = auth.MQTTTLSConfig(cfg.MQTTCAFile, cfg.MQTTCertFile, cfg.MQTTKeyFile); err != nil {
+			a.close()
+			return nil, err
+		}
+	}
+	a.sub, err = ingest.NewSubscriber(ingest.MQTTConfig{URL: cfg.MQTTURL, ClientID: cfg.MQTTClientID,
+		Prefix: cfg.MQTTTopicPrefix, SharedGroup: cfg.MQTTSharedGroup, TLS: tlsConf}, a.ing, log.With("part", "mqtt"))
+	if err != nil {
+		a.close()
+		return nil, err
+	}
+	a.runs["mqtt"] = a.sub.Run
+
+	a.srv = api.New(cfg.HTTPAddr, log.With("part", "http"))
+	a.routes()
+	secRun, err := setupSecurity(ctx, cfg, pool, a.srv, log)
+	if err != nil {
+		a.close()
+		return nil, err
+	}
+	if secRun != nil {
+		a.runs["security"] = secRun
+	}
+	a.runs["http"] = a.srv.Run
+	if cfg.MetricsAddr != "" {
+		a.runs["metrics"] = a.serveMetrics
+	}
+	return a, nil
+}
+
+func (a *app) routes() {
+	a.srv.HandlePublic("GET", "/healthz", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		api.JSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	}))
+	a.srv.HandlePublic("GET", "/readyz", http.HandlerFunc(a.ready))
+	a.srv.Handle("GET", "/metrics", auth.ActMetricsRead, a.metricsHandler().ServeHTTP)
+	ingest.NewReader(a.pool, a.geo.WardName, a.log.With("part", "api")).Register(a.srv)
+	a.geo.Register(a.srv)
+}
+
+func (a *app) metricsHandler() http.Handler {
+	return promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{})
+}
+
+// ready: the database answers and the broker session is up.
+func (a *app) ready(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	checks := map[string]string{"database": "ok", "mqtt": "ok"}
+	status := http.StatusOK
+	if err := a.pool.Ping(ctx); err != nil {
+		checks["database"], status = "unreachable", http.StatusServiceUnavailable
+	}
+	if !a.sub.Connected() {
+		checks["mqtt"], status = "disconnected", http.StatusServiceUnavailable
+	}
+	api.JSON(w, status, checks)
+}
+
+func (a *app) serveMetrics(ctx context.Context) error {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", a.metricsHandler())
+	s := &http.Server{Addr: a.cfg.MetricsAddr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- s.ListenAndServe() }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("metrics listener: %w", err)
+	case <-ctx.Done():
+		return s.Close()
+	}
+}
+
+// observed receives every committed batch: responder positions go to the
+// unit registry (nearest-unit answers).
+func (a *app) observed(obs []*ingest.Observation) {
+	units := a.geo.Units()
+	for _, o := range obs {
+		if o.Kind != ingest.KindUnit {
+			continue
+		}
+		p := geo.UnitPosition{ID: o.DeviceID, Kind: o.UnitKind, Status: o.Status, Lon: o.Lon, Lat: o.Lat, TS: o.TS}
+		if o.HasSpeed {
+			v := o.SpeedKmh
+			p.SpeedKmh = &v
+		}
+		if o.HasHeading {
+			v := o.HeadingDeg
+			p.HeadingDeg = &v
+		}
+		units.Observe(p)
+	}
+}
+
+func (a *app) close() {
+	if a.geo != nil {
+		a.geo.Close()
+	}
+	a.pool.Close()
+}
+
+// serve runs every part until a signal or a part's failure, then gives the
+// rest 15 s to stop.
 func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
-	<-ctx.Done()
-	return nil
+	a, err := newApp(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer a.close()
+	log.Info("iocd starting", "http", cfg.HTTPAddr, "mqtt_topic", a.sub.Topic(), "redis", cfg.RedisURL != "")
+	g, gctx := errgroup.WithContext(ctx)
+	for name, run := range a.runs {
+		g.Go(func() error {
+			if err := run(gctx); err != nil && !errors.Is(err, context.Canceled) {
+				return fmt.Errorf("%s: %w", name, err)
+			}
+			return nil
+		})
+	}
+	done := make(chan error, 1)
+	go func() { done <- g.Wait() }()
+	select {
+	case err := <-done:
+		return err
+	case <-gctx.Done():
+	}
+	select {
+	case err := <-done:
+		log.Info("iocd stopped")
+		return err
+	case <-time.After(15 * time.Second):
+		return errors.New("shutdown timed out after 15 s")
+	}
 }

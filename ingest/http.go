@@ -1,0 +1,397 @@
+package ingest
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"ioc/api"
+)
+
+// Reader serves ingest's read routes (CONTRACT section 3):
+//
+//	GET /api/v1/devices                     devices:read    ?kind=&ward=&online=&bbox=&limit=&cursor=
+//	GET /api/v1/devices/{id}                devices:read
+//	GET /api/v1/devices/{id}/telemetry      telemetry:read  ?from=&to=[&bucket=5m]&limit=&cursor=
+//	GET /api/v1/ingest/rejects              rejects:read    ?reason=&device=&from=&to=&limit=&cursor=
+//
+// Every query applies the caller's ward scope.
+type Reader struct {
+	pool     *pgxpool.Pool
+	log      *slog.Logger
+	wardName func(code string) string // may be nil
+	now      func() time.Time
+}
+
+// NewReader makes the read API. wardName turns a ward code into its name.
+func NewReader(pool *pgxpool.Pool, wardName func(string) string, log *slog.Logger) *Reader {
+	return &Reader{pool: pool, log: log, wardName: wardName, now: time.Now}
+}
+
+// Register adds the routes to srv.
+func (rd *Reader) Register(srv *api.Server) {
+	srv.Handle("GET", "/api/v1/devices", "devices:read", rd.listDevices)
+	srv.Handle("GET", "/api/v1/devices/{id}", "devices:read", rd.getDevice)
+	srv.Handle("GET", "/api/v1/devices/{id}/telemetry", "telemetry:read", rd.telemetry)
+	srv.Handle("GET", "/api/v1/ingest/rejects", "rejects:read", rd.rejects)
+}
+
+// Paging and span caps keep one request from reading the whole history.
+const (
+	maxPage     = 1000
+	defaultPage = 100
+	maxSpan     = 31 * 24 * time.Hour
+)
+
+type wardRef struct {
+	Code string `json:"code"`
+	Name string `json:"name,omitempty"`
+}
+
+type point struct {
+	Type        string     `json:"type"`
+	Coordinates [2]float64 `json:"coordinates"`
+}
+
+// Device is the API's view of a registered device.
+type Device struct {
+	ID            string     `json:"id"`
+	Kind          string     `json:"kind"`
+	Location      *point     `json:"location"`
+	FixedLocation *point     `json:"fixed_location,omitempty"`
+	Ward          *wardRef   `json:"ward"`
+	Online        bool       `json:"online"`
+	FirstSeen     time.Time  `json:"first_seen"`
+	LastSeen      time.Time  `json:"last_seen"`
+	LastTS        *time.Time `json:"last_ts,omitempty"`
+	StatusTS      *time.Time `json:"status_ts,omitempty"`
+	IntervalS     *int32     `json:"interval_s,omitempty"`
+}
+
+const deviceCols = `id, kind, ST_X(geom), ST_Y(geom), ST_X(fixed_geom), ST_Y(fixed_geom), ward_code, online,
+	first_seen, last_seen, last_ts, status_ts, interval_s`
+
+func (rd *Reader) scanDevice(row pgx.Row) (Device, error) {
+	var d Device
+	var lon, lat, flon, flat *float64
+	var ward *string
+	err := row.Scan(&d.ID, &d.Kind, &lon, &lat, &flon, &flat, &ward, &d.Online, &d.FirstSeen, &d.LastSeen, &d.LastTS, &d.StatusTS, &d.IntervalS)
+	if lon != nil && lat != nil {
+		d.Location = &point{"Point", [2]float64{*lon, *lat}}
+	}
+	if flon != nil && flat != nil {
+		d.FixedLocation = &point{"Point", [2]float64{*flon, *flat}}
+	}
+	if ward != nil {
+		d.Ward = rd.ward(*ward)
+	}
+	return d, err
+}
+
+func (rd *Reader) ward(code string) *wardRef {
+	w := &wardRef{Code: code}
+	if rd.wardName != nil {
+		w.Name = rd.wardName(code)
+	}
+	return w
+}
+
+func (rd *Reader) listDevices(w http.ResponseWriter, r *http.Request) {
+	q := api.NewQuery(r, "kind", "ward", "online", "bbox", "limit", "cursor")
+	kind := q.Enum("kind", "traffic", "camera", "emergency", "unit", "unknown")
+	ward := q.String("ward", 16)
+	online := q.Enum("online", "true", "false")
+	bbox := q.BBox("bbox")
+	limit := q.Int("limit", defaultPage, 1, maxPage)
+	var after string
+	q.Cursor("cursor", &after)
+	if api.BadParam(w, q.Err()) {
+		return
+	}
+	c := api.CallerFrom(r.Context())
+	if ward != "" && !c.SeesWard(ward) {
+		api.Error(w, http.StatusForbidden, "forbidden", "ward "+ward+" is outside your wards")
+		return
+	}
+	var box []float64
+	if bbox != nil {
+		box = bbox
+	}
+	rows, err := rd.pool.Query(r.Context(), `SELECT `+deviceCols+` FROM devices
+		WHERE ($1 = '' OR kind = $1)
+		  AND ($2 = '' OR ward_code = $2)
+		  AND ($3 = '' OR online = ($3 = 'true'))
+		  AND ($4::float8[] IS NULL OR geom && ST_MakeEnvelope($4[1], $4[2], $4[3], $4[4], 4326))
+		  AND ($5::text[] IS NULL OR ward_code = ANY($5))
+		  AND id > $6
+		ORDER BY id LIMIT $7`, kind, ward, online, box, c.WardFilter(), after, limit+1)
+	if err != nil {
+		api.Internal(w, rd.log, r, err)
+		return
+	}
+	items, err := collect(rows, rd.scanDevice)
+	if err != nil {
+		api.Internal(w, rd.log, r, err)
+		return
+	}
+	out := api.List[Device]{Items: items}
+	if len(items) > limit {
+		out.Items = items[:limit]
+		out.NextCursor = api.EncodeCursor(items[limit-1].ID)
+	}
+	api.JSON(w, http.StatusOK, out)
+}
+
+func collect[T any](rows pgx.Rows, scan func(pgx.Row) (T, error)) ([]T, error) {
+	defer rows.Close()
+	items := []T{}
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		items = append(items, v)
+	}
+	return items, rows.Err()
+}
+
+// device loads one device the caller may see, answering 400/403/404 itself.
+func (rd *Reader) device(w http.ResponseWriter, r *http.Request) (Device, bool) {
+	id := r.PathValue("id")
+	if !validID(id) {
+		api.Error(w, http.StatusBadRequest, "bad_parameter", "id: want 1-64 of A-Z a-z 0-9 . _ -")
+		return Device{}, false
+	}
+	d, err := rd.scanDevice(rd.pool.QueryRow(r.Context(), `SELECT `+deviceCols+` FROM devices WHERE id = $1`, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		api.NotFound(w, "device "+id)
+		return d, false
+	}
+	if err != nil {
+		api.Internal(w, rd.log, r, err)
+		return d, false
+	}
+	c := api.CallerFrom(r.Context())
+	if c.Scoped() && (d.Ward == nil || !c.SeesWard(d.Ward.Code)) {
+		api.Error(w, http.StatusForbidden, "forbidden", "device "+id+" is outside your wards")
+		return d, false
+	}
+	return d, true
+}
+
+func (rd *Reader) getDevice(w http.ResponseWriter, r *http.Request) {
+	if api.BadParam(w, api.NewQuery(r).Err()) {
+		return
+	}
+	if d, ok := rd.device(w, r); ok {
+		api.JSON(w, http.StatusOK, d)
+	}
+}
+
+// telemetrySQL per device kind: the raw columns, and per-bucket aggregates.
+var telemetrySQL = map[string]struct{ table, raw, agg string }{
+	"traffic": {"traffic_readings",
+		`'speed_kmh', speed_kmh, 'volume', volume, 'occupancy', occupancy, 'interval_s', interval_s, 'lane', lane, 'heading_deg', heading_deg`,
+		`'speed_kmh_avg', round(avg(speed_kmh)::numeric, 2), 'speed_kmh_min', min(speed_kmh), 'volume', sum(volume), 'occupancy_avg', round(avg(occupancy)::numeric, 3)`},
+	"camera": {"camera_events",
+		`'event', event, 'confidence', confidence, 'count', count, 'snapshot_url', snapshot_url, 'zone', zone`,
+		`'events', (SELECT jsonb_object_agg(e, n) FROM (SELECT e, count(*) n FROM unnest(array_agg(event)) e GROUP BY e) x), 'confidence_max', max(confidence)`},
+	"emergency": {"emergency_signals",
+		`'type', type, 'priority', priority, 'channel', channel, 'note', note, 'caller_ref', caller_ref`,
+		`'priority_min', min(priority)`},
+	"unit": {"unit_positions",
+		`'kind', kind, 'status', status, 'speed_kmh', speed_kmh, 'heading_deg', heading_deg`,
+		`'speed_kmh_avg', round(avg(speed_kmh)::numeric, 2)`},
+}
+
+type telemetryKey struct {
+	TS    time.Time `json:"t"`
+	MsgID string    `json:"m"`
+}
+
+func (rd *Reader) telemetry(w http.ResponseWriter, r *http.Request) {
+	q := api.NewQuery(r, "from", "to", "bucket", "limit", "cursor")
+	from, to := q.Time("from"), q.Time("to")
+	bucket := q.Duration("bucket", time.Minute, 24*time.Hour)
+	limit := q.Int("limit", 500, 1, 5000)
+	var after telemetryKey
+	hasCursor := q.Cursor("cursor", &after)
+	if api.BadParam(w, q.Err()) {
+		return
+	}
+	if to.IsZero() {
+		to = rd.now()
+	}
+	if from.IsZero() {
+		from = to.Add(-24 * time.Hour)
+	}
+	if !from.Before(to) {
+		api.Error(w, http.StatusBadRequest, "bad_parameter", "from must be before to")
+		return
+	}
+	if to.Sub(from) > maxSpan {
+		api.Error(w, http.StatusBadRequest, "bad_parameter", fmt.Sprintf("from..to spans more than %d days", int(maxSpan.Hours()/24)))
+		return
+	}
+	d, ok := rd.device(w, r)
+	if !ok {
+		return
+	}
+	spec, ok := telemetrySQL[d.Kind]
+	if !ok {
+		api.JSON(w, http.StatusOK, api.List[json.RawMessage]{Items: []json.RawMessage{}})
+		return
+	}
+	if !hasCursor {
+		after = telemetryKey{TS: from.Add(-time.Nanosecond), MsgID: "\uffff"}
+	}
+	wards := api.CallerFrom(r.Context()).WardFilter()
+	var sql string
+	if bucket > 0 {
+		sql = fmt.Sprintf(`SELECT b, '', jsonb_build_object('bucket_start', b, 'count', count(*), %s)
+			FROM (SELECT *, date_bin($6::interval, ts, '2000-01-01T00:00:00Z') b FROM %s
+			      WHERE device_id = $1 AND ts >= $2 AND ts < $3 AND ($7::text[] IS NULL OR ward_code = ANY($7))) t
+			WHERE b > $4 OR ($4 IS NULL)
+			GROUP BY b ORDER BY b LIMIT $5`, spec.agg, spec.table)
+		if !hasCursor {
+			after.TS = time.Time{}
+		}
+		rows, err := rd.pool.Query(r.Context(), sql, d.ID, from, to, nullTime(after.TS), limit+1, bucket.String(), wards)
+		rd.writeTelemetry(w, r, rows, err, limit)
+		return
+	}
+	sql = fmt.Sprintf(`SELECT ts, msg_id, jsonb_build_object('ts', ts, 'id', nullif(msg_id, ''), 'received_at', received_at,
+			'location', ST_AsGeoJSON(geom)::jsonb, 'ward', ward_code, %s)
+		FROM %s WHERE device_id = $1 AND ts >= $2 AND ts < $3 AND (ts, msg_id) > ($4, $5)
+		  AND ($7::text[] IS NULL OR ward_code = ANY($7))
+		ORDER BY ts, msg_id LIMIT $6`, spec.raw, spec.table)
+	rows, err := rd.pool.Query(r.Context(), sql, d.ID, from, to, after.TS, after.MsgID, limit+1, wards)
+	rd.writeTelemetry(w, r, rows, err, limit)
+}
+
+func nullTime(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+func (rd *Reader) writeTelemetry(w http.ResponseWriter, r *http.Request, rows pgx.Rows, err error, limit int) {
+	if err != nil {
+		api.Internal(w, rd.log, r, err)
+		return
+	}
+	type item struct {
+		key  telemetryKey
+		body json.RawMessage
+	}
+	items, err := collect(rows, func(row pgx.Row) (item, error) {
+		var it item
+		err := row.Scan(&it.key.TS, &it.key.MsgID, &it.body)
+		return it, err
+	})
+	if err != nil {
+		api.Internal(w, rd.log, r, err)
+		return
+	}
+	out := api.List[json.RawMessage]{Items: []json.RawMessage{}}
+	for i, it := range items {
+		if i == limit {
+			out.NextCursor = api.EncodeCursor(items[limit-1].key)
+			break
+		}
+		out.Items = append(out.Items, it.body)
+	}
+	api.JSON(w, http.StatusOK, out)
+}
+
+// RejectView is one stored rejection.
+type RejectView struct {
+	ID             int64     `json:"id"`
+	ReceivedAt     time.Time `json:"received_at"`
+	LastReceivedAt time.Time `json:"last_received_at"`
+	Deliveries     int       `json:"deliveries"`
+	Topic          string    `json:"topic"`
+	DeviceID       *string   `json:"device_id"`
+	Item           *int      `json:"item,omitempty"`
+	Reason         string    `json:"reason"`
+	Detail         string    `json:"detail"`
+	Payload        *string   `json:"payload,omitempty"`        // as text when valid UTF-8
+	PayloadBase64  []byte    `json:"payload_base64,omitempty"` // otherwise the bytes
+	PayloadSize    int       `json:"payload_size"`
+	Truncated      bool      `json:"truncated"`
+}
+
+type rejectKey struct {
+	At time.Time `json:"t"`
+	ID int64     `json:"i"`
+}
+
+func (rd *Reader) rejects(w http.ResponseWriter, r *http.Request) {
+	q := api.NewQuery(r, "reason", "device", "from", "to", "limit", "cursor")
+	reason := q.String("reason", 64)
+	device := q.String("device", 64)
+	from, to := q.Time("from"), q.Time("to")
+	limit := q.Int("limit", defaultPage, 1, maxPage)
+	var after rejectKey
+	hasCursor := q.Cursor("cursor", &after)
+	if api.BadParam(w, q.Err()) {
+		return
+	}
+	if device != "" && !validID(device) {
+		api.Error(w, http.StatusBadRequest, "bad_parameter", "device: want 1-64 of A-Z a-z 0-9 . _ -")
+		return
+	}
+	if !hasCursor {
+		after = rejectKey{At: time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC), ID: 0}
+	}
+	rows, err := rd.pool.Query(r.Context(), `SELECT id, received_at, last_received_at, greatest(deliveries, 1), topic, device_id, item,
+			reason, detail, payload, payload_size
+		FROM ingest_rejects
+		WHERE ($1 = '' OR reason = $1) AND ($2 = '' OR device_id = $2)
+		  AND ($3::timestamptz IS NULL OR received_at >= $3) AND ($4::timestamptz IS NULL OR received_at < $4)
+		  AND (received_at, id) < ($5, CASE WHEN $6 THEN $7 ELSE 9223372036854775807 END)
+		  AND ($8::text[] IS NULL OR device_id IN (SELECT id FROM devices WHERE ward_code = ANY($8)))
+		ORDER BY received_at DESC, id DESC LIMIT $9`,
+		reason, device, nullTime(from), nullTime(to), after.At, hasCursor, after.ID, api.CallerFrom(r.Context()).WardFilter(), limit+1)
+	if err != nil {
+		api.Internal(w, rd.log, r, err)
+		return
+	}
+	items, err := collect(rows, func(row pgx.Row) (RejectView, error) {
+		var v RejectView
+		var payload []byte
+		var item int
+		err := row.Scan(&v.ID, &v.ReceivedAt, &v.LastReceivedAt, &v.Deliveries, &v.Topic, &v.DeviceID, &item,
+			&v.Reason, &v.Detail, &payload, &v.PayloadSize)
+		if item >= 0 {
+			v.Item = &item
+		}
+		if utf8.Valid(payload) {
+			s := string(payload)
+			v.Payload = &s
+		} else {
+			v.PayloadBase64 = payload
+		}
+		v.Truncated = len(payload) < v.PayloadSize
+		return v, err
+	})
+	if err != nil {
+		api.Internal(w, rd.log, r, err)
+		return
+	}
+	out := api.List[RejectView]{Items: items}
+	if len(items) > limit {
+		out.Items = items[:limit]
+		last := items[limit-1]
+		out.NextCursor = api.EncodeCursor(rejectKey{last.ReceivedAt, last.ID})
+	}
+	api.JSON(w, http.StatusOK, out)
+}
