@@ -138,3 +138,20 @@ func benchPool(b *testing.B) *pgxpool.Pool {
 	loadWardsTable(b, pool, testWards(b))
 	return pool
 }
+
+// BenchmarkGeofenceLookup10k: all geofences containing a point, among
+// 10,000 random polygons and circles over the city (randomFences).
+func BenchmarkGeofenceLookup10k(b *testing.B) {
+	snap := fenceSnapshotOf(b, randomFences(10_000, 1))
+	xs, ys := benchPoints(b, 1<<16)
+	var got []*Geofence
+	b.ReportAllocs()
+	hits, i := 0, 0
+	for b.Loop() {
+		j := i & (1<<16 - 1)
+		i++
+		got = snap.appendContaining(got[:0], xs[j], ys[j])
+		hits += len(got)
+	}
+	sinkInt = hits
+}
