@@ -46,7 +46,7 @@ var monday7 = time.Date(2026, 3, 2, 7, 0, 0, 0, hanoi)
 func smallConfig(t testing.TB) Config {
 	return Config{
 		Seed: 7, Start: monday7, Rate: RateNatural, Wards: testWards(t),
-		Sensors: 300, Cameras: 60, Sources: 20, Units: 20,
+		Sensors: 200, Cameras: 40, Sources: 10, Units: 10,
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"sort"
+	"sync"
 
 	"ioc/geo"
 )
@@ -75,6 +76,32 @@ type city struct {
 	byCode map[string]int
 	cum    []float64 // cumulative weights
 	ix     *geo.WardIndex
+}
+
+// cities remembers the city built from a slice of wards: the load tool
+// builds a simulator per phase, the tests one per test, from the same
+// wards, and indexing them is most of New's time. A city is immutable.
+var cities sync.Map // cityKey → *city
+
+type cityKey struct {
+	first *geo.Ward
+	n     int
+}
+
+func cityFor(ws []geo.Ward) (*city, error) {
+	if len(ws) == 0 {
+		return nil, fmt.Errorf("no wards")
+	}
+	k := cityKey{&ws[0], len(ws)}
+	if c, ok := cities.Load(k); ok {
+		return c.(*city), nil
+	}
+	c, err := newCity(ws)
+	if err != nil {
+		return nil, err
+	}
+	cities.Store(k, c)
+	return c, nil
 }
 
 func newCity(ws []geo.Ward) (*city, error) {

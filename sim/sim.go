@@ -40,7 +40,7 @@ func New(cfg Config) (*Simulator, error) {
 			return nil, err
 		}
 	}
-	c, err := newCity(wards)
+	c, err := cityFor(wards)
 	if err != nil {
 		return nil, err
 	}

@@ -234,7 +234,7 @@ func (l *Load) Run(ctx context.Context) (*Report, error) {
 
 // watchSys keeps the last value of Mosquitto's drop counter.
 func (l *Load) watchSys(ctx context.Context) (mqtt.Client, error) {
-	opts := sim.NewMQTTOptions(l.cfg.Broker, fmt.Sprintf("iocsim-load-sys-%d", os.Getpid()))
+	opts := sim.NewMQTTOptions(l.cfg.Broker, fmt.Sprintf("iocsim-load-sys-%d-%d", os.Getpid(), time.Now().UnixNano()))
 	c, err := sim.Connect(ctx, opts)
 	if err != nil {
 		return nil, err
@@ -313,7 +313,7 @@ func (l *Load) brokerPhase(ctx context.Context, run int) (Phase, error) {
 	ph := Phase{Phase: "broker", Run: run, SysDropped: -1}
 	fmt.Fprintf(cfg.Progress, "run %d/%d: broker alone, %s into %s/# (bare subscriber)\n", run, cfg.Runs, cfg.PhaseDuration, cfg.BenchPrefix)
 	var received atomic.Int64
-	opts := sim.NewMQTTOptions(cfg.Broker, fmt.Sprintf("iocsim-load-sub-%d", os.Getpid())).SetOrderMatters(true)
+	opts := sim.NewMQTTOptions(cfg.Broker, fmt.Sprintf("iocsim-load-sub-%d-%d", os.Getpid(), time.Now().UnixNano())).SetOrderMatters(true)
 	sub, err := sim.Connect(ctx, opts)
 	if err != nil {
 		return ph, err
