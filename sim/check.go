@@ -23,11 +23,13 @@ const (
 // sorted and without repeats; none for a valid message. It is the
 // simulator's reading of the contract, used by the tests to show that valid
 // messages are valid and that each malformed one breaks exactly the rule it
-// claims. Where the contract leaves a choice, it decides as follows (and
-// docs/simulator.md says so): a NaN or Infinity in a string where a number
-// belongs is out_of_range, a payload that is an empty array is empty, lat
-// and lon are always required (no device is registered with a fixed
-// position here), and status messages need no position.
+// claims. Where the contract leaves a choice, it decides as ingest does
+// (docs/simulator.md lists these): a string where a number belongs, "NaN"
+// included, is wrong_type; a payload that is JSON but neither an object nor
+// an array is bad_json; an empty array is empty; status messages need no
+// position and are exempt from the late window. Unlike ingest it always
+// requires lat and lon (it knows no registered positions), and it judges
+// the service area by the city's bounding box, not the ward polygons.
 func Check(prefix, topic string, payload []byte, now time.Time) []string {
 	var rs reasons
 	if len(payload) > MaxPayload {
@@ -71,7 +73,7 @@ func Check(prefix, topic string, payload []byte, now time.Time) []string {
 			}
 		}
 	default:
-		rs.add("wrong_type")
+		rs.add("bad_json") // JSON, but not a payload
 	}
 	return rs.list()
 }
@@ -113,7 +115,7 @@ func checkObject(kind string, m map[string]any, now time.Time, rs *reasons) {
 	if kind == "" {
 		return
 	}
-	checkTS(m, now, rs)
+	checkTS(m, now, kind != KindStatus, rs)
 	if id, ok := m["id"]; ok {
 		s, isStr := id.(string)
 		switch {
@@ -176,7 +178,7 @@ func checkObject(kind string, m map[string]any, now time.Time, rs *reasons) {
 	}
 }
 
-func checkTS(m map[string]any, now time.Time, rs *reasons) {
+func checkTS(m map[string]any, now time.Time, lateWindow bool, rs *reasons) {
 	v, ok := m["ts"]
 	if !ok {
 		rs.add("missing_field")
@@ -204,7 +206,7 @@ func checkTS(m map[string]any, now time.Time, rs *reasons) {
 	switch {
 	case t.After(now.Add(MaxFuture)):
 		rs.add("future_ts")
-	case t.Before(now.Add(-LateWindow)):
+	case lateWindow && t.Before(now.Add(-LateWindow)):
 		rs.add("too_old")
 	}
 }
@@ -239,24 +241,10 @@ func coord(m map[string]any, k string, lim float64, rs *reasons) (float64, bool)
 			return 0, false
 		}
 		return f, true
-	case string:
-		if isNaNOrInf(x) {
-			rs.add("out_of_range")
-		} else {
-			rs.add("wrong_type")
-		}
 	default:
 		rs.add("wrong_type")
 	}
 	return 0, false
-}
-
-func isNaNOrInf(s string) bool {
-	switch strings.ToLower(strings.TrimLeft(s, "+-")) {
-	case "nan", "inf", "infinity":
-		return true
-	}
-	return false
 }
 
 func num(m map[string]any, k string, required bool, lo, hi float64, rs *reasons) {
@@ -269,10 +257,6 @@ func num(m map[string]any, k string, required bool, lo, hi float64, rs *reasons)
 	}
 	n, isNum := v.(json.Number)
 	if !isNum {
-		if s, isStr := v.(string); isStr && isNaNOrInf(s) {
-			rs.add("out_of_range")
-			return
-		}
 		rs.add("wrong_type")
 		return
 	}

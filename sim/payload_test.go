@@ -68,7 +68,9 @@ func TestCheck(t *testing.T) {
 		{"wrong prefix", "town/traffic/s1", ok, []string{"bad_topic"}},
 		{"two faults", "city/traffic/s1", strings.Replace(strings.Replace(ok, `"volume":10`, `"volume":-1`, 1), `"ts"`, `"tz"`, 1), []string{"missing_field", "out_of_range"}},
 		{"string number", "city/traffic/s1", strings.Replace(ok, `"speed_kmh":30`, `"speed_kmh":"30"`, 1), []string{"wrong_type"}},
-		{"NaN string", "city/traffic/s1", strings.Replace(ok, `"lat":21.0285`, `"lat":"NaN"`, 1), []string{"out_of_range"}},
+		{"NaN string", "city/traffic/s1", strings.Replace(ok, `"lat":21.0285`, `"lat":"NaN"`, 1), []string{"wrong_type"}},
+		{"top-level number", "city/traffic/s1", `42`, []string{"bad_json"}},
+		{"old heartbeat", "city/status/s1", `{"ts":"2026-01-01T00:00:00+07:00","online":false}`, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := Check("city", tc.topic, []byte(tc.payload), now)

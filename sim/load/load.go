@@ -26,6 +26,7 @@ const (
 	metricCommitted = "ioc_ingest_committed_total"
 	metricReceived  = "ioc_ingest_received_total"
 	metricRejected  = "ioc_ingest_rejected_total"
+	metricDup       = "ioc_ingest_duplicates_total"
 	metricLag       = "ioc_ingest_commit_lag_seconds"
 )
 
@@ -142,6 +143,7 @@ type Phase struct {
 	IocdReceived int64            `json:"iocd_received,omitempty"`
 	Committed    int64            `json:"iocd_committed,omitempty"`
 	Rejected     int64            `json:"iocd_rejected,omitempty"`
+	Duplicates   int64            `json:"iocd_duplicates,omitempty"`
 	ByReason     map[string]int64 `json:"iocd_rejected_by_reason,omitempty"`
 	LagP50       float64          `json:"commit_lag_p50_s,omitempty"`
 	LagP99       float64          `json:"commit_lag_p99_s,omitempty"`
@@ -417,7 +419,8 @@ func (l *Load) pipelinePhase(ctx context.Context, run int) (Phase, error) {
 		if err != nil {
 			return ph, err
 		}
-		done := int64(mf.sum(metricCommitted)-m0.sum(metricCommitted)) + int64(mf.sum(metricRejected)-m0.sum(metricRejected))
+		done := int64(mf.sum(metricCommitted)-m0.sum(metricCommitted)) + int64(mf.sum(metricRejected)-m0.sum(metricRejected)) +
+			int64(mf.sum(metricDup)-m0.sum(metricDup))
 		if done >= ph.Items {
 			ph.Drained = true
 			break
@@ -431,6 +434,7 @@ func (l *Load) pipelinePhase(ctx context.Context, run int) (Phase, error) {
 	ph.IocdReceived = int64(mf.sum(metricReceived) - m0.sum(metricReceived))
 	ph.Committed = int64(mf.sum(metricCommitted) - m0.sum(metricCommitted))
 	ph.Rejected = int64(mf.sum(metricRejected) - m0.sum(metricRejected))
+	ph.Duplicates = int64(mf.sum(metricDup) - m0.sum(metricDup))
 	before := m0.by(metricRejected, "reason")
 	for r, v := range mf.by(metricRejected, "reason") {
 		if d := int64(v - before[r]); d > 0 {
@@ -440,7 +444,7 @@ func (l *Load) pipelinePhase(ctx context.Context, run int) (Phase, error) {
 			ph.ByReason[r] = d
 		}
 	}
-	ph.Lost = ph.Items - ph.Committed - ph.Rejected
+	ph.Lost = ph.Items - ph.Committed - ph.Rejected - ph.Duplicates
 	if d := l.dropped.Load(); drop0 >= 0 && d >= 0 {
 		ph.SysDropped = d - drop0
 	}
