@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -58,7 +59,7 @@ func (s *Server) Handle(method, pattern, action string, h http.HandlerFunc) {
 // the dashboard's static files).
 func (s *Server) HandlePublic(method, pattern string, h http.Handler) {
 	s.routes = append(s.routes, Route{method, pattern, ""})
-	s.mux.Handle(method+" "+pattern, h)
+	s.mux.Handle(strings.TrimSpace(method+" "+pattern), h)
 }
 
 // Routes lists the registered routes in a stable order.

@@ -121,6 +121,10 @@ func (a *app) routes() {
 		api.JSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	}))
 	a.srv.HandlePublic("GET", "/readyz", http.HandlerFunc(a.ready))
+	// Unknown API paths answer in the contract's error shape, not plain text.
+	a.srv.HandlePublic("", "/api/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		api.Error(w, http.StatusNotFound, "not_found", "no such route: "+r.Method+" "+r.URL.Path)
+	}))
 	a.srv.Handle("GET", "/metrics", auth.ActMetricsRead, a.metricsHandler().ServeHTTP)
 	ingest.NewReader(a.pool, a.geo.WardName, a.log.With("part", "api")).Register(a.srv)
 	a.geo.Register(a.srv)

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The test suite: installs and starts what is missing (deploy/setup.sh),
+# then vet, formatting, the tests with the race detector against the real
+# PostgreSQL/PostGIS, Redis and Mosquitto, and a short run of every fuzz
+# target. Set IOC_FUZZTIME=0 to skip fuzzing, IOC_TEST_LOG=1 for logs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash deploy/setup.sh
+export PATH="/usr/local/go/bin:$PATH"
+export IOC_TEST_DATABASE_URL="${IOC_TEST_DATABASE_URL:-postgres://ioc:ioc@127.0.0.1:5432/postgres}"
+export IOC_TEST_REDIS_URL="${IOC_TEST_REDIS_URL:-redis://127.0.0.1:6379/0}"
+
+echo "== go vet"
+go vet ./...
+echo "== gofmt"
+unformatted=$(gofmt -l $(git ls-files '*.go'))
+if [ -n "$unformatted" ]; then echo "gofmt would change: $unformatted"; exit 1; fi
+
+echo "== go test -race"
+go test -race -count=1 -timeout 12m ./...
+
+fuzztime="${IOC_FUZZTIME:-15s}"
+if [ "$fuzztime" != "0" ]; then
+  echo "== fuzz ($fuzztime each)"
+  for pkg in $(go list ./...); do
+    dir=$(go list -f '{{.Dir}}' "$pkg")
+    for target in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go 2>/dev/null | sed 's/func //'); do
+      echo "-- $pkg $target"
+      go test -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" "$pkg"
+    done
+  done
+fi
