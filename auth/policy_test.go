@@ -1,7 +1,9 @@
 package auth
 
 import (
+	"os"
 	"slices"
+	"strings"
 	"testing"
 
 	"ioc/api"
@@ -68,6 +70,35 @@ func TestGlobalActionsRefuseWardScopedCallers(t *testing.T) {
 	for _, act := range []string{ActUsersAdmin, ActTokensAdmin, ActAuditRead, ActRulesWrite, ActRejectsRead} {
 		if (Policy{}).Allow(scopedAdmin, act) {
 			t.Errorf("%s allowed to a ward-scoped admin", act)
+		}
+	}
+}
+
+// docs/security.md lists every action with its roles.
+func TestActionsDocumented(t *testing.T) {
+	b, err := os.ReadFile("../docs/security.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range Actions() {
+		var row string
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(l, "| `"+a.Name+"` |") {
+				row = l
+			}
+		}
+		if row == "" {
+			t.Errorf("%s not in the action table of docs/security.md", a.Name)
+			continue
+		}
+		cells := strings.Split(row, "|")
+		for i, role := range Roles {
+			if got, want := strings.TrimSpace(cells[2+i]) == "✓", slices.Contains(a.Roles, role); got != want {
+				t.Errorf("docs/security.md: %s for %s says %v, policy %v", a.Name, role, got, want)
+			}
+		}
+		if got := strings.TrimSpace(cells[6]) == "✓"; got != a.Global {
+			t.Errorf("docs/security.md: %s global says %v, policy %v", a.Name, got, a.Global)
 		}
 	}
 }
