@@ -53,7 +53,7 @@ func newTestService(t *testing.T, pool *pgxpool.Pool, redisURL string) *Service 
 type fixedAuth struct{ c api.Caller }
 
 func (a fixedAuth) Authenticate(*http.Request) (api.Caller, error) { return a.c, nil }
-func (a fixedAuth) Allow(api.Caller, string) bool                 { return true }
+func (a fixedAuth) Allow(api.Caller, string) bool                  { return true }
 
 func serveGeo(t *testing.T, s *Service, caller *api.Caller) *httptest.Server {
 	srv := api.New("127.0.0.1:0", testLogger())
