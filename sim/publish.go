@@ -1,10 +1,13 @@
 package sim
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"net"
+	"net/url"
 	"sync"
 	"time"
 
@@ -34,9 +37,14 @@ type inflight struct {
 }
 
 // NewMQTTOptions are the client options iocsim and its load tool use: a
-// clean session (a simulator has nothing to resume), automatic reconnects.
+// clean session (a simulator has nothing to resume), automatic reconnects,
+// and for plain TCP a read buffer (see bufferedConn).
 func NewMQTTOptions(broker, clientID string) *mqtt.ClientOptions {
-	return mqtt.NewClientOptions().
+	o := mqtt.NewClientOptions()
+	if u, err := url.Parse(broker); err == nil && (u.Scheme == "tcp" || u.Scheme == "mqtt") {
+		o.SetCustomOpenConnectionFn(dialBuffered)
+	}
+	return o.
 		AddBroker(broker).
 		SetClientID(clientID).
 		SetCleanSession(true).
@@ -171,4 +179,81 @@ func (p *pool) run(ctx context.Context, timeout time.Duration) (stop func()) {
 			pub.client.Disconnect(250)
 		}
 	}
+}
+
+// bufferedConn puts buffers under paho. Its packet reader reads the fixed
+// header a byte at a time, which on a bare socket is three or four system
+// calls per acknowledgement; and it writes every packet with its own
+// system call. Those calls were most of the load generator's CPU, which
+// competes with the broker for the same cores. Reads go through a
+// bufio.Reader; writes are coalesced: Write appends to a buffer and wakes
+// one flusher goroutine, so a burst of packets leaves in one call while a
+// lone packet leaves at once.
+type bufferedConn struct {
+	net.Conn
+	r *bufio.Reader
+
+	mu      sync.Mutex
+	buf     []byte
+	err     error         // the flusher's last error, returned by the next Write
+	wake    chan struct{} // capacity 1: wake-ups merge
+	closed  chan struct{}
+	closeMu sync.Once
+}
+
+func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+func (c *bufferedConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	if err := c.err; err != nil {
+		c.mu.Unlock()
+		return 0, err
+	}
+	c.buf = append(c.buf, p...)
+	c.mu.Unlock()
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+	return len(p), nil
+}
+
+func (c *bufferedConn) flush() {
+	var out []byte
+	for {
+		select {
+		case <-c.wake:
+		case <-c.closed:
+			return
+		}
+		c.mu.Lock()
+		out, c.buf = c.buf, out[:0]
+		c.mu.Unlock()
+		if len(out) == 0 {
+			continue
+		}
+		if _, err := c.Conn.Write(out); err != nil {
+			c.mu.Lock()
+			c.err = err
+			c.mu.Unlock()
+			return
+		}
+	}
+}
+
+func (c *bufferedConn) Close() error {
+	c.closeMu.Do(func() { close(c.closed) })
+	return c.Conn.Close()
+}
+
+func dialBuffered(u *url.URL, o mqtt.ClientOptions) (net.Conn, error) {
+	d := net.Dialer{Timeout: o.ConnectTimeout}
+	nc, err := d.Dial("tcp", u.Host)
+	if err != nil {
+		return nil, err
+	}
+	c := &bufferedConn{Conn: nc, r: bufio.NewReaderSize(nc, 32<<10),
+		wake: make(chan struct{}, 1), closed: make(chan struct{})}
+	go c.flush()
+	return c, nil
 }

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -28,6 +29,14 @@ func main() {
 	}
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
+	if p := os.Getenv("IOCSIM_CPUPROFILE"); p != "" {
+		stop, err := startProfile(p)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "iocsim:", err)
+			os.Exit(1)
+		}
+		defer stop()
+	}
 	var err error
 	switch cmd {
 	case "run":
@@ -42,8 +51,23 @@ func main() {
 	}
 	if err != nil && !errors.Is(err, flag.ErrHelp) {
 		fmt.Fprintln(os.Stderr, "iocsim:", err)
-		os.Exit(1)
+		cancel()
+		os.Exit(1) //nolint:gocritic // the profile is incomplete anyway
 	}
+}
+
+// startProfile writes a CPU profile of the whole run (env
+// IOCSIM_CPUPROFILE=FILE), to see where the load generator's time goes.
+func startProfile(path string) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
 func env(k, def string) string {

@@ -2,6 +2,7 @@ package load
 
 import (
 	"bytes"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -37,9 +38,12 @@ type procTicks struct {
 	ticks uint64
 }
 
-// sampleCPU reads /proc. iocdPID > 0 names iocd's process; otherwise a
-// process whose command name is "iocd" is taken.
-func sampleCPU(iocdPID int) cpuSample {
+// pids names the processes to watch; 0 means "by command name" (every
+// process called mosquitto, or iocd).
+type pids struct{ broker, iocd int }
+
+// sampleCPU reads /proc.
+func sampleCPU(p pids) cpuSample {
 	s := cpuSample{at: time.Now(), ticks: map[int]procTicks{}}
 	self := os.Getpid()
 	dirs, _ := os.ReadDir("/proc")
@@ -56,9 +60,9 @@ func sampleCPU(iocdPID int) cpuSample {
 		switch {
 		case pid == self:
 			g = groupSelf
-		case iocdPID > 0 && pid == iocdPID, iocdPID <= 0 && comm == "iocd":
+		case p.iocd > 0 && pid == p.iocd, p.iocd <= 0 && comm == "iocd":
 			g = groupIocd
-		case comm == "mosquitto":
+		case p.broker > 0 && pid == p.broker, p.broker <= 0 && comm == "mosquitto":
 			g = groupMosquitto
 		case comm == "postgres" || strings.HasPrefix(comm, "postgres:") || comm == "postmaster":
 			g = groupPostgres
@@ -153,4 +157,62 @@ func cpuPercent(a, b cpuSample) map[string]float64 {
 		out["other"] = max(0, machine-listed)
 	}
 	return out
+}
+
+// listenerPID finds the process listening on a local TCP port, so that on a
+// machine with several brokers (or iocd instances) the right one is
+// measured. It returns 0 when it cannot tell (no permission to read other
+// processes' descriptors, say).
+func listenerPID(port int) int {
+	if port <= 0 {
+		return 0
+	}
+	inodes := map[string]bool{}
+	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			fs := strings.Fields(line)
+			if len(fs) < 10 || fs[3] != "0A" { // 0A: LISTEN
+				continue
+			}
+			_, hexPort, ok := strings.Cut(fs[1], ":")
+			if p, err := strconv.ParseUint(hexPort, 16, 16); ok && err == nil && int(p) == port {
+				inodes["socket:["+fs[9]+"]"] = true
+			}
+		}
+	}
+	if len(inodes) == 0 {
+		return 0
+	}
+	dirs, _ := os.ReadDir("/proc")
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		fds, err := os.ReadDir(filepath.Join("/proc", d.Name(), "fd"))
+		if err != nil {
+			continue
+		}
+		for _, fd := range fds {
+			if l, err := os.Readlink(filepath.Join("/proc", d.Name(), "fd", fd.Name())); err == nil && inodes[l] {
+				return pid
+			}
+		}
+	}
+	return 0
+}
+
+// portOf returns the port of a URL such as tcp://127.0.0.1:1883 or
+// http://127.0.0.1:9464/metrics, or 0.
+func portOf(rawURL string) int {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return 0
+	}
+	p, _ := strconv.Atoi(u.Port())
+	return p
 }

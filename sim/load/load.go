@@ -107,6 +107,7 @@ type Load struct {
 	http  *http.Client
 
 	dropped atomic.Int64 // last $SYS drop counter seen; -1 never
+	procs   pids
 }
 
 // New checks the configuration and loads the wards once for all phases.
@@ -120,6 +121,10 @@ func New(cfg Config) (*Load, error) {
 		return nil, err
 	}
 	l := &Load{cfg: cfg, wards: w, http: &http.Client{Timeout: 5 * time.Second}}
+	l.procs = pids{broker: listenerPID(portOf(cfg.Broker)), iocd: cfg.IocdPID}
+	if l.procs.iocd == 0 && cfg.IocdMetrics != "" {
+		l.procs.iocd = listenerPID(portOf(cfg.IocdMetrics))
+	}
 	l.dropped.Store(-1)
 	return l, nil
 }
@@ -172,7 +177,9 @@ type Report struct {
 		Sensors       int     `json:"sensors"`
 		Batch         int     `json:"batch"`
 	} `json:"config"`
-	Phases []Phase `json:"phases"`
+	Phases    []Phase `json:"phases"`
+	BrokerPID int     `json:"broker_pid"` // 0: every process named mosquitto
+	IocdPID   int     `json:"iocd_pid"`   // 0: every process named iocd
 
 	// Medians over runs.
 	CeilingPerS   float64            `json:"ceiling_per_s"`
@@ -225,6 +232,7 @@ func (l *Load) Run(ctx context.Context) (*Report, error) {
 		rep.Phases = append(rep.Phases, ph)
 	}
 	rep.summarise()
+	rep.BrokerPID, rep.IocdPID = l.procs.broker, l.procs.iocd
 	if l.dropped.Load() < 0 {
 		rep.Notes = append(rep.Notes, "the broker publishes no "+sysDropped+" (needs Mosquitto ≥ 2.0 with sys_interval > 0): drops at the broker are only visible as loss")
 	}
@@ -296,11 +304,11 @@ func (l *Load) runSteady(ctx context.Context, s *sim.Simulator, at1, at2 func())
 	wg.Add(1)
 	go func() { defer wg.Done(); rerr = s.Run(ctx) }()
 	if sleepUntil(ctx, start.Add(l.cfg.Warmup)) {
-		m.t1, m.pub1, m.cpu1 = time.Now(), s.Stats(), sampleCPU(l.cfg.IocdPID)
+		m.t1, m.pub1, m.cpu1 = time.Now(), s.Stats(), sampleCPU(l.procs)
 		at1()
 	}
 	if sleepUntil(ctx, start.Add(l.cfg.PhaseDuration-200*time.Millisecond)) {
-		m.t2, m.pub2, m.cpu2 = time.Now(), s.Stats(), sampleCPU(l.cfg.IocdPID)
+		m.t2, m.pub2, m.cpu2 = time.Now(), s.Stats(), sampleCPU(l.procs)
 		at2()
 	}
 	wg.Wait()
@@ -541,6 +549,7 @@ func (r *Report) WriteText(w io.Writer) {
 	if len(r.PipelineCPU) > 0 {
 		fmt.Fprintf(w, "cpu, pipeline phase: %s\n", cpuLine(r.PipelineCPU))
 	}
+	fmt.Fprintf(w, "processes: broker pid %s, iocd pid %s, postgres: all processes named postgres\n", pidStr(r.BrokerPID, "mosquitto"), pidStr(r.IocdPID, "iocd"))
 	for _, n := range r.Notes {
 		fmt.Fprintf(w, "note: %s\n", n)
 	}
@@ -573,4 +582,11 @@ func sleepUntil(ctx context.Context, t time.Time) bool {
 	case <-tm.C:
 		return true
 	}
+}
+
+func pidStr(pid int, name string) string {
+	if pid == 0 {
+		return "(every process named " + name + ")"
+	}
+	return strconv.Itoa(pid)
 }

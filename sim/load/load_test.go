@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"math"
+	"net"
 	"os"
 	"strings"
 	"testing"
@@ -62,11 +63,11 @@ func TestParseProm(t *testing.T) {
 }
 
 func TestCPUSample(t *testing.T) {
-	a := sampleCPU(0)
+	a := sampleCPU(pids{})
 	end := time.Now().Add(200 * time.Millisecond)
 	for time.Now().Before(end) { // burn a little CPU
 	}
-	b := sampleCPU(0)
+	b := sampleCPU(pids{})
 	pct := cpuPercent(a, b)
 	if pct[groupSelf] <= 10 || pct[groupSelf] > 250 {
 		t.Errorf("own CPU %.0f%% while spinning", pct[groupSelf])
@@ -113,5 +114,19 @@ func TestBrokerPhase(t *testing.T) {
 	rep.WriteText(&sb)
 	if !strings.Contains(sb.String(), "broker ceiling") {
 		t.Error(sb.String())
+	}
+}
+
+func TestListenerPID(t *testing.T) {
+	if got := portOf("tcp://user:pw@127.0.0.1:1883"); got != 1883 {
+		t.Errorf("portOf = %d", got)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	if got := listenerPID(ln.Addr().(*net.TCPAddr).Port); got != os.Getpid() {
+		t.Errorf("listenerPID = %d, want %d", got, os.Getpid())
 	}
 }
