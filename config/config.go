@@ -27,9 +27,10 @@ type Config struct {
 
 	RedisURL string `json:"redis_url"`
 	HTTPAddr string `json:"http_addr"`
-	// MetricsAddr, if set, serves /metrics without credentials on a second
-	// listener for Prometheus inside the operator's network (bind it to a
-	// private address). /metrics on HTTPAddr always needs metrics:read.
+	// MetricsAddr, if set, serves /metrics and /debug/pprof without
+	// credentials on a second listener for Prometheus and operators inside
+	// their network (bind it to a private address). /metrics on HTTPAddr
+	// always needs metrics:read.
 	MetricsAddr string `json:"metrics_addr"`
 
 	AreasFile          string  `json:"areas_file"`
