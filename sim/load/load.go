@@ -32,7 +32,10 @@ const (
 
 // sysDropped is Mosquitto's count of dropped publishes (2.0 publishes it
 // every sys_interval, 10 s by default).
-const sysDropped = "$SYS/broker/publish/messages/dropped"
+const (
+	sysDropped = "$SYS/broker/publish/messages/dropped"
+	sysUptime  = "$SYS/broker/uptime"
+)
 
 // Config is a load run.
 type Config struct {
@@ -107,6 +110,7 @@ type Load struct {
 	http  *http.Client
 
 	dropped atomic.Int64 // last $SYS drop counter seen; -1 never
+	sysOn   atomic.Bool  // the broker publishes $SYS at all
 	procs   pids
 }
 
@@ -234,7 +238,7 @@ func (l *Load) Run(ctx context.Context) (*Report, error) {
 	rep.summarise()
 	rep.BrokerPID, rep.IocdPID = l.procs.broker, l.procs.iocd
 	if l.dropped.Load() < 0 {
-		rep.Notes = append(rep.Notes, "the broker publishes no "+sysDropped+" (needs Mosquitto ≥ 2.0 with sys_interval > 0): drops at the broker are only visible as loss")
+		rep.Notes = append(rep.Notes, "the broker publishes no $SYS (Mosquitto needs sys_interval > 0): drops at the broker are only visible as loss")
 	}
 	rep.Notes = append(rep.Notes,
 		"CPU is in % of one core over the steady window; 'other' is the rest of the machine (other users of a shared machine)",
@@ -249,7 +253,15 @@ func (l *Load) watchSys(ctx context.Context) (mqtt.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	tok := c.Subscribe(sysDropped, 0, func(_ mqtt.Client, m mqtt.Message) {
+	// Mosquitto publishes the drop counter only once it changes; seeing its
+	// uptime tells that $SYS is on, and then "never published" means none.
+	tok := c.SubscribeMultiple(map[string]byte{sysDropped: 0, sysUptime: 0}, func(_ mqtt.Client, m mqtt.Message) {
+		if m.Topic() == sysUptime {
+			if l.sysOn.CompareAndSwap(false, true) {
+				l.dropped.CompareAndSwap(-1, 0)
+			}
+			return
+		}
 		if v, err := strconv.ParseInt(string(m.Payload()), 10, 64); err == nil {
 			l.dropped.Store(v)
 		}
@@ -258,6 +270,13 @@ func (l *Load) watchSys(ctx context.Context) (mqtt.Client, error) {
 	if err := tok.Error(); err != nil {
 		c.Disconnect(0)
 		return nil, fmt.Errorf("subscribe %s: %w", sysDropped, err)
+	}
+	// $SYS topics are retained: if they are on, they arrive at once.
+	for range 20 {
+		if l.sysOn.Load() {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	return c, nil
 }
