@@ -43,8 +43,9 @@ type Config struct {
 	LateWindow      Duration `json:"late_window"`
 	FutureSkew      Duration `json:"future_skew"`
 
-	// Ingest batching: a batch is written when it holds IngestBatchSize
-	// observations or IngestBatchWait has passed since its first one.
+	// Ingest batching is group commit: a batch goes to a database writer as
+	// soon as one is free, holding at most IngestBatchSize observations.
+	// IngestBatchWait > 0 makes a batch linger that long for company.
 	IngestBatchSize int      `json:"ingest_batch_size"`
 	IngestBatchWait Duration `json:"ingest_batch_wait"`
 	// IngestBuffer caps the messages held between the broker and the
@@ -81,7 +82,7 @@ func Default() Config {
 		LateWindow:          Duration(7 * 24 * time.Hour),
 		FutureSkew:          Duration(5 * time.Minute),
 		IngestBatchSize:     2000,
-		IngestBatchWait:     Duration(20 * time.Millisecond),
+		IngestBatchWait:     0,
 		IngestBuffer:        20000,
 		IngestWriters:       2,
 		DeviceTouchInterval: Duration(15 * time.Second),
@@ -140,7 +141,7 @@ func (c *Config) settings() []setting {
 		{"late_window", "IOC_LATE_WINDOW", "oldest observation accepted (e.g. 168h)", dur(&c.LateWindow)},
 		{"future_skew", "IOC_FUTURE_SKEW", "how far in the future a ts may be", dur(&c.FutureSkew)},
 		{"ingest_batch_size", "IOC_INGEST_BATCH_SIZE", "observations per database write", num(&c.IngestBatchSize)},
-		{"ingest_batch_wait", "IOC_INGEST_BATCH_WAIT", "longest wait before a partial batch is written", dur(&c.IngestBatchWait)},
+		{"ingest_batch_wait", "IOC_INGEST_BATCH_WAIT", "linger before a partial batch is written (0: as soon as a writer is free)", dur(&c.IngestBatchWait)},
 		{"ingest_buffer", "IOC_INGEST_BUFFER", "messages held between broker and database", num(&c.IngestBuffer)},
 		{"ingest_writers", "IOC_INGEST_WRITERS", "concurrent database writers", num(&c.IngestWriters)},
 		{"device_touch_interval", "IOC_DEVICE_TOUCH_INTERVAL", "how stale a device's last_seen may get", dur(&c.DeviceTouchInterval)},
@@ -265,8 +266,8 @@ func (c Config) Validate() error {
 	if c.IngestBatchSize < 1 || c.IngestBatchSize > 50_000 {
 		bad("ingest_batch_size", "want 1-50000, got %d", c.IngestBatchSize)
 	}
-	if c.IngestBatchWait <= 0 || c.IngestBatchWait > Duration(10*time.Second) {
-		bad("ingest_batch_wait", "want (0, 10s], got %v", c.IngestBatchWait)
+	if c.IngestBatchWait < 0 || c.IngestBatchWait > Duration(10*time.Second) {
+		bad("ingest_batch_wait", "want 0-10s, got %v", c.IngestBatchWait)
 	}
 	if c.IngestBuffer < c.IngestBatchSize {
 		bad("ingest_buffer", "must hold at least one batch (%d), got %d", c.IngestBatchSize, c.IngestBuffer)

@@ -78,7 +78,7 @@ func New(cfg Config, pool *pgxpool.Pool, log *slog.Logger) (*Ingester, error) {
 	if cfg.Registerer == nil {
 		cfg.Registerer = prometheus.NewRegistry()
 	}
-	if cfg.BatchSize < 1 || cfg.Buffer < cfg.BatchSize || cfg.Writers < 1 || cfg.BatchWait <= 0 {
+	if cfg.BatchSize < 1 || cfg.Buffer < cfg.BatchSize || cfg.Writers < 1 || cfg.BatchWait < 0 {
 		return nil, fmt.Errorf("ingest: bad config: batch %d, buffer %d, writers %d, wait %v", cfg.BatchSize, cfg.Buffer, cfg.Writers, cfg.BatchWait)
 	}
 	return &Ingester{
@@ -163,7 +163,7 @@ func (g *Ingester) Run(ctx context.Context) error {
 	if err := g.maintainPartitions(ctx); err != nil {
 		return err
 	}
-	batches := make(chan []*envelope, g.cfg.Writers)
+	batches := make(chan []*envelope) // unbuffered: see batch
 	eg, ctx := errgroup.WithContext(ctx)
 	eg.Go(func() error { return g.batch(ctx, batches) })
 	for i := 0; i < g.cfg.Writers; i++ {
@@ -177,46 +177,64 @@ func (g *Ingester) Run(ctx context.Context) error {
 	return err
 }
 
-// batch cuts the stream into batches of at most BatchSize items, or
-// whatever arrived within BatchWait of a batch's first message. A message
-// is never split across batches.
+// batch cuts the stream into batches by group commit: a batch goes to a
+// writer as soon as one is free, so at low load a message waits for no
+// one, and while writers are busy the next batch grows, up to BatchSize
+// items. BatchWait, if set, makes a batch linger that long after its first
+// message to trade latency for fewer transactions. A message is never
+// split across batches. out must be unbuffered: a send succeeds only when
+// a writer is waiting.
 func (g *Ingester) batch(ctx context.Context, out chan<- []*envelope) error {
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
 	var cur []*envelope
 	items := 0
-	flush := func() error {
-		if len(cur) == 0 {
-			return nil
+	var lingerUntil time.Time
+	add := func(e *envelope) {
+		if len(cur) == 0 && g.cfg.BatchWait > 0 {
+			lingerUntil = time.Now().Add(g.cfg.BatchWait)
 		}
-		select {
-		case out <- cur:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		cur, items = nil, 0
-		timer.Stop()
-		return nil
+		cur = append(cur, e)
+		items += len(e.obs) + len(e.rejs)
 	}
 	for {
+		if len(cur) == 0 {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case e := <-g.in:
+				add(e)
+			}
+			continue
+		}
+		// Take whatever is already waiting before offering the batch.
+	drain:
+		for items < g.cfg.BatchSize {
+			select {
+			case e := <-g.in:
+				add(e)
+			default:
+				break drain
+			}
+		}
+		offer := out
+		var linger <-chan time.Time
+		if items < g.cfg.BatchSize && g.cfg.BatchWait > 0 {
+			if d := time.Until(lingerUntil); d > 0 {
+				offer = nil // not yet
+				linger = time.After(d)
+			}
+		}
+		in := g.in
+		if items >= g.cfg.BatchSize {
+			in = nil // full: wait for a writer
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case e := <-g.in:
-			if len(cur) == 0 {
-				timer.Reset(g.cfg.BatchWait)
-			}
-			cur = append(cur, e)
-			items += len(e.obs) + len(e.rejs)
-			if items >= g.cfg.BatchSize {
-				if err := flush(); err != nil {
-					return err
-				}
-			}
-		case <-timer.C:
-			if err := flush(); err != nil {
-				return err
-			}
+		case e := <-in:
+			add(e)
+		case <-linger:
+		case offer <- cur:
+			cur, items = nil, 0
 		}
 	}
 }
