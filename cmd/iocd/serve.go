@@ -36,6 +36,10 @@ type app struct {
 	sub  *ingest.Subscriber
 	// runs are the parts' Run methods, started together by serve.
 	runs map[string]func(context.Context) error
+	// observers receive every committed batch of observations, after the
+	// unit registry. They run on an ingest writer goroutine: they must
+	// return quickly and never block.
+	observers []func([]*ingest.Observation)
 }
 
 // newApp connects to PostgreSQL, migrates, and builds every part with its
@@ -103,6 +107,10 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger) (*app, err
 
 	a.srv = api.New(cfg.HTTPAddr, log.With("part", "http"))
 	a.routes()
+	if err := setupAlerts(ctx, cfg, a); err != nil {
+		a.close()
+		return nil, err
+	}
 	secRun, err := setupSecurity(ctx, cfg, pool, a.srv, log)
 	if err != nil {
 		a.close()
@@ -170,7 +178,7 @@ func (a *app) serveMetrics(ctx context.Context) error {
 }
 
 // observed receives every committed batch: responder positions go to the
-// unit registry (nearest-unit answers).
+// unit registry (nearest-unit answers), then to the observers.
 func (a *app) observed(obs []*ingest.Observation) {
 	units := a.geo.Units()
 	for _, o := range obs {
@@ -187,6 +195,9 @@ func (a *app) observed(obs []*ingest.Observation) {
 			p.HeadingDeg = &v
 		}
 		units.Observe(p)
+	}
+	for _, f := range a.observers {
+		f(obs)
 	}
 }
 
