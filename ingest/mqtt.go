@@ -79,6 +79,9 @@ func NewSubscriber(cfg MQTTConfig, ing *Ingester, log *slog.Logger) (*Subscriber
 	if cfg.TLS != nil {
 		opts.SetTLSConfig(cfg.TLS)
 	}
+	if u.Scheme != "ws" && u.Scheme != "wss" {
+		opts.SetCustomOpenConnectionFn(openBufferedConnection(cfg.TLS))
+	}
 	// The default handler matters: with a persistent session the broker
 	// sends queued messages right after CONNACK, before Subscribe has
 	// registered a route; without it paho would drop them unacknowledged.
