@@ -8,6 +8,7 @@ import (
 )
 
 func TestImportAndLoadAreas(t *testing.T) {
+	t.Parallel()
 	pool, _ := dbtest.New(t)
 	ctx := context.Background()
 	wards := testWards(t)

@@ -72,8 +72,8 @@ func ids(fs []*Geofence) []int64 {
 func TestFenceIndexMatchesBruteForce(t *testing.T) {
 	fences := randomFences(10_000, 1)
 	snap := fenceSnapshotOf(t, fences)
-	xs, ys := testPoints(testWards(t), 20_000, 9)
-	xs, ys = xs[:20_000], ys[:20_000]
+	xs, ys := testPoints(testWards(t), 5_000, 9)
+	xs, ys = xs[:5_000], ys[:5_000]
 	hits := 0
 	var got []*Geofence
 	for i := range xs {
@@ -99,6 +99,7 @@ func TestFenceIndexMatchesBruteForce(t *testing.T) {
 // ST_Covers; circles ST_DWithin on the sphere, except within a millimetre
 // of the circle where the two haversine formulations may round apart.
 func TestFenceIndexAgreesWithPostGIS(t *testing.T) {
+	t.Parallel()
 	pool, _ := dbtest.New(t)
 	ctx := context.Background()
 	fences := randomFences(3000, 2)

@@ -98,6 +98,7 @@ func call(t *testing.T, method, url, body string, hdr ...string) reply {
 }
 
 func TestGeofenceAPI(t *testing.T) {
+	t.Parallel()
 	pool, _ := dbtest.New(t)
 	s := newTestService(t, pool, "")
 	ts := serveGeo(t, s, nil)
@@ -180,6 +181,7 @@ func TestGeofenceAPI(t *testing.T) {
 }
 
 func TestGeofenceAPIRefusesHostileInput(t *testing.T) {
+	t.Parallel()
 	pool, _ := dbtest.New(t)
 	s := newTestService(t, pool, "")
 	ts := serveGeo(t, s, nil)
@@ -213,6 +215,7 @@ func TestGeofenceAPIRefusesHostileInput(t *testing.T) {
 // TestGeofenceSyncAcrossInstances: a change made through one instance
 // reaches another's index without a restart (NOTIFY, and with Redis).
 func TestGeofenceSyncAcrossInstances(t *testing.T) {
+	t.Parallel()
 	pool, _ := dbtest.New(t)
 	redisURL := os.Getenv("IOC_TEST_REDIS_URL")
 	if redisURL == "" {
@@ -250,6 +253,7 @@ func waitFor(t *testing.T, what string, ok func() bool) {
 }
 
 func TestAreasAPI(t *testing.T) {
+	t.Parallel()
 	pool, _ := dbtest.New(t)
 	s := newTestService(t, pool, "")
 	var fc struct {

@@ -48,6 +48,7 @@ func TestServiceAreaContains(t *testing.T) {
 // the outline, or within margin metres on the sphere. Points within 1% of
 // the margin are skipped (Contains uses a local projection).
 func TestServiceAreaAgreesWithPostGIS(t *testing.T) {
+	t.Parallel()
 	const margin = 3000.0
 	pool, _ := dbtest.New(t)
 	a, err := LoadServiceArea(cityFile, margin)
@@ -72,7 +73,7 @@ func TestServiceAreaAgreesWithPostGIS(t *testing.T) {
 	}
 	rng := rand.New(rand.NewPCG(5, 5))
 	var xs, ys []float64
-	for range 4000 {
+	for range 2000 {
 		xs = append(xs, 105.20+rng.Float64()*0.90)
 		ys = append(ys, 20.48+rng.Float64()*1.00)
 	}

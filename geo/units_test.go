@@ -89,6 +89,7 @@ func TestHaversine(t *testing.T) {
 // TestUnitsPersistAndShare: states reach units_latest, never move back in
 // time there, and another instance (sharing the database) picks them up.
 func TestUnitsPersistAndShare(t *testing.T) {
+	t.Parallel()
 	pool, _ := dbtest.New(t)
 	ctx := context.Background()
 	wards := NewWardIndex(testWards(t))
@@ -147,6 +148,7 @@ func TestUnitsPersistAndShare(t *testing.T) {
 }
 
 func TestNearestUnitsAndHospitalsAPI(t *testing.T) {
+	t.Parallel()
 	pool, _ := dbtest.New(t)
 	s := newTestService(t, pool, "")
 	now := time.Now()

@@ -172,6 +172,7 @@ func postgisFirst(t testing.TB, pool *pgxpool.Pool, xs, ys []float64) []string {
 // 100,000 random points across the city and on every vertex and edge
 // midpoint of the wards: the same ward (lowest covering code), or none.
 func TestWardIndexAgreesWithPostGIS(t *testing.T) {
+	t.Parallel()
 	pool, _ := dbtest.New(t)
 	wards := testWards(t)
 	loadWardsTable(t, pool, wards)
