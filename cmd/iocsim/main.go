@@ -194,7 +194,8 @@ func loadCmd(ctx context.Context, args []string) error {
 	fs.IntVar(&cfg.Batch, "batch", 1, "traffic readings per message")
 	fs.Uint64Var(&cfg.Seed, "seed", 1, "random seed")
 	fs.StringVar(&cfg.WardsPath, "wards", sim.DefaultWardsPath, "wards GeoJSON")
-	fs.IntVar(&cfg.IocdPID, "iocd-pid", 0, "iocd's pid (default: found by name)")
+	fs.IntVar(&cfg.IocdPID, "iocd-pid", 0, "iocd's pid (default: the process listening on the metrics port, else by name)")
+	fs.StringVar(&cfg.IocdProfile, "iocd-profile", "", "write a CPU profile of iocd during the first pipeline phase to `FILE` (needs /debug/pprof beside the metrics)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

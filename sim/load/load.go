@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"net/url"
 	"os"
 	"slices"
 	"strconv"
@@ -54,8 +55,12 @@ type Config struct {
 	Seed          uint64
 	WardsPath     string
 	IocdPID       int
-	Logger        *slog.Logger
-	Progress      io.Writer // phase headlines; nil: none
+	// IocdProfile, if set, is where a CPU profile of iocd during the first
+	// pipeline phase's steady window is written (from /debug/pprof/profile
+	// beside iocd's metrics).
+	IocdProfile string
+	Logger      *slog.Logger
+	Progress    io.Writer // phase headlines; nil: none
 }
 
 func (c *Config) setDefaults() {
@@ -413,9 +418,17 @@ func (l *Load) pipelinePhase(ctx context.Context, run int) (Phase, error) {
 	drop0 := l.dropped.Load()
 	var m1, m2 *sample
 	var e1, e2 error
+	var prof sync.WaitGroup
 	marks, err := l.runSteady(ctx, s,
-		func() { m1, e1 = scrape(ctx, l.http, cfg.IocdMetrics) },
+		func() {
+			m1, e1 = scrape(ctx, l.http, cfg.IocdMetrics)
+			if cfg.IocdProfile != "" && run == 1 {
+				prof.Add(1)
+				go func() { defer prof.Done(); l.profileIocd(ctx, &ph) }()
+			}
+		},
 		func() { m2, e2 = scrape(ctx, l.http, cfg.IocdMetrics) })
+	prof.Wait()
 	if err != nil {
 		return ph, err
 	}
@@ -479,6 +492,38 @@ func (l *Load) pipelinePhase(ctx context.Context, run int) (Phase, error) {
 		ph.PublishedPerS, ph.CommittedPerS, ph.LagP50, ph.LagP99, ph.DrainSeconds, ph.Drained,
 		ph.IocdReceived, ph.Committed, ph.Rejected, ph.Items, cpuLine(ph.CPU))
 	return ph, nil
+}
+
+// profileIocd fetches a CPU profile of iocd over the rest of the steady
+// window and writes it to cfg.IocdProfile.
+func (l *Load) profileIocd(ctx context.Context, ph *Phase) {
+	secs := int((l.cfg.PhaseDuration - l.cfg.Warmup - time.Second).Seconds())
+	u, err := url.Parse(l.cfg.IocdMetrics)
+	if err != nil || secs < 1 {
+		ph.Note = "no iocd profile: phase too short"
+		return
+	}
+	u.Path, u.RawQuery = "/debug/pprof/profile", "seconds="+strconv.Itoa(secs)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	resp, err := (&http.Client{Timeout: time.Duration(secs+10) * time.Second}).Do(req)
+	if err != nil {
+		ph.Note = fmt.Sprintf("no iocd profile: %v", err)
+		return
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		ph.Note = "no iocd profile: " + resp.Status
+		return
+	}
+	b, err := io.ReadAll(resp.Body)
+	if err == nil {
+		err = os.WriteFile(l.cfg.IocdProfile, b, 0o644)
+	}
+	if err != nil {
+		ph.Note = fmt.Sprintf("no iocd profile: %v", err)
+		return
+	}
+	ph.Note = fmt.Sprintf("iocd CPU profile of %d s written to %s", secs, l.cfg.IocdProfile)
 }
 
 func (r *Report) summarise() {
@@ -569,6 +614,11 @@ func (r *Report) WriteText(w io.Writer) {
 		fmt.Fprintf(w, "cpu, pipeline phase: %s\n", cpuLine(r.PipelineCPU))
 	}
 	fmt.Fprintf(w, "processes: broker pid %s, iocd pid %s, postgres: all processes named postgres\n", pidStr(r.BrokerPID, "mosquitto"), pidStr(r.IocdPID, "iocd"))
+	for _, p := range r.Phases {
+		if p.Note != "" {
+			fmt.Fprintf(w, "note: %s run %d: %s\n", p.Phase, p.Run, p.Note)
+		}
+	}
 	for _, n := range r.Notes {
 		fmt.Fprintf(w, "note: %s\n", n)
 	}
