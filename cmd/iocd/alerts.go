@@ -2,13 +2,63 @@ package main
 
 import (
 	"context"
+	"os"
+	"time"
 
+	"ioc/alerts"
 	"ioc/config"
+	"ioc/geo"
+)
+
+// Settings read from the environment until config.Config carries them.
+const (
+	envRulesFile  = "IOC_RULES_FILE"  // default deploy/rules.json if present, else the embedded default
+	envWebhookURL = "IOC_WEBHOOK_URL" // overrides the rules' notify.webhook_url
 )
 
 // setupAlerts builds the alert engine, registers its routes on a.srv, adds
-// its Run to a.runs and its observation hook to a.observers. Replaced by
-// the alert engine's work (issue 4).
+// its Run to a.runs and its observation hook to a.observers.
 func setupAlerts(ctx context.Context, cfg config.Config, a *app) error {
+	rulesFile := os.Getenv(envRulesFile)
+	if rulesFile == "" {
+		if _, err := os.Stat("deploy/rules.json"); err == nil {
+			rulesFile = "deploy/rules.json"
+		}
+	}
+	eng, err := alerts.New(ctx, alerts.Config{
+		RulesFile:  rulesFile,
+		WebhookURL: os.Getenv(envWebhookURL),
+		Geo:        geoAdapter{a.geo},
+		Registerer: a.reg,
+	}, a.pool, a.log.With("part", "alerts"))
+	if err != nil {
+		return err
+	}
+	units := a.geo.Units()
+	eng.Register(a.srv, alerts.HTTPOptions{
+		NearestUnits: a.geo.WriteNearestUnits,
+		UnitKnown:    func(id string) bool { _, ok := units.Get(id); return ok },
+	})
+	a.runs["alerts"] = eng.Run
+	a.observers = append(a.observers, eng.Observe)
 	return nil
+}
+
+// geoAdapter gives the engine what it needs of geo.Service.
+type geoAdapter struct{ s *geo.Service }
+
+func (g geoAdapter) Ward(lon, lat float64) (string, bool) { return g.s.Wards().Lookup(lon, lat) }
+
+func (g geoAdapter) WardName(code string) string { return g.s.WardName(code) }
+
+func (g geoAdapter) InFence(tag string, lon, lat float64, t time.Time) bool {
+	var buf [8]*geo.Geofence
+	for _, f := range g.s.Geofences().ActiveContaining(buf[:0], lon, lat, t) {
+		for _, x := range f.Tags {
+			if x == tag {
+				return true
+			}
+		}
+	}
+	return false
 }

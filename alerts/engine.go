@@ -1,0 +1,524 @@
+package alerts
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"os/signal"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
+
+	"ioc/auth"
+	"ioc/ingest"
+)
+
+// Config of the engine. Zero values take the defaults in New.
+type Config struct {
+	// RulesFile is read at start and on SIGHUP; "" uses the embedded default.
+	RulesFile string
+	// WebhookURL, if set, overrides the rules' notify.webhook_url.
+	WebhookURL string
+	// QueueSize caps the committed batches waiting for evaluation (4096).
+	QueueSize int
+	// Tick is the period of the maintenance round: escalation, resolving
+	// cleared conditions, silence, rule changes of other instances (2 s).
+	Tick time.Duration
+	// SilenceGrace: no device_offline until the engine has run this long,
+	// so a restart after an outage does not flag the whole city (5 min).
+	SilenceGrace time.Duration
+	// NoSignals disables the SIGHUP handler (tests).
+	NoSignals bool
+	// Now is the clock of timelines, escalation and resolution; nil: time.Now.
+	Now        func() time.Time
+	Geo        Geo
+	Registerer prometheus.Registerer
+}
+
+// Engine turns committed observations into incidents. See doc.go.
+type Engine struct {
+	cfg    Config
+	pool   *pgxpool.Pool
+	log    *slog.Logger
+	store  *Store
+	events *Events
+	notify *Notifier
+	audit  *auth.Auditor
+
+	rules  atomic.Pointer[activeRules]
+	queue  chan []*ingest.Observation
+	trig   chan Trigger
+	reload chan struct{} // capacity 1: the evaluator recompiles the rules
+
+	mu      sync.Mutex // guards started
+	started time.Time
+	// evaluated counts observations through the evaluator (tests wait on it).
+	evaluated atomic.Int64
+	applied   atomic.Int64
+}
+
+type activeRules struct {
+	set     *RuleSet
+	raw     json.RawMessage
+	version int64
+}
+
+// New builds the engine: loads the rule file, makes sure PostgreSQL holds
+// an active rule set (the file's, on first start) and adopts it.
+func New(ctx context.Context, cfg Config, pool *pgxpool.Pool, log *slog.Logger) (*Engine, error) {
+	if cfg.QueueSize <= 0 {
+		cfg.QueueSize = 4096
+	}
+	if cfg.Tick <= 0 {
+		cfg.Tick = 2 * time.Second
+	}
+	if cfg.SilenceGrace <= 0 {
+		cfg.SilenceGrace = 5 * time.Minute
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Registerer != nil {
+		if err := RegisterMetrics(cfg.Registerer); err != nil {
+			return nil, err
+		}
+	}
+	e := &Engine{cfg: cfg, pool: pool, log: log, audit: auth.NewAuditor(pool),
+		queue: make(chan []*ingest.Observation, cfg.QueueSize), trig: make(chan Trigger, 1024),
+		reload: make(chan struct{}, 1)}
+	e.store = &Store{pool: pool, geo: cfg.Geo, rules: e.Rules, now: cfg.Now}
+	e.events = NewEvents(pool, log)
+	e.notify = newNotifier(pool, log, cfg.Now, e.webhookURL, func() int { return e.Rules().Notify.MaxAttempts })
+
+	_, raw, err := LoadRulesFile(cfg.RulesFile)
+	if err != nil {
+		return nil, err
+	}
+	by := "file:default"
+	if cfg.RulesFile != "" {
+		by = "file:" + cfg.RulesFile
+	}
+	if _, err := pool.Exec(ctx, `INSERT INTO alert_rules (version, body, updated_by) VALUES (1, $1, $2) ON CONFLICT DO NOTHING`,
+		json.RawMessage(raw), by); err != nil {
+		return nil, fmt.Errorf("store initial rules: %w", err)
+	}
+	if err := e.loadStored(ctx); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// Rules is the rule set in force.
+func (e *Engine) Rules() *RuleSet { return e.rules.Load().set }
+
+// Store gives access to incidents (reads and people's changes).
+func (e *Engine) Store() *Store { return e.store }
+
+// Events is the incident event log (for the websocket layer).
+func (e *Engine) Events() *Events { return e.events }
+
+// Notifier drains the outbox.
+func (e *Engine) Notifier() *Notifier { return e.notify }
+
+func (e *Engine) webhookURL() string {
+	if e.cfg.WebhookURL != "" {
+		return e.cfg.WebhookURL
+	}
+	return e.Rules().Notify.WebhookURL
+}
+
+// loadStored adopts the rule set stored in PostgreSQL if it is newer.
+func (e *Engine) loadStored(ctx context.Context) error {
+	var version int64
+	var body []byte
+	if err := e.pool.QueryRow(ctx, `SELECT version, body FROM alert_rules`).Scan(&version, &body); err != nil {
+		return fmt.Errorf("read rules: %w", err)
+	}
+	if cur := e.rules.Load(); cur != nil && cur.version == version {
+		return nil
+	}
+	set, err := ParseRules(body)
+	if err != nil {
+		return fmt.Errorf("stored rule set version %d: %w", version, err)
+	}
+	e.rules.Store(&activeRules{set: set, raw: body, version: version})
+	select {
+	case e.reload <- struct{}{}:
+	default:
+	}
+	e.log.Info("alert rules in force", "version", version, "rules", len(set.Rules))
+	return nil
+}
+
+// RulesDocument is the rule set in force as stored, and its version.
+func (e *Engine) RulesDocument() (json.RawMessage, int64) {
+	r := e.rules.Load()
+	return r.raw, r.version
+}
+
+// SetRules validates and stores a new rule set for every instance. A set
+// that does not validate is refused (a *ValidationError) and the running
+// set stays. ifVersion > 0 makes it conditional (ErrVersionConflict).
+func (e *Engine) SetRules(ctx context.Context, raw []byte, ifVersion int64, actor string, audit func(ctx context.Context, tx pgx.Tx, version int64) error) (int64, error) {
+	set, err := ParseRules(raw)
+	if err != nil {
+		return 0, err
+	}
+	var version int64
+	err = pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
+		err := tx.QueryRow(ctx, `UPDATE alert_rules SET version = version + 1, body = $1, updated_by = $2, updated_at = now()
+			WHERE $3 = 0 OR version = $3 RETURNING version`, json.RawMessage(raw), actor, ifVersion).Scan(&version)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return ErrVersionConflict
+		}
+		if err != nil {
+			return fmt.Errorf("store rules: %w", err)
+		}
+		if audit != nil {
+			return audit(ctx, tx, version)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	var body []byte
+	if err := e.pool.QueryRow(ctx, `SELECT body FROM alert_rules`).Scan(&body); err == nil {
+		raw = body // as PostgreSQL normalised it, so every instance serves the same bytes
+	}
+	e.rules.Store(&activeRules{set: set, raw: raw, version: version})
+	select {
+	case e.reload <- struct{}{}:
+	default:
+	}
+	e.log.Info("alert rules replaced", "version", version, "by", actor, "rules", len(set.Rules))
+	return version, nil
+}
+
+// ReloadFile re-reads the rules file (SIGHUP) and stores it for everyone.
+func (e *Engine) ReloadFile(ctx context.Context) error {
+	_, raw, err := LoadRulesFile(e.cfg.RulesFile)
+	if err != nil {
+		return err
+	}
+	_, err = e.SetRules(ctx, raw, 0, "sighup", func(ctx context.Context, tx pgx.Tx, version int64) error {
+		return e.audit.RecordTx(ctx, tx, auth.Entry{Actor: "system", Action: auth.ActRulesWrite, Target: "rules",
+			Detail: map[string]any{"version": version, "source": "SIGHUP " + e.cfg.RulesFile}})
+	})
+	return err
+}
+
+// Observe is the hook ingest calls after each commit. It never blocks: the
+// batch is queued, or dropped and counted when the queue is full (the
+// replay at the next start recovers what a drop lost).
+func (e *Engine) Observe(obs []*ingest.Observation) {
+	select {
+	case e.queue <- obs:
+		metricQueueDepth.Set(float64(len(e.queue)))
+	default:
+		metricDropped.Add(float64(len(obs)))
+	}
+}
+
+// Run evaluates, writes, escalates, notifies and publishes events until
+// ctx ends.
+func (e *Engine) Run(ctx context.Context) error {
+	e.mu.Lock()
+	e.started = e.cfg.Now()
+	e.mu.Unlock()
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return e.evalLoop(ctx) })
+	g.Go(func() error { return e.writeLoop(ctx) })
+	g.Go(func() error { return e.maintLoop(ctx) })
+	g.Go(func() error { return e.events.Run(ctx) })
+	g.Go(func() error { return e.notify.Run(ctx) })
+	if !e.cfg.NoSignals {
+		g.Go(func() error { return e.sighup(ctx) })
+	}
+	return g.Wait()
+}
+
+func (e *Engine) sighup(ctx context.Context) error {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGHUP)
+	defer signal.Stop(ch)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-ch:
+			if err := e.ReloadFile(ctx); err != nil {
+				e.log.Error("SIGHUP: rules file refused; the running set stays", "err", err)
+			} else {
+				e.log.Info("SIGHUP: rules file reloaded")
+			}
+		}
+	}
+}
+
+// evalLoop owns the evaluator: it replays recent observations from the
+// tables, then evaluates what ingest hands over, in order.
+func (e *Engine) evalLoop(ctx context.Context) error {
+	<-e.reload // New stored the first set
+	ev := compile(e.Rules(), e.cfg.Geo)
+	emit := func(t Trigger) {
+		metricTriggers.WithLabelValues(t.Rule).Inc()
+		select {
+		case e.trig <- t:
+		case <-ctx.Done():
+		}
+	}
+	if err := e.seed(ctx, ev); err != nil {
+		return err
+	}
+	if err := e.replay(ctx, ev, emit); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-e.reload:
+			ev = compile(e.Rules(), e.cfg.Geo)
+			if err := e.seed(ctx, ev); err != nil {
+				e.log.Warn("alert rules: could not restore active conditions", "err", err)
+			}
+		case obs := <-e.queue:
+			metricQueueDepth.Set(float64(len(e.queue)))
+			for _, o := range obs {
+				ev.observe(o, emit)
+			}
+			metricObserved.Add(float64(len(obs)))
+			e.evaluated.Add(int64(len(obs)))
+		}
+	}
+}
+
+// seed marks the windows whose conditions hold an open incident as fired,
+// so the reading that clears them is recognised after a restart.
+func (e *Engine) seed(ctx context.Context, ev *evaluator) error {
+	active, err := e.store.activeConditions(ctx)
+	if err != nil {
+		return err
+	}
+	for k, at := range active {
+		for _, cs := range ev.byKind {
+			for _, c := range cs {
+				if c.typ == ruleThreshold && c.r.ID == k[0] {
+					d := ev.device(k[1])
+					d.th[c.slot] = thState{since: at, fired: true}
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// replay feeds the observations of the longest rule window back through
+// the evaluator: what ingest committed but the engine never saw (a crash
+// between commit and evaluation) is evaluated now; what it had seen adds
+// nothing (evidence is keyed by observation).
+func (e *Engine) replay(ctx context.Context, ev *evaluator, emit func(Trigger)) error {
+	from := e.cfg.Now().Add(-e.Rules().maxWindow())
+	n := 0
+	start := time.Now()
+	for _, q := range []struct {
+		kind ingest.Kind
+		sql  string
+	}{
+		{ingest.KindTraffic, `SELECT device_id, ts, msg_id, ST_X(geom), ST_Y(geom), coalesce(ward_code, ''),
+			speed_kmh, occupancy, volume, interval_s FROM traffic_readings WHERE ts >= $1 ORDER BY ts`},
+		{ingest.KindCamera, `SELECT device_id, ts, msg_id, ST_X(geom), ST_Y(geom), coalesce(ward_code, ''),
+			event, confidence, count, coalesce(snapshot_url, '') FROM camera_events WHERE ts >= $1 ORDER BY ts`},
+		{ingest.KindEmergency, `SELECT device_id, ts, msg_id, ST_X(geom), ST_Y(geom), coalesce(ward_code, ''),
+			type, priority, channel, coalesce(note, ''), coalesce(caller_ref, '') FROM emergency_signals WHERE ts >= $1 ORDER BY ts`},
+	} {
+		if len(ev.byKind[q.kind]) == 0 {
+			continue
+		}
+		rows, err := e.pool.Query(ctx, q.sql, from)
+		if err != nil {
+			return fmt.Errorf("replay %s: %w", q.kind, err)
+		}
+		for rows.Next() {
+			o := ingest.Observation{Kind: q.kind, Item: -1, HasPos: true}
+			var speed, occ, conf float32
+			var vol, interval int32
+			var count *int32
+			var prio int16
+			var err error
+			switch q.kind {
+			case ingest.KindTraffic:
+				err = rows.Scan(&o.DeviceID, &o.TS, &o.MsgID, &o.Lon, &o.Lat, &o.Ward, &speed, &occ, &vol, &interval)
+				o.SpeedKmh, o.Occupancy, o.Volume, o.IntervalS, o.HasSpeed = float64(speed), float64(occ), int64(vol), int64(interval), true
+			case ingest.KindCamera:
+				err = rows.Scan(&o.DeviceID, &o.TS, &o.MsgID, &o.Lon, &o.Lat, &o.Ward, &o.Event, &conf, &count, &o.SnapshotURL)
+				o.Confidence = float64(conf)
+				if count != nil {
+					o.Count, o.HasCount = int64(*count), true
+				}
+			case ingest.KindEmergency:
+				err = rows.Scan(&o.DeviceID, &o.TS, &o.MsgID, &o.Lon, &o.Lat, &o.Ward, &o.Type, &prio, &o.Channel, &o.Note, &o.CallerRef)
+				o.Priority = int64(prio)
+			}
+			if err != nil {
+				rows.Close()
+				return fmt.Errorf("replay %s: %w", q.kind, err)
+			}
+			ev.observe(&o, emit)
+			n++
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("replay %s: %w", q.kind, err)
+		}
+	}
+	e.log.Info("alert engine: replayed recent observations", "observations", n, "since", from, "took", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// writeLoop records triggers in PostgreSQL, retrying until it succeeds or
+// ctx ends: a conclusion is never dropped while the database is down.
+func (e *Engine) writeLoop(ctx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case t := <-e.trig:
+			backoff := 100 * time.Millisecond
+			for {
+				_, _, err := e.store.Apply(ctx, t)
+				if err == nil {
+					break
+				}
+				if ctx.Err() != nil {
+					return nil
+				}
+				metricWriteErrors.WithLabelValues("apply").Inc()
+				e.log.Warn("alert engine: recording a trigger failed; retrying", "rule", t.Rule, "err", err, "in", backoff)
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-time.After(backoff*3/4 + time.Duration(rand.Int64N(int64(backoff/2)))):
+				}
+				backoff = min(backoff*2, 5*time.Second)
+			}
+			e.applied.Add(1)
+		}
+	}
+}
+
+func (e *Engine) maintLoop(ctx context.Context) error {
+	t := time.NewTicker(e.cfg.Tick)
+	defer t.Stop()
+	lastTrim := time.Time{}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		e.Maintain(ctx)
+		if time.Since(lastTrim) > time.Hour {
+			lastTrim = time.Now()
+			if err := e.events.Trim(ctx, e.cfg.Now()); err != nil && ctx.Err() == nil {
+				e.log.Warn("incident events: trim failed", "err", err)
+			}
+		}
+	}
+}
+
+// Maintain runs one maintenance round: other instances' rule changes,
+// silence, conditions cleared long enough, escalation. Tests call it with
+// a controlled clock.
+func (e *Engine) Maintain(ctx context.Context) {
+	step := func(op string, err error) {
+		if err != nil && ctx.Err() == nil {
+			metricWriteErrors.WithLabelValues(op).Inc()
+			e.log.Warn("alert engine: maintenance", "op", op, "err", err)
+		}
+	}
+	step("rules", e.loadStored(ctx))
+	step("silence", e.silence(ctx))
+	_, err := e.store.ResolveCleared(ctx)
+	step("resolve", err)
+	_, err = e.store.Escalate(ctx)
+	step("escalate", err)
+}
+
+// silence raises device_offline for devices quiet for k × their interval
+// (or that said offline), and clears it for those heard from again. It
+// reads the devices table, so every instance agrees whatever share of the
+// messages it receives.
+func (e *Engine) silence(ctx context.Context) error {
+	now := e.cfg.Now()
+	e.mu.Lock()
+	started := e.started
+	e.mu.Unlock()
+	rs := e.Rules()
+	for i := range rs.Rules {
+		r := &rs.Rules[i]
+		if r.Type != "silence" || r.Disabled {
+			continue
+		}
+		def := r.DefaultInterval.Std().Seconds()
+		// Heard from again: the condition clears.
+		if _, err := e.pool.Exec(ctx, `UPDATE incident_conditions c SET active = false, changed_at = $3, resolve_after = $4
+			FROM devices d WHERE c.rule_id = $1 AND c.active AND d.id = c.device_id AND d.online
+			  AND d.last_seen >= $3::timestamptz - make_interval(secs => $2 * coalesce(d.interval_s, $5))`,
+			r.ID, r.K, now, now.Add(r.ClearFor.Std()), def); err != nil {
+			return fmt.Errorf("silence clear: %w", err)
+		}
+		if now.Sub(started) < e.cfg.SilenceGrace {
+			continue
+		}
+		rows, err := e.pool.Query(ctx, `SELECT d.id, d.last_seen, ST_X(coalesce(d.geom, d.fixed_geom)), ST_Y(coalesce(d.geom, d.fixed_geom)),
+				coalesce(d.ward_code, ''), d.online
+			FROM devices d WHERE d.kind = ANY($1) AND coalesce(d.geom, d.fixed_geom) IS NOT NULL
+			  AND (NOT d.online OR d.last_seen < $3::timestamptz - make_interval(secs => $2 * coalesce(d.interval_s, $4)))
+			  AND NOT EXISTS (SELECT 1 FROM incident_conditions c WHERE c.rule_id = $5 AND c.device_id = d.id AND c.active)
+			LIMIT 1000`, r.DeviceKinds, r.K, now, def, r.ID)
+		if err != nil {
+			return fmt.Errorf("silence: %w", err)
+		}
+		var ts []Trigger
+		var id, ward string
+		var last time.Time
+		var lon, lat float64
+		var online bool
+		if _, err := pgx.ForEachRow(rows, []any{&id, &last, &lon, &lat, &ward, &online}, func() error {
+			title := r.Title
+			if title == "" {
+				title = r.IncidentKind
+			}
+			ts = append(ts, Trigger{Rule: r.ID, Kind: r.IncidentKind, Severity: r.Severity, Title: title, Lon: lon, Lat: lat,
+				Ward: ward, At: last, Condition: true, ClearFor: r.ClearFor.Std(), DeviceID: id,
+				Evidence: []Evidence{{DeviceID: id, Kind: "silence", ObservedAt: last, MsgID: "silence:" + r.ID, Rule: r.ID,
+					Location: &Point{Type: "Point", Coordinates: [2]float64{lon, lat}},
+					Detail: map[string]any{"last_seen": last, "online": online, "silent_for": now.Sub(last).Round(time.Second).String()}}}})
+			return nil
+		}); err != nil {
+			return fmt.Errorf("silence: %w", err)
+		}
+		for _, t := range ts {
+			metricTriggers.WithLabelValues(t.Rule).Inc()
+			if _, _, err := e.store.Apply(ctx, t); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}

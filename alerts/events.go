@@ -1,0 +1,216 @@
+package alerts
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Event is one committed incident change, in the city-wide order.
+type Event struct {
+	Seq      int64           `json:"seq"`
+	Op       string          `json:"op"` // opened, updated, resolved
+	At       time.Time       `json:"at"`
+	Incident json.RawMessage `json:"incident"` // the Incident after the change (no evidence or timeline)
+}
+
+// ErrEventsGone: the events after the asked seq are no longer kept; the
+// caller starts over from a snapshot (the websocket's "reset").
+var ErrEventsGone = errors.New("incident events no longer kept")
+
+// EventRetention is how long incident events are kept for resuming.
+const EventRetention = 24 * time.Hour
+
+// subscriberBuffer is each subscriber's queue; one that falls this far
+// behind is dropped (its channel closed) and resumes with Since.
+const subscriberBuffer = 1024
+
+// Events is the incident event log: durable in incident_events, announced
+// by PostgreSQL NOTIFY so every instance sees every event, whichever
+// instance made the change.
+//
+// Use: sub, cancel := Subscribe(); then Since(ctx, lastSeen) for what was
+// missed; then read sub, skipping seq <= the last one handled. A closed
+// channel means the subscriber was too slow: subscribe again and resume
+// with Since. Safe for concurrent use; Run is its one goroutine.
+type Events struct {
+	pool *pgxpool.Pool
+	log  *slog.Logger
+	poll time.Duration
+
+	mu   sync.Mutex // guards subs and last; never held across I/O
+	subs map[chan Event]struct{}
+	last int64
+}
+
+// NewEvents makes the event log reader.
+func NewEvents(pool *pgxpool.Pool, log *slog.Logger) *Events {
+	return &Events{pool: pool, log: log, poll: time.Second, subs: map[chan Event]struct{}{}, last: -1}
+}
+
+// Since returns the events with seq > since, oldest first, at most limit
+// (0: 10000). ErrEventsGone if some of them were already deleted.
+func (e *Events) Since(ctx context.Context, since int64, limit int) ([]Event, error) {
+	if limit <= 0 || limit > 10000 {
+		limit = 10000
+	}
+	var oldest *int64
+	if err := e.pool.QueryRow(ctx, `SELECT min(seq) FROM incident_events`).Scan(&oldest); err != nil {
+		return nil, fmt.Errorf("incident events: %w", err)
+	}
+	var cur int64
+	if err := e.pool.QueryRow(ctx, `SELECT seq FROM incident_seq`).Scan(&cur); err != nil {
+		return nil, fmt.Errorf("incident events: %w", err)
+	}
+	if since < cur && (oldest == nil || *oldest > since+1) {
+		return nil, ErrEventsGone
+	}
+	rows, err := e.pool.Query(ctx, `SELECT seq, op, at, incident FROM incident_events WHERE seq > $1 ORDER BY seq LIMIT $2`, since, limit)
+	if err != nil {
+		return nil, fmt.Errorf("incident events: %w", err)
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Event, error) {
+		var ev Event
+		err := r.Scan(&ev.Seq, &ev.Op, &ev.At, &ev.Incident)
+		return ev, err
+	})
+}
+
+// LastSeq is the seq of the newest committed event (0: none yet).
+func (e *Events) LastSeq(ctx context.Context) (int64, error) {
+	var seq int64
+	err := e.pool.QueryRow(ctx, `SELECT seq FROM incident_seq`).Scan(&seq)
+	return seq, err
+}
+
+// Subscribe returns a channel of the events committed from now on, in
+// order, and a cancel func.
+func (e *Events) Subscribe() (<-chan Event, func()) {
+	ch := make(chan Event, subscriberBuffer)
+	e.mu.Lock()
+	e.subs[ch] = struct{}{}
+	e.mu.Unlock()
+	return ch, func() {
+		e.mu.Lock()
+		if _, ok := e.subs[ch]; ok {
+			delete(e.subs, ch)
+			close(ch)
+		}
+		e.mu.Unlock()
+	}
+}
+
+// Trim deletes events older than the retention.
+func (e *Events) Trim(ctx context.Context, now time.Time) error {
+	_, err := e.pool.Exec(ctx, `DELETE FROM incident_events WHERE at < $1`, now.Add(-EventRetention))
+	return err
+}
+
+// Run listens for new events and hands them to subscribers until ctx ends.
+func (e *Events) Run(ctx context.Context) error {
+	backoff := 250 * time.Millisecond
+	for {
+		err := e.listen(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		metricWriteErrors.WithLabelValues("events_listen").Inc()
+		e.log.Warn("incident events: listen connection lost; retrying", "err", err, "in", backoff)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff/2 + time.Duration(rand.Int64N(int64(backoff)))):
+		}
+		backoff = min(backoff*2, 30*time.Second)
+	}
+}
+
+func (e *Events) listen(ctx context.Context) error {
+	conn, err := pgx.ConnectConfig(ctx, e.pool.Config().ConnConfig.Copy())
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	if _, err := conn.Exec(ctx, "LISTEN "+notifyChannel); err != nil {
+		return err
+	}
+	e.mu.Lock()
+	if e.last < 0 {
+		e.mu.Unlock()
+		seq, err := e.LastSeq(ctx)
+		if err != nil {
+			return err
+		}
+		e.mu.Lock()
+		e.last = seq
+	}
+	e.mu.Unlock()
+	for {
+		if err := e.deliver(ctx); err != nil {
+			return err
+		}
+		wctx, cancel := context.WithTimeout(ctx, e.poll)
+		_, err := conn.WaitForNotification(wctx)
+		cancel()
+		if err != nil && (ctx.Err() != nil || !errors.Is(wctx.Err(), context.DeadlineExceeded) || conn.IsClosed()) {
+			return err
+		}
+	}
+}
+
+// deliver reads the events after the last delivered and fans them out.
+func (e *Events) deliver(ctx context.Context) error {
+	e.mu.Lock()
+	last := e.last
+	e.mu.Unlock()
+	for {
+		evs, err := e.Since(ctx, last, 1000)
+		if errors.Is(err, ErrEventsGone) {
+			// Trimmed under us (a long outage): skip ahead.
+			cur, err := e.LastSeq(ctx)
+			if err != nil {
+				return err
+			}
+			e.mu.Lock()
+			e.last = cur
+			e.mu.Unlock()
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if len(evs) == 0 {
+			return nil
+		}
+		e.mu.Lock()
+		for ch := range e.subs {
+			for _, ev := range evs {
+				select {
+				case ch <- ev:
+				default:
+					delete(e.subs, ch)
+					close(ch)
+					metricSubscriberDrops.Inc()
+					e.log.Warn("incident events: subscriber too slow; disconnected", "at_seq", ev.Seq)
+				}
+				if _, ok := e.subs[ch]; !ok {
+					break
+				}
+			}
+		}
+		last = evs[len(evs)-1].Seq
+		e.last = last
+		e.mu.Unlock()
+		if len(evs) < 1000 {
+			return nil
+		}
+	}
+}

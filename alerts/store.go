@@ -1,0 +1,680 @@
+package alerts
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Errors of incident changes, for errors.Is.
+var (
+	ErrNotFound          = errors.New("incident not found")
+	ErrVersionConflict   = errors.New("incident version conflict")
+	ErrInvalidTransition = errors.New("invalid transition")
+)
+
+// correlationLock is the advisory lock key taken by every open-or-join, so
+// two instances (or two triggers) never both open an incident for one
+// event ("iocalert").
+const correlationLock = 0x696f63616c657274
+
+// notifyChannel carries the seq of each committed incident event.
+const notifyChannel = "ioc_incident_events"
+
+// Store reads and changes incidents in PostgreSQL. Every change runs in one
+// transaction with its timeline entry, its event and (for people) its
+// audit entry. Safe for concurrent use.
+type Store struct {
+	pool  *pgxpool.Pool
+	geo   Geo
+	rules func() *RuleSet
+	now   func() time.Time
+}
+
+const incidentCols = `i.id, i.kind, i.severity, i.status, i.resolution, i.title, ST_X(i.geom), ST_Y(i.geom),
+	coalesce(i.ward_code, ''), i.opened_by, i.auto_resolve, i.opened_at, i.updated_at, i.acknowledged_at,
+	i.dispatched_at, i.resolved_at, i.escalation_level, i.units, i.version,
+	(SELECT count(*) FROM incident_evidence e WHERE e.incident_id = i.id)`
+
+func (s *Store) scanIncident(row pgx.Row) (*Incident, error) {
+	var x Incident
+	var ward string
+	var n int64
+	err := row.Scan(&x.ID, &x.Kind, &x.Severity, &x.Status, &x.Resolution, &x.Title,
+		&x.Location.Coordinates[0], &x.Location.Coordinates[1], &ward, &x.OpenedBy, &x.AutoResolve,
+		&x.OpenedAt, &x.UpdatedAt, &x.AcknowledgedAt, &x.DispatchedAt, &x.ResolvedAt, &x.EscalationLevel,
+		&x.Units, &x.Version, &n)
+	if err != nil {
+		return nil, err
+	}
+	x.Location.Type = "Point"
+	x.EvidenceCount = int(n)
+	if ward != "" {
+		x.Ward = &WardRef{Code: ward}
+		if s.geo != nil {
+			x.Ward.Name = s.geo.WardName(ward)
+		}
+	}
+	if x.Units == nil {
+		x.Units = []string{}
+	}
+	return &x, nil
+}
+
+type querier interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+// Get returns an incident with its evidence and timeline.
+func (s *Store) Get(ctx context.Context, id string) (*Incident, error) {
+	return s.get(ctx, s.pool, id, true)
+}
+
+func (s *Store) get(ctx context.Context, q querier, id string, details bool) (*Incident, error) {
+	x, err := s.scanIncident(q.QueryRow(ctx, `SELECT `+incidentCols+` FROM incidents i WHERE i.id = $1`, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read incident: %w", err)
+	}
+	if !details {
+		return x, nil
+	}
+	rows, err := q.Query(ctx, `SELECT device_id, kind, ts, msg_id, rule_id, detail, ST_X(geom), ST_Y(geom)
+		FROM incident_evidence WHERE incident_id = $1 ORDER BY ts, device_id, msg_id`, id)
+	if err != nil {
+		return nil, fmt.Errorf("read evidence: %w", err)
+	}
+	x.Evidence, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (Evidence, error) {
+		var e Evidence
+		var lon, lat *float64
+		err := r.Scan(&e.DeviceID, &e.Kind, &e.ObservedAt, &e.MsgID, &e.Rule, &e.Detail, &lon, &lat)
+		if lon != nil && lat != nil {
+			e.Location = &Point{Type: "Point", Coordinates: [2]float64{*lon, *lat}}
+		}
+		return e, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read evidence: %w", err)
+	}
+	rows, err = q.Query(ctx, `SELECT at, actor, action, detail FROM incident_timeline WHERE incident_id = $1 ORDER BY id`, id)
+	if err != nil {
+		return nil, fmt.Errorf("read timeline: %w", err)
+	}
+	x.Timeline, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (TimelineEntry, error) {
+		var t TimelineEntry
+		err := r.Scan(&t.At, &t.Actor, &t.Action, &t.Detail)
+		return t, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read timeline: %w", err)
+	}
+	return x, nil
+}
+
+func timeline(ctx context.Context, tx pgx.Tx, id string, at time.Time, actor, action string, detail map[string]any) error {
+	if detail == nil {
+		detail = map[string]any{}
+	}
+	_, err := tx.Exec(ctx, `INSERT INTO incident_timeline (incident_id, at, actor, action, detail) VALUES ($1, $2, $3, $4, $5)`,
+		id, at, actor, action, detail)
+	if err != nil {
+		return fmt.Errorf("timeline: %w", err)
+	}
+	return nil
+}
+
+// publish appends the incident's event. The counter row stays locked until
+// the transaction ends, so seq order is commit order city-wide. Call it
+// last in a change's transaction.
+func (s *Store) publish(ctx context.Context, tx pgx.Tx, id, op string) error {
+	x, err := s.get(ctx, tx, id, false)
+	if err != nil {
+		return err
+	}
+	body, err := json.Marshal(x)
+	if err != nil {
+		return fmt.Errorf("encode event: %w", err)
+	}
+	var seq int64
+	if err := tx.QueryRow(ctx, `UPDATE incident_seq SET seq = seq + 1 RETURNING seq`).Scan(&seq); err != nil {
+		return fmt.Errorf("event seq: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO incident_events (seq, at, incident_id, op, incident) VALUES ($1, $2, $3, $4, $5)`,
+		seq, s.now(), id, op, body); err != nil {
+		return fmt.Errorf("store event: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, notifyChannel, fmt.Sprint(seq)); err != nil {
+		return fmt.Errorf("notify event: %w", err)
+	}
+	metricEvents.Inc()
+	return nil
+}
+
+// outbox queues a notification in the change's transaction.
+func (s *Store) outbox(ctx context.Context, tx pgx.Tx, id, reason string, extra map[string]any) error {
+	x, err := s.get(ctx, tx, id, false)
+	if err != nil {
+		return err
+	}
+	payload := map[string]any{"reason": reason, "incident": x}
+	for k, v := range extra {
+		payload[k] = v
+	}
+	now := s.now()
+	_, err = tx.Exec(ctx, `INSERT INTO alert_outbox (created_at, incident_id, reason, payload, next_at) VALUES ($1, $2, $3, $4, $1)`,
+		now, id, reason, payload)
+	if err != nil {
+		return fmt.Errorf("outbox: %w", err)
+	}
+	_, err = tx.Exec(ctx, `SELECT pg_notify('ioc_alert_outbox', '')`)
+	return err
+}
+
+func (s *Store) notifyWorthy(sev string) bool {
+	min := s.rules().Notify.MinSeverity
+	if min == "" {
+		min = "severe"
+	}
+	return sevRank(sev) >= sevRank(min)
+}
+
+// Apply records a trigger: opens an incident or joins an open one of a
+// compatible kind nearby (evidence keyed by observation, so a replay adds
+// nothing), or clears a condition. It returns the incident's id ("" for a
+// clear) and whether anything changed.
+func (s *Store) Apply(ctx context.Context, t Trigger) (string, bool, error) {
+	if t.Clear {
+		return "", false, s.clearCondition(ctx, t)
+	}
+	var id string
+	var changed bool
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var err error
+		id, changed, err = s.apply(ctx, tx, t)
+		return err
+	})
+	if err != nil {
+		return "", false, fmt.Errorf("apply trigger of rule %s: %w", t.Rule, err)
+	}
+	return id, changed, nil
+}
+
+func (s *Store) apply(ctx context.Context, tx pgx.Tx, t Trigger) (string, bool, error) {
+	n := len(t.Evidence)
+	devs, tss, msgs := make([]string, n), make([]time.Time, n), make([]string, n)
+	for i, e := range t.Evidence {
+		devs[i], tss[i], msgs[i] = e.DeviceID, e.ObservedAt, e.MsgID
+	}
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(correlationLock)); err != nil {
+		return "", false, err
+	}
+	// Evidence already recorded: a replay or a redelivery.
+	rows, err := tx.Query(ctx, `SELECT e.incident_id FROM incident_evidence e
+		JOIN unnest($1::text[], $2::timestamptz[], $3::text[]) AS k(d, t, m) ON e.device_id = k.d AND e.ts = k.t AND e.msg_id = k.m`,
+		devs, tss, msgs)
+	if err != nil {
+		return "", false, err
+	}
+	known, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return "", false, err
+	}
+	if len(known) == n {
+		if t.Condition && len(known) > 0 {
+			// A replayed trigger after a replayed clear: the condition holds again.
+			if err := s.holdCondition(ctx, tx, t, known[0]); err != nil {
+				return "", false, err
+			}
+		}
+		metricReplayed.Inc()
+		return first(known), false, nil
+	}
+	rs := s.rules()
+	corr := rs.correlationFor(t.Kind)
+	var cur struct {
+		id, kind, sev string
+		auto          bool
+	}
+	err = tx.QueryRow(ctx, `SELECT id, kind, severity, auto_resolve FROM incidents
+		WHERE status <> 'resolved' AND kind = ANY($1) AND last_evidence_at >= $2
+		  AND ST_DWithin(geom::geography, ST_SetSRID(ST_MakePoint($3, $4), 4326)::geography, $5, false)
+		ORDER BY ST_Distance(geom::geography, ST_SetSRID(ST_MakePoint($3, $4), 4326)::geography, false), opened_at
+		LIMIT 1 FOR UPDATE`,
+		corr.Joins, t.At.Add(-corr.Window.Std()), t.Lon, t.Lat, corr.RadiusM).Scan(&cur.id, &cur.kind, &cur.sev, &cur.auto)
+	now := s.now()
+	actor := "rule:" + t.Rule
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		id := newID(now)
+		ward := t.Ward
+		if ward == "" && s.geo != nil {
+			ward, _ = s.geo.Ward(t.Lon, t.Lat)
+		}
+		var wardArg any
+		if ward != "" {
+			wardArg = ward
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO incidents (id, kind, severity, status, title, geom, ward_code, opened_by,
+				auto_resolve, opened_at, updated_at, last_evidence_at)
+			VALUES ($1, $2, $3, 'new', $4, ST_SetSRID(ST_MakePoint($5, $6), 4326), $7, $8, $9, $10, $10, $11)`,
+			id, t.Kind, t.Severity, t.Title, t.Lon, t.Lat, wardArg, actor, t.Condition, now, t.At); err != nil {
+			return "", false, fmt.Errorf("open incident: %w", err)
+		}
+		added, err := s.addEvidence(ctx, tx, id, t, now)
+		if err != nil {
+			return "", false, err
+		}
+		if err := timeline(ctx, tx, id, now, actor, "opened", map[string]any{
+			"kind": t.Kind, "severity": t.Severity, "evidence": added}); err != nil {
+			return "", false, err
+		}
+		if t.Condition {
+			if err := s.holdCondition(ctx, tx, t, id); err != nil {
+				return "", false, err
+			}
+		}
+		if s.notifyWorthy(t.Severity) {
+			if err := s.outbox(ctx, tx, id, "opened", nil); err != nil {
+				return "", false, err
+			}
+		}
+		metricOpened.WithLabelValues(t.Kind).Inc()
+		return id, true, s.publish(ctx, tx, id, "opened")
+	case err != nil:
+		return "", false, fmt.Errorf("correlate: %w", err)
+	}
+	added, err := s.addEvidence(ctx, tx, cur.id, t, now)
+	if err != nil {
+		return "", false, err
+	}
+	detail := map[string]any{"evidence": added, "rule": t.Rule}
+	kind, sev := cur.kind, cur.sev
+	if rs.rank(t.Kind) > rs.rank(cur.kind) {
+		kind = t.Kind
+		detail["kind"] = map[string]string{"from": cur.kind, "to": kind}
+	}
+	if rs.JoinRaisesSeverity && sevRank(t.Severity) > sevRank(cur.sev) {
+		sev = t.Severity
+		detail["severity"] = map[string]string{"from": cur.sev, "to": sev}
+	}
+	if _, err := tx.Exec(ctx, `UPDATE incidents SET kind = $2, severity = $3, auto_resolve = auto_resolve AND $4,
+			last_evidence_at = greatest(last_evidence_at, $5), updated_at = $6, version = version + 1 WHERE id = $1`,
+		cur.id, kind, sev, t.Condition, t.At, now); err != nil {
+		return "", false, fmt.Errorf("join incident: %w", err)
+	}
+	if err := timeline(ctx, tx, cur.id, now, actor, "evidence_added", detail); err != nil {
+		return "", false, err
+	}
+	if t.Condition {
+		if err := s.holdCondition(ctx, tx, t, cur.id); err != nil {
+			return "", false, err
+		}
+	}
+	metricJoined.WithLabelValues(t.Kind).Inc()
+	return cur.id, true, s.publish(ctx, tx, cur.id, "updated")
+}
+
+func first(xs []string) string {
+	if len(xs) == 0 {
+		return ""
+	}
+	return xs[0]
+}
+
+func (s *Store) addEvidence(ctx context.Context, tx pgx.Tx, id string, t Trigger, now time.Time) ([]map[string]any, error) {
+	var added []map[string]any
+	for _, e := range t.Evidence {
+		var lon, lat any
+		if e.Location != nil {
+			lon, lat = e.Location.Coordinates[0], e.Location.Coordinates[1]
+		}
+		detail := e.Detail
+		if detail == nil {
+			detail = map[string]any{}
+		}
+		tag, err := tx.Exec(ctx, `INSERT INTO incident_evidence (incident_id, device_id, ts, msg_id, kind, rule_id, added_at, detail, geom)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, CASE WHEN $9::float8 IS NULL THEN NULL ELSE ST_SetSRID(ST_MakePoint($9, $10), 4326) END)
+			ON CONFLICT DO NOTHING`, id, e.DeviceID, e.ObservedAt, e.MsgID, e.Kind, t.Rule, now, detail, lon, lat)
+		if err != nil {
+			return nil, fmt.Errorf("evidence: %w", err)
+		}
+		if tag.RowsAffected() == 1 {
+			added = append(added, map[string]any{"device_id": e.DeviceID, "kind": e.Kind, "observed_at": e.ObservedAt})
+		}
+	}
+	return added, nil
+}
+
+func (s *Store) holdCondition(ctx context.Context, tx pgx.Tx, t Trigger, id string) error {
+	_, err := tx.Exec(ctx, `INSERT INTO incident_conditions (rule_id, device_id, incident_id, active, changed_at)
+		VALUES ($1, $2, $3, true, $4)
+		ON CONFLICT (rule_id, device_id, incident_id) DO UPDATE SET active = true, changed_at = EXCLUDED.changed_at, resolve_after = NULL
+		WHERE incident_conditions.changed_at <= EXCLUDED.changed_at`, t.Rule, t.DeviceID, id, t.At)
+	if err != nil {
+		return fmt.Errorf("condition: %w", err)
+	}
+	return nil
+}
+
+func (s *Store) clearCondition(ctx context.Context, t Trigger) error {
+	_, err := s.pool.Exec(ctx, `UPDATE incident_conditions SET active = false, changed_at = $3, resolve_after = $4
+		WHERE rule_id = $1 AND device_id = $2 AND active AND changed_at <= $3`,
+		t.Rule, t.DeviceID, t.At, t.At.Add(t.ClearFor))
+	if err != nil {
+		return fmt.Errorf("clear condition %s/%s: %w", t.Rule, t.DeviceID, err)
+	}
+	return nil
+}
+
+// activeConditions lists the conditions that hold open incidents, so a
+// restarted engine knows which windows had already fired.
+func (s *Store) activeConditions(ctx context.Context) (map[[2]string]time.Time, error) {
+	rows, err := s.pool.Query(ctx, `SELECT c.rule_id, c.device_id, max(c.changed_at) FROM incident_conditions c
+		JOIN incidents i ON i.id = c.incident_id WHERE c.active AND i.status <> 'resolved' GROUP BY 1, 2`)
+	if err != nil {
+		return nil, fmt.Errorf("active conditions: %w", err)
+	}
+	out := map[[2]string]time.Time{}
+	var r, d string
+	var at time.Time
+	_, err = pgx.ForEachRow(rows, []any{&r, &d, &at}, func() error {
+		out[[2]string{r, d}] = at
+		return nil
+	})
+	return out, err
+}
+
+// ResolveCleared resolves the auto-resolving incidents whose conditions
+// have all cleared for their rule's clear_for. It returns how many.
+func (s *Store) ResolveCleared(ctx context.Context) (int, error) {
+	now := s.now()
+	rows, err := s.pool.Query(ctx, `SELECT i.id FROM incidents i
+		WHERE i.status <> 'resolved' AND i.auto_resolve
+		  AND EXISTS (SELECT 1 FROM incident_conditions c WHERE c.incident_id = i.id)
+		  AND NOT EXISTS (SELECT 1 FROM incident_conditions c WHERE c.incident_id = i.id AND (c.active OR c.resolve_after > $1))`, now)
+	if err != nil {
+		return 0, fmt.Errorf("find cleared incidents: %w", err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return 0, fmt.Errorf("find cleared incidents: %w", err)
+	}
+	n := 0
+	for _, id := range ids {
+		err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			var rule string
+			err := tx.QueryRow(ctx, `SELECT coalesce((SELECT rule_id FROM incident_conditions WHERE incident_id = i.id LIMIT 1), '')
+				FROM incidents i WHERE id = $1 AND status <> 'resolved' AND auto_resolve
+				  AND NOT EXISTS (SELECT 1 FROM incident_conditions c WHERE c.incident_id = i.id AND (c.active OR c.resolve_after > $2))
+				FOR UPDATE`, id, now).Scan(&rule)
+			if errors.Is(err, pgx.ErrNoRows) {
+				return nil // changed meanwhile
+			}
+			if err != nil {
+				return err
+			}
+			if _, err := tx.Exec(ctx, `UPDATE incidents SET status = 'resolved', resolution = 'handled', resolved_at = $2,
+				updated_at = $2, version = version + 1 WHERE id = $1`, id, now); err != nil {
+				return err
+			}
+			if err := timeline(ctx, tx, id, now, "rule:"+rule, "resolved", map[string]any{
+				"resolution": "handled", "reason": "condition cleared"}); err != nil {
+				return err
+			}
+			n++
+			metricAutoResolved.Inc()
+			return s.publish(ctx, tx, id, "resolved")
+		})
+		if err != nil {
+			return n, fmt.Errorf("resolve %s: %w", id, err)
+		}
+	}
+	return n, nil
+}
+
+// Escalate raises the incidents nobody acknowledged in time: a timeline
+// entry, the severity up one step (if the rules say so) and a notification.
+func (s *Store) Escalate(ctx context.Context) (int, error) {
+	rs := s.rules()
+	esc := rs.Escalation
+	if len(esc.After) == 0 {
+		return 0, nil
+	}
+	maxSteps := esc.MaxSteps
+	if maxSteps == 0 {
+		maxSteps = 1
+	}
+	now := s.now()
+	rows, err := s.pool.Query(ctx, `SELECT id, severity, escalation_level, coalesce(escalated_at, opened_at)
+		FROM incidents WHERE status = 'new' AND escalation_level < $1`, maxSteps)
+	if err != nil {
+		return 0, fmt.Errorf("find incidents to escalate: %w", err)
+	}
+	type due struct {
+		id, sev string
+		level   int
+		since   time.Time
+	}
+	var all []due
+	var d due
+	if _, err := pgx.ForEachRow(rows, []any{&d.id, &d.sev, &d.level, &d.since}, func() error {
+		all = append(all, d)
+		return nil
+	}); err != nil {
+		return 0, fmt.Errorf("find incidents to escalate: %w", err)
+	}
+	n := 0
+	for _, d := range all {
+		after, ok := esc.After[d.sev]
+		if !ok || now.Sub(d.since) < after.Std() {
+			continue
+		}
+		err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			var sev string
+			var level int
+			err := tx.QueryRow(ctx, `SELECT severity, escalation_level FROM incidents WHERE id = $1 AND status = 'new' AND escalation_level = $2 FOR UPDATE`,
+				d.id, d.level).Scan(&sev, &level)
+			if errors.Is(err, pgx.ErrNoRows) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			newSev := sev
+			if esc.RaiseSeverity && sevRank(sev) < len(severities)-1 {
+				newSev = severities[sevRank(sev)+1]
+			}
+			if _, err := tx.Exec(ctx, `UPDATE incidents SET severity = $2, escalation_level = escalation_level + 1, escalated_at = $3,
+				updated_at = $3, version = version + 1 WHERE id = $1`, d.id, newSev, now); err != nil {
+				return err
+			}
+			detail := map[string]any{"level": level + 1, "unacknowledged_for": now.Sub(d.since).Round(time.Second).String()}
+			if newSev != sev {
+				detail["severity"] = map[string]string{"from": sev, "to": newSev}
+			}
+			if err := timeline(ctx, tx, d.id, now, "system", "escalated", detail); err != nil {
+				return err
+			}
+			if err := s.outbox(ctx, tx, d.id, "escalated", map[string]any{"level": level + 1}); err != nil {
+				return err
+			}
+			n++
+			metricEscalated.Inc()
+			return s.publish(ctx, tx, d.id, "updated")
+		})
+		if err != nil {
+			return n, fmt.Errorf("escalate %s: %w", d.id, err)
+		}
+	}
+	return n, nil
+}
+
+// Change is a person's action on an incident.
+type Change struct {
+	Action     string   // ack, dispatch, resolve, reopen, comment
+	Actor      string   // user name
+	IfVersion  int64    // 0: unconditional (comments only)
+	UnitIDs    []string // dispatch
+	Resolution string   // resolve
+	Note       string   // resolve
+	Text       string   // comment
+	// Visible reports whether the caller may see the incident's ward; an
+	// incident outside is reported as not found.
+	Visible func(ward string) bool
+	// Audit, called inside the transaction, records the change.
+	Audit func(ctx context.Context, tx pgx.Tx, id string, detail map[string]any) error
+}
+
+// Act applies a person's change with optimistic concurrency.
+func (s *Store) Act(ctx context.Context, id string, c Change) (*Incident, error) {
+	var out *Incident
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var status, ward string
+		var version int64
+		var units []string
+		err := tx.QueryRow(ctx, `SELECT status, coalesce(ward_code, ''), version, units FROM incidents WHERE id = $1 FOR UPDATE`, id).
+			Scan(&status, &ward, &version, &units)
+		if errors.Is(err, pgx.ErrNoRows) || (err == nil && c.Visible != nil && !c.Visible(ward)) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		if c.IfVersion != 0 && c.IfVersion != version {
+			return fmt.Errorf("%w: incident is at version %d, not %d", ErrVersionConflict, version, c.IfVersion)
+		}
+		now := s.now()
+		detail := map[string]any{}
+		op := "updated"
+		var q string
+		args := []any{id, now}
+		switch c.Action {
+		case "ack":
+			if status != StatusNew {
+				return fmt.Errorf("%w: cannot acknowledge an incident that is %s", ErrInvalidTransition, status)
+			}
+			q = `status = 'acknowledged', acknowledged_at = $2`
+		case "dispatch":
+			if status == StatusResolved {
+				return fmt.Errorf("%w: cannot dispatch to a resolved incident", ErrInvalidTransition)
+			}
+			merged := slices.Clone(units)
+			for _, u := range c.UnitIDs {
+				if !slices.Contains(merged, u) {
+					merged = append(merged, u)
+				}
+			}
+			q = `status = 'dispatched', dispatched_at = coalesce(dispatched_at, $2), acknowledged_at = coalesce(acknowledged_at, $2), units = $3`
+			args = append(args, merged)
+			detail["unit_ids"] = c.UnitIDs
+		case "resolve":
+			if status == StatusResolved {
+				return fmt.Errorf("%w: the incident is already resolved", ErrInvalidTransition)
+			}
+			q = `status = 'resolved', resolution = $3, resolved_at = $2, auto_resolve = false`
+			args = append(args, c.Resolution)
+			detail["resolution"] = c.Resolution
+			if c.Note != "" {
+				detail["note"] = c.Note
+			}
+			op = "resolved"
+		case "reopen":
+			if status != StatusResolved {
+				return fmt.Errorf("%w: only a resolved incident can be reopened (it is %s)", ErrInvalidTransition, status)
+			}
+			q = `status = 'acknowledged', resolution = NULL, resolved_at = NULL, auto_resolve = false,
+				acknowledged_at = coalesce(acknowledged_at, $2)`
+		case "comment":
+			q = `updated_at = updated_at`
+			detail["text"] = c.Text
+		default:
+			return fmt.Errorf("%w: unknown action %q", ErrInvalidTransition, c.Action)
+		}
+		if _, err := tx.Exec(ctx, `UPDATE incidents SET `+q+`, updated_at = $2, version = version + 1 WHERE id = $1`, args...); err != nil {
+			return fmt.Errorf("%s incident: %w", c.Action, err)
+		}
+		action := map[string]string{"ack": "acknowledged", "dispatch": "dispatched", "resolve": "resolved",
+			"reopen": "reopened", "comment": "commented"}[c.Action]
+		if err := timeline(ctx, tx, id, now, c.Actor, action, detail); err != nil {
+			return err
+		}
+		if c.Audit != nil {
+			if err := c.Audit(ctx, tx, id, detail); err != nil {
+				return err
+			}
+		}
+		if err := s.publish(ctx, tx, id, op); err != nil {
+			return err
+		}
+		out, err = s.get(ctx, tx, id, true)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Manual is an incident opened by hand (a phone call).
+type Manual struct {
+	Kind     string  `json:"kind"`
+	Severity string  `json:"severity"`
+	Title    string  `json:"title"`
+	Note     string  `json:"note"`
+	Lon, Lat float64 `json:"-"`
+	Ward     string  `json:"-"`
+}
+
+// Open stores a hand-made incident. People-raised incidents never resolve
+// themselves and do not join others (the dispatcher decided).
+func (s *Store) Open(ctx context.Context, m Manual, actor string, audit func(ctx context.Context, tx pgx.Tx, id string, detail map[string]any) error) (*Incident, error) {
+	var out *Incident
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		now := s.now()
+		id := newID(now)
+		var wardArg any
+		if m.Ward != "" {
+			wardArg = m.Ward
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO incidents (id, kind, severity, status, title, geom, ward_code, opened_by,
+				auto_resolve, opened_at, updated_at, last_evidence_at)
+			VALUES ($1, $2, $3, 'new', $4, ST_SetSRID(ST_MakePoint($5, $6), 4326), $7, $8, false, $9, $9, $9)`,
+			id, m.Kind, m.Severity, m.Title, m.Lon, m.Lat, wardArg, actor, now); err != nil {
+			return fmt.Errorf("open incident: %w", err)
+		}
+		detail := map[string]any{"kind": m.Kind, "severity": m.Severity}
+		if m.Note != "" {
+			detail["note"] = m.Note
+		}
+		if err := timeline(ctx, tx, id, now, actor, "opened", detail); err != nil {
+			return err
+		}
+		if audit != nil {
+			if err := audit(ctx, tx, id, detail); err != nil {
+				return err
+			}
+		}
+		if s.notifyWorthy(m.Severity) {
+			if err := s.outbox(ctx, tx, id, "opened", nil); err != nil {
+				return err
+			}
+		}
+		metricOpened.WithLabelValues(m.Kind).Inc()
+		if err := s.publish(ctx, tx, id, "opened"); err != nil {
+			return err
+		}
+		var err error
+		out, err = s.get(ctx, tx, id, true)
+		return err
+	})
+	return out, err
+}
