@@ -508,7 +508,7 @@ func (e *Engine) silence(ctx context.Context) error {
 				Ward: ward, At: last, Condition: true, ClearFor: r.ClearFor.Std(), DeviceID: id,
 				Evidence: []Evidence{{DeviceID: id, Kind: "silence", ObservedAt: last, MsgID: "silence:" + r.ID, Rule: r.ID,
 					Location: &Point{Type: "Point", Coordinates: [2]float64{lon, lat}},
-					Detail: map[string]any{"last_seen": last, "online": online, "silent_for": now.Sub(last).Round(time.Second).String()}}}})
+					Detail:   map[string]any{"last_seen": last, "online": online, "silent_for": now.Sub(last).Round(time.Second).String()}}}})
 			return nil
 		}); err != nil {
 			return fmt.Errorf("silence: %w", err)

@@ -29,9 +29,11 @@ func camera(dev string, at time.Duration, event string, conf float64, lon, lat f
 
 type fakeGeo struct{ fence bool }
 
-func (fakeGeo) Ward(lon, lat float64) (string, bool)                 { return "00004", true }
-func (fakeGeo) WardName(string) string                               { return "Phường Ba Đình" }
-func (g fakeGeo) InFence(tag string, _, _ float64, _ time.Time) bool { return g.fence && tag == "pedestrian_zone" }
+func (fakeGeo) Ward(lon, lat float64) (string, bool) { return "00004", true }
+func (fakeGeo) WardName(string) string               { return "Phường Ba Đình" }
+func (g fakeGeo) InFence(tag string, _, _ float64, _ time.Time) bool {
+	return g.fence && tag == "pedestrian_zone"
+}
 
 func run(ev *evaluator, obs ...*ingest.Observation) []Trigger {
 	var out []Trigger

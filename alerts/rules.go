@@ -57,9 +57,9 @@ type Rule struct {
 	Title        string `json:"title,omitempty"`
 
 	// match, count: camera events (any if empty) and a minimum confidence.
-	Events        []string  `json:"events,omitempty"`
-	MinConfidence float64   `json:"min_confidence,omitempty"`
-	Where         []Cond    `json:"where,omitempty"`
+	Events        []string   `json:"events,omitempty"`
+	MinConfidence float64    `json:"min_confidence,omitempty"`
+	Where         []Cond     `json:"where,omitempty"`
 	Geofence      *FenceCond `json:"geofence,omitempty"`
 
 	// threshold
