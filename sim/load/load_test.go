@@ -131,3 +131,16 @@ func TestListenerPID(t *testing.T) {
 		t.Errorf("listenerPID = %d, want %d", got, os.Getpid())
 	}
 }
+
+// iocd's metrics are outside input to the load tool: no panic on any text.
+func FuzzParseProm(f *testing.F) {
+	f.Add(exposition)
+	f.Add("x{")
+	f.Add(`x{a="\`)
+	f.Add("x 1 2 3\n# c\n\ny{} NaN")
+	f.Fuzz(func(t *testing.T, s string) {
+		if smp, err := parseProm(strings.NewReader(s), time.Now()); err == nil {
+			quantile(0.99, smp.buckets("x"))
+		}
+	})
+}
