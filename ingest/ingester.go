@@ -105,10 +105,10 @@ func (g *Ingester) Submit(ctx context.Context, topic string, payload []byte, dup
 	kind, device, rej := ParseTopic(g.cfg.Prefix, topic)
 	if rej != nil {
 		e.rejs = []Rejection{*rej}
-		g.m.Received.WithLabelValues("invalid").Inc()
+		g.m.receivedBy["invalid"].Inc()
 	} else {
 		e.device = device
-		g.m.Received.WithLabelValues(string(kind)).Inc()
+		g.m.receivedBy[kind].Inc()
 		e.obs, e.rejs = Decode(g.cfg.Limits, kind, device, payload, now)
 		g.place(e)
 	}

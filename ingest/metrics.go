@@ -8,6 +8,7 @@ import "github.com/prometheus/client_golang/prometheus"
 // == observations decoded.
 type Metrics struct {
 	Received      *prometheus.CounterVec // messages from the broker, by kind
+	receivedBy    map[Kind]prometheus.Counter
 	Committed     prometheus.Counter     // observations durably stored
 	Duplicates    prometheus.Counter     // observations already stored (redelivery)
 	Rejected      *prometheus.CounterVec // rejections, by reason
@@ -51,6 +52,11 @@ func newMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Successful connections to the broker."}),
 		BrokerSys: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "ioc_broker_sys",
 			Help: "Counters the broker publishes under $SYS (Mosquitto), e.g. publish/messages/dropped."}, []string{"topic"}),
+	}
+	// Resolved once: WithLabelValues hashes its labels on every call.
+	m.receivedBy = map[Kind]prometheus.Counter{}
+	for _, k := range []Kind{KindTraffic, KindCamera, KindEmergency, KindUnit, KindStatus, "invalid"} {
+		m.receivedBy[k] = m.Received.WithLabelValues(string(k))
 	}
 	reg.MustRegister(m.Received, m.Committed, m.Duplicates, m.Rejected, m.Acked, m.BatchSize, m.CommitSeconds,
 		m.CommitLag, m.BufferDepth, m.WriteErrors, m.Connected, m.Reconnects, m.BrokerSys)

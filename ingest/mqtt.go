@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
@@ -47,6 +49,10 @@ type Subscriber struct {
 	log    *slog.Logger
 	client mqtt.Client
 	ctx    context.Context
+	// work hands messages from paho's per-message goroutines to a few
+	// long-lived decoders: decoding JSON on a fresh goroutine costs more
+	// in stack growth than in parsing.
+	work chan mqtt.Message
 }
 
 // NewSubscriber prepares (does not connect) a subscriber.
@@ -55,7 +61,7 @@ func NewSubscriber(cfg MQTTConfig, ing *Ingester, log *slog.Logger) (*Subscriber
 	if err != nil {
 		return nil, fmt.Errorf("mqtt url: %w", err)
 	}
-	s := &Subscriber{cfg: cfg, ing: ing, log: log}
+	s := &Subscriber{cfg: cfg, ing: ing, log: log, work: make(chan mqtt.Message)}
 	opts := mqtt.NewClientOptions()
 	if u.User != nil {
 		opts.SetUsername(u.User.Username())
@@ -112,6 +118,15 @@ func (s *Subscriber) Connected() bool { return s.client.IsConnectionOpen() }
 // redelivered to the next session.
 func (s *Subscriber) Run(ctx context.Context) error {
 	s.ctx = ctx
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for range 2 * runtime.GOMAXPROCS(0) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.decode(ctx)
+		}()
+	}
 	tok := s.client.Connect() // retries in the background until connected
 	select {
 	case <-tok.Done():
@@ -150,13 +165,26 @@ func (s *Subscriber) onMessage(_ mqtt.Client, m mqtt.Message) {
 		s.onSys(nil, m)
 		return
 	}
-	ctx := s.ctx
-	if ctx == nil {
-		ctx = context.Background()
+	// Blocks while every decoder is busy (or ingest's buffer is full):
+	// the message stays unacknowledged, which is the back-pressure.
+	// After shutdown the message is left unacknowledged; the broker keeps
+	// it for the next session. (Run sets s.ctx before connecting.)
+	select {
+	case s.work <- m:
+	case <-s.ctx.Done():
 	}
-	// On error (shutting down) the message stays unacknowledged: the
-	// broker keeps it for the next session.
-	_ = s.ing.Submit(ctx, m.Topic(), m.Payload(), m.Duplicate(), m.Ack)
+}
+
+func (s *Subscriber) decode(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case m := <-s.work:
+			// On error (shutting down) the message stays unacknowledged.
+			_ = s.ing.Submit(ctx, m.Topic(), m.Payload(), m.Duplicate(), m.Ack)
+		}
+	}
 }
 
 func (s *Subscriber) onSys(_ mqtt.Client, m mqtt.Message) {
