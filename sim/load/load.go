@@ -205,7 +205,7 @@ type Report struct {
 // Run measures cfg.Runs rounds of (broker phase, pipeline phase).
 func (l *Load) Run(ctx context.Context) (*Report, error) {
 	cfg := &l.cfg
-	rep := &Report{Started: time.Now()}
+	rep := &Report{Started: time.Now(), BrokerPID: l.procs.broker, IocdPID: l.procs.iocd}
 	rep.Host, _ = os.Hostname()
 	_, _, rep.Cores = readProcStat()
 	rc := &rep.Config
@@ -241,7 +241,6 @@ func (l *Load) Run(ctx context.Context) (*Report, error) {
 		rep.Phases = append(rep.Phases, ph)
 	}
 	rep.summarise()
-	rep.BrokerPID, rep.IocdPID = l.procs.broker, l.procs.iocd
 	if l.dropped.Load() < 0 {
 		rep.Notes = append(rep.Notes, "the broker publishes no $SYS (Mosquitto needs sys_interval > 0): drops at the broker are only visible as loss")
 	}
