@@ -117,7 +117,7 @@ func (n *Notifier) DrainOnce(ctx context.Context) (int, error) {
 			q = `UPDATE alert_outbox SET state = 'sent', sent_at = $2, last_error = NULL WHERE id = $1`
 			metricNotify.WithLabelValues("sent").Inc()
 		case r.attempts >= max:
-			q = `UPDATE alert_outbox SET state = 'dead', last_error = $3 WHERE id = $1`
+			q = `UPDATE alert_outbox SET state = 'dead', next_at = $2, last_error = $3 WHERE id = $1`
 			args = append(args, derr.Error())
 			metricNotify.WithLabelValues("dead").Inc()
 			n.log.Error("notification dead-lettered", "id", r.id, "attempts", r.attempts, "err", derr)

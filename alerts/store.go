@@ -594,7 +594,7 @@ func (s *Store) Act(ctx context.Context, id string, c Change) (*Incident, error)
 			q = `status = 'acknowledged', resolution = NULL, resolved_at = NULL, auto_resolve = false,
 				acknowledged_at = coalesce(acknowledged_at, $2)`
 		case "comment":
-			q = `updated_at = updated_at`
+			q = `kind = kind`
 			detail["text"] = c.Text
 		default:
 			return fmt.Errorf("%w: unknown action %q", ErrInvalidTransition, c.Action)
