@@ -258,6 +258,7 @@ func (g *Ingester) writeLoop(ctx context.Context, in <-chan []*envelope) error {
 // rest.
 func (g *Ingester) commit(ctx context.Context, envs []*envelope) error {
 	p := prepare(envs, g.devices, g.cfg.TouchInterval, g.cfg.Now())
+	poisoned := 0
 	for attempt := 0; ; attempt++ {
 		start := time.Now()
 		dups, err := g.writeOnce(ctx, p)
@@ -285,11 +286,33 @@ func (g *Ingester) commit(ctx context.Context, envs []*envelope) error {
 			return nil
 		case isPoison(err):
 			// One message the database will never take: keep it as a
-			// rejection so it is seen, and let ingest go on.
+			// rejection so it is seen, and let ingest go on. First its
+			// rejections plus 'unstorable'; if even that fails, one bare
+			// rejection (fixed ASCII detail, the payload as bytes); if
+			// that fails too, give up on this message rather than block
+			// the city's ingest: logged, counted, acknowledged.
 			g.m.WriteErrors.WithLabelValues("poison").Inc()
-			g.log.Error("ingest: message refused by the database; stored as a rejection", "topic", envs[0].topic, "err", err)
 			e := envs[0]
-			e.rejs = append(e.rejs, Rejection{-1, ReasonUnstorable, "the database refused the message"})
+			poisoned++
+			switch poisoned {
+			case 1:
+				g.log.Error("ingest: message refused by the database; stored as a rejection", "topic", e.topic, "err", err)
+				e.rejs = append(e.rejs, Rejection{-1, ReasonUnstorable, "the database refused the message"})
+			case 2:
+				g.log.Error("ingest: rejection refused by the database; storing a bare one", "topic", e.topic, "err", err)
+				e.rejs = []Rejection{{-1, ReasonUnstorable, "the database refused the message and its rejection"}}
+				e.device = ""
+			default:
+				g.log.Error("ingest: message cannot be stored at all; acknowledging it to keep ingest going", "topic", e.topic, "err", err)
+				g.m.Rejected.WithLabelValues("dropped_unstorable").Inc()
+				g.pending.Add(-1)
+				g.m.BufferDepth.Set(float64(g.pending.Load()))
+				if e.ack != nil {
+					e.ack()
+				}
+				g.m.Acked.Inc()
+				return nil
+			}
 			e.obs = nil
 			p = prepare(envs, g.devices, g.cfg.TouchInterval, g.cfg.Now())
 			continue

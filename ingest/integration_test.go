@@ -262,3 +262,50 @@ func reasons(ws []want) []string {
 	}
 	return out
 }
+
+// A message the database refuses (here: triggers raising a data exception,
+// standing in for any value PostgreSQL will not take) must not block the
+// messages around it: it is isolated, kept as an 'unstorable' rejection,
+// or, if even that is refused, acknowledged and counted so ingest goes on.
+func TestPoisonMessageDoesNotBlockIngest(t *testing.T) {
+	b := brokertest.Start(t)
+	h := start(t, b.URL)
+	ctx := context.Background()
+	for _, sql := range []string{
+		`CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+		 BEGIN
+		   IF NEW.device_id LIKE 'POISON%' THEN RAISE EXCEPTION 'refused' USING ERRCODE = '22000'; END IF;
+		   RETURN NEW;
+		 END $$`,
+		`CREATE TRIGGER refuse_poison BEFORE INSERT ON traffic_readings FOR EACH ROW EXECUTE FUNCTION refuse_poison()`,
+		`CREATE FUNCTION refuse_poison_reject() RETURNS trigger LANGUAGE plpgsql AS $$
+		 BEGIN
+		   IF NEW.device_id = 'POISON-2' OR NEW.topic LIKE '%POISON-3' THEN RAISE EXCEPTION 'refused' USING ERRCODE = '22000'; END IF;
+		   RETURN NEW;
+		 END $$`,
+		`CREATE TRIGGER refuse_poison_reject BEFORE INSERT ON ingest_rejects FOR EACH ROW EXECUTE FUNCTION refuse_poison_reject()`,
+	} {
+		if _, err := h.pool.Exec(ctx, sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.pool.Reset() // drop cached plans made before the triggers
+	good := `{"ts":"%s","lat":21.03,"lon":105.85,"speed_kmh":40,"volume":5,"occupancy":0.2,"id":"%s"}`
+	for i, dev := range []string{"OK-1", "POISON-1", "OK-2", "POISON-2", "OK-3", "POISON-3", "OK-4"} {
+		h.publish(t, "city/traffic/"+dev, []byte(fmt.Sprintf(good, ts(), fmt.Sprint(i))))
+	}
+	m := h.ing.Metrics()
+	waitFor(t, "all 7 acknowledged", func() bool { return testutil.ToFloat64(m.Acked) == 7 })
+	if n := h.count(t, `SELECT count(*) FROM traffic_readings WHERE device_id LIKE 'OK-%'`); n != 4 {
+		t.Errorf("%d good readings stored, want 4", n)
+	}
+	if n := h.count(t, `SELECT count(*) FROM ingest_rejects WHERE device_id = 'POISON-1' AND reason = 'unstorable'`); n != 1 {
+		t.Errorf("POISON-1: %d unstorable rejections, want 1", n)
+	}
+	if n := h.count(t, `SELECT count(*) FROM ingest_rejects WHERE topic = 'city/traffic/POISON-2' AND device_id IS NULL AND reason = 'unstorable'`); n != 1 {
+		t.Errorf("POISON-2: %d bare rejections, want 1", n)
+	}
+	if got := testutil.ToFloat64(m.Rejected.WithLabelValues("dropped_unstorable")); got != 1 {
+		t.Errorf("POISON-3: dropped_unstorable = %v, want 1", got)
+	}
+}
