@@ -128,9 +128,9 @@ func TestGeneratedMessages(t *testing.T) {
 	cfg.BadRatio = 0.1
 	cfg.Scenarios = "all"
 	cfg.Prefix = "hn"
-	msgs, _ := generate(t, cfg, 12*time.Minute)
-	if len(msgs) < 3000 {
-		t.Fatalf("only %d messages in 12 simulated minutes", len(msgs))
+	msgs, _ := generate(t, cfg, 8*time.Minute)
+	if len(msgs) < 2000 {
+		t.Fatalf("only %d messages in 8 simulated minutes", len(msgs))
 	}
 	kinds, reasons := map[string]int{}, map[string]int{}
 	ids := map[string]bool{}
@@ -180,7 +180,7 @@ func TestGeneratedMessages(t *testing.T) {
 func TestBatches(t *testing.T) {
 	cfg := smallConfig(t)
 	cfg.Batch = 5
-	msgs, _ := generate(t, cfg, 10*time.Minute)
+	msgs, _ := generate(t, cfg, 6*time.Minute)
 	var batches int
 	for _, m := range msgs {
 		if got := Check("city", m.Topic, m.Payload, m.TS); len(got) != 0 {
@@ -204,7 +204,7 @@ func TestBatches(t *testing.T) {
 		batches++
 	}
 	if batches < 200 {
-		t.Errorf("%d batches from 200 sensors in 10 min", batches)
+		t.Errorf("%d batches from 200 sensors in 6 min", batches)
 	}
 }
 
@@ -214,8 +214,8 @@ func TestSeedRepeatable(t *testing.T) {
 	cfg.BadRatio = 0.05
 	cfg.RunID = "r"
 	cfg.Scenarios = "congestion@0s,accident@1m,fire@2m"
-	a, _ := generate(t, cfg, 5*time.Minute)
-	b, _ := generate(t, cfg, 5*time.Minute)
+	a, _ := generate(t, cfg, 3*time.Minute)
+	b, _ := generate(t, cfg, 3*time.Minute)
 	if len(a) != len(b) {
 		t.Fatalf("%d vs %d messages", len(a), len(b))
 	}
