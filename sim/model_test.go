@@ -15,7 +15,7 @@ import (
 func TestTruth(t *testing.T) {
 	cfg := smallConfig(t)
 	cfg.Scenarios = "congestion@0s,accident@30s,fire@1m"
-	cfg.Units = 4 // a unit reports every 5 s: most of the messages otherwise
+	cfg.Units = 4      // a unit reports every 5 s: most of the messages otherwise
 	cfg.BadRatio = 0.2 // scenario messages must never be the malformed ones
 	var truthBuf bytes.Buffer
 	cfg.Truth = &truthBuf
