@@ -182,7 +182,11 @@ func loadCmd(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.Broker, "broker", env("IOC_MQTT_URL", "tcp://127.0.0.1:1883"), "MQTT broker URL (env IOC_MQTT_URL)")
 	fs.StringVar(&cfg.BenchPrefix, "bench-prefix", "bench", "topic prefix of the broker-only phase (iocd must not subscribe to it)")
 	fs.StringVar(&cfg.CityPrefix, "prefix", env("IOC_MQTT_TOPIC_PREFIX", "city"), "topic prefix iocd ingests")
-	fs.StringVar(&cfg.IocdMetrics, "iocd-metrics", "http://127.0.0.1:8080/metrics", "iocd's Prometheus endpoint (empty: skip the pipeline phase)")
+	metrics := "http://127.0.0.1:8080/metrics"
+	if a := os.Getenv("IOC_METRICS_ADDR"); a != "" { // iocd's credential-free metrics listener
+		metrics = "http://" + a + "/metrics"
+	}
+	fs.StringVar(&cfg.IocdMetrics, "iocd-metrics", metrics, "iocd's Prometheus endpoint (default from IOC_METRICS_ADDR; empty: skip the pipeline phase)")
 	fs.DurationVar(&cfg.PhaseDuration, "phase-duration", 20*time.Second, "publishing time per phase")
 	fs.DurationVar(&cfg.Warmup, "warmup", 3*time.Second, "start of each phase left out of the figures")
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", 120*time.Second, "how long to wait for iocd to catch up after a pipeline phase")

@@ -222,7 +222,7 @@ func (l *Load) Run(ctx context.Context) (*Report, error) {
 	if pipeline {
 		if _, err := scrape(ctx, l.http, cfg.IocdMetrics); err != nil {
 			pipeline = false
-			rep.Notes = append(rep.Notes, fmt.Sprintf("pipeline phase skipped: iocd's metrics not reachable (%v); start iocd (go run ./cmd/iocd serve) first", err))
+			rep.Notes = append(rep.Notes, fmt.Sprintf("pipeline phase skipped: iocd's metrics not reachable (%v); start iocd first, and point --iocd-metrics at its IOC_METRICS_ADDR listener (the API port's /metrics needs credentials)", err))
 		}
 	}
 	for run := 1; run <= cfg.Runs; run++ {
