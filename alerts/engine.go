@@ -327,12 +327,17 @@ func (e *Engine) seed(ctx context.Context, ev *evaluator) error {
 	return nil
 }
 
+// replaySlack widens the replay beyond the longest rule window, for
+// readings that arrived late (a gateway's backlog, a simulator running
+// behind the wall clock).
+const replaySlack = 15 * time.Minute
+
 // replay feeds the observations of the longest rule window back through
 // the evaluator: what ingest committed but the engine never saw (a crash
 // between commit and evaluation) is evaluated now; what it had seen adds
 // nothing (evidence is keyed by observation).
 func (e *Engine) replay(ctx context.Context, ev *evaluator, emit func(Trigger)) error {
-	from := e.cfg.Now().Add(-e.Rules().maxWindow())
+	from := e.cfg.Now().Add(-e.Rules().maxWindow() - replaySlack)
 	n := 0
 	start := time.Now()
 	for _, q := range []struct {
