@@ -415,7 +415,11 @@ func TestEngineRunAndEvents(t *testing.T) {
 	v.start(t)
 	sub, cancel := v.e.events.Subscribe()
 	defer cancel()
-	time.Sleep(100 * time.Millisecond) // the listener starts
+	waitUntil(t, "event listener", func() bool {
+		v.e.events.mu.Lock()
+		defer v.e.events.mu.Unlock()
+		return v.e.events.last >= 0
+	})
 	now := time.Now()
 	var obs []*ingest.Observation
 	for i := range 20 {
