@@ -446,3 +446,37 @@ func TestEngineRunAndEvents(t *testing.T) {
 		t.Fatalf("%d incidents after redelivery", n)
 	}
 }
+
+// Silence: a device quiet for 5 intervals gets a device_offline incident
+// (once), which resolves itself 2 min after it reports again.
+func TestSilenceOpensAndResolves(t *testing.T) {
+	v := newEnv(t, nil)
+	now := v.clock.Now()
+	v.e.started = now.Add(-time.Hour) // past the grace period
+	if _, err := v.pool.Exec(v.ctx, `INSERT INTO devices (id, kind, geom, ward_code, first_seen, last_seen, interval_s)
+		VALUES ('tfc-quiet', 'traffic', ST_SetSRID(ST_MakePoint(105.85, 21.03), 4326), '00004', $1, $1, 60),
+		       ('tfc-fine', 'traffic', ST_SetSRID(ST_MakePoint(105.86, 21.03), 4326), '00004', $2, $2, 60)`,
+		now.Add(-6*time.Minute), now.Add(-time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := v.e.silence(v.ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := v.count(t, `SELECT count(*) FROM incidents WHERE kind = 'device_offline'`); n != 1 {
+		t.Fatalf("%d device_offline incidents, want 1", n)
+	}
+	v.pool.Exec(v.ctx, `UPDATE devices SET last_seen = $1 WHERE id = 'tfc-quiet'`, now)
+	if err := v.e.silence(v.ctx); err != nil {
+		t.Fatal(err)
+	}
+	v.clock.Add(time.Minute)
+	if n, _ := v.e.store.ResolveCleared(v.ctx); n != 0 {
+		t.Fatal("resolved before clear_for")
+	}
+	v.clock.Add(70 * time.Second)
+	if n, err := v.e.store.ResolveCleared(v.ctx); n != 1 || err != nil {
+		t.Fatalf("resolve: %d %v", n, err)
+	}
+}
