@@ -6,14 +6,13 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/twpayne/go-geom"
-	"github.com/twpayne/go-geom/encoding/ewkb"
 )
 
 // maxStoredPayload is how much of a rejected payload is kept (CONTRACT: 16 KiB).
@@ -73,9 +72,16 @@ func optFloat(v float64, ok bool) any {
 	return float32(v)
 }
 
-// pointEWKB encodes a WGS 84 point as PostGIS's binary geometry.
+// pointEWKB encodes a WGS 84 point as PostGIS's binary geometry (EWKB,
+// little-endian, with SRID). It is on the hot path, so it writes the 25
+// bytes itself; TestPointEWKBMatchesGoGeom holds it to go-geom's encoder.
 func pointEWKB(lon, lat float64) []byte {
-	b, _ := ewkb.Marshal(geom.NewPointFlat(geom.XY, []float64{lon, lat}).SetSRID(4326), binary.LittleEndian)
+	b := make([]byte, 25)
+	b[0] = 1                                         // little-endian
+	binary.LittleEndian.PutUint32(b[1:], 0x20000001) // Point, with SRID
+	binary.LittleEndian.PutUint32(b[5:], 4326)       // WGS 84
+	binary.LittleEndian.PutUint64(b[9:], math.Float64bits(lon))
+	binary.LittleEndian.PutUint64(b[17:], math.Float64bits(lat))
 	return b
 }
 
