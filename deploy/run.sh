@@ -38,7 +38,8 @@ echo "run: building"
 go build -o bin/iocd ./cmd/iocd
 go build -o bin/iocsim ./cmd/iocsim
 
-export IOC_DATABASE_URL="postgres://ioc:ioc@127.0.0.1:5432/ioc"
+# Loopback: TLS would only cost CPU. Across a network use sslmode=verify-full.
+export IOC_DATABASE_URL="postgres://ioc:ioc@127.0.0.1:5432/ioc?sslmode=disable"
 export IOC_MQTT_URL="tcp://127.0.0.1:1884"
 export IOC_AREAS_FILE="$shared/wards.geojson"
 export IOC_CITY_FILE="$shared/city.geojson"

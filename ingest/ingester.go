@@ -68,6 +68,10 @@ type Ingester struct {
 	devices *deviceCache
 	in      chan *envelope
 	pending atomic.Int64
+	// busy counts writers with a transaction in flight; freed (capacity
+	// 1) wakes the batcher when one finishes. See batch.
+	busy  atomic.Int32
+	freed chan struct{}
 }
 
 // New makes an ingester. Call Run to start it; Submit feeds it.
@@ -88,6 +92,7 @@ func New(cfg Config, pool *pgxpool.Pool, log *slog.Logger) (*Ingester, error) {
 		m:       newMetrics(cfg.Registerer),
 		devices: newDeviceCache(),
 		in:      make(chan *envelope, cfg.Buffer),
+		freed:   make(chan struct{}, 1),
 	}, nil
 }
 
@@ -177,16 +182,23 @@ func (g *Ingester) Run(ctx context.Context) error {
 	return err
 }
 
-// batch cuts the stream into batches by group commit: a batch goes to a
-// writer as soon as one is free, so at low load a message waits for no
-// one, and while writers are busy the next batch grows, up to BatchSize
-// items. BatchWait, if set, makes a batch linger that long after its first
-// message to trade latency for fewer transactions. A message is never
-// split across batches. out must be unbuffered: a send succeeds only when
-// a writer is waiting.
+// batch cuts the stream into batches by adaptive group commit:
+//   - when no writer is busy, the batch goes at once: at low load a
+//     message waits for no one;
+//   - while a transaction is in flight, the next batch grows until that
+//     writer is free again, or until it holds a quarter of BatchSize, when
+//     it goes to another writer: under load, transactions carry hundreds of
+//     rows instead of a few dozen, which is what PostgreSQL's per-commit
+//     cost asks for;
+//   - a batch holding an emergency signal goes to any free writer at once:
+//     life-safety messages never wait for company;
+//   - BatchWait, if set, makes every batch linger that long for company.
+//
+// A batch never exceeds BatchSize items and a message is never split.
+// out must be unbuffered: a send succeeds only when a writer is waiting.
 func (g *Ingester) batch(ctx context.Context, out chan<- []*envelope) error {
 	var cur []*envelope
-	items := 0
+	items, urgent := 0, false
 	var lingerUntil time.Time
 	add := func(e *envelope) {
 		if len(cur) == 0 && g.cfg.BatchWait > 0 {
@@ -194,7 +206,11 @@ func (g *Ingester) batch(ctx context.Context, out chan<- []*envelope) error {
 		}
 		cur = append(cur, e)
 		items += len(e.obs) + len(e.rejs)
+		for i := range e.obs {
+			urgent = urgent || e.obs[i].Kind == KindEmergency
+		}
 	}
+	share := max(1, g.cfg.BatchSize/4)
 	for {
 		if len(cur) == 0 {
 			select {
@@ -215,11 +231,14 @@ func (g *Ingester) batch(ctx context.Context, out chan<- []*envelope) error {
 				break drain
 			}
 		}
-		offer := out
+		var offer chan<- []*envelope
+		if g.busy.Load() == 0 || urgent || items >= share {
+			offer = out
+		}
 		var linger <-chan time.Time
 		if items < g.cfg.BatchSize && g.cfg.BatchWait > 0 {
 			if d := time.Until(lingerUntil); d > 0 {
-				offer = nil // not yet
+				offer = nil
 				linger = time.After(d)
 			}
 		}
@@ -233,8 +252,10 @@ func (g *Ingester) batch(ctx context.Context, out chan<- []*envelope) error {
 		case e := <-in:
 			add(e)
 		case <-linger:
+		case <-g.freed:
 		case offer <- cur:
-			cur, items = nil, 0
+			g.busy.Add(1)
+			cur, items, urgent = nil, 0, false
 		}
 	}
 }
@@ -245,7 +266,13 @@ func (g *Ingester) writeLoop(ctx context.Context, in <-chan []*envelope) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case envs := <-in:
-			if err := g.commit(ctx, envs); err != nil {
+			err := g.commit(ctx, envs)
+			g.busy.Add(-1)
+			select {
+			case g.freed <- struct{}{}:
+			default:
+			}
+			if err != nil {
 				return err
 			}
 		}
