@@ -12,6 +12,7 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"ioc/alerts"
@@ -26,15 +27,21 @@ import (
 // transaction, NOTIFY). Each signal is far from the others, so each opens
 // an incident. No background load: this is the idle-system latency, not
 // the figure under 10,000 messages/s.
-func BenchmarkPublishToIncident(b *testing.B) {
+// e2e is a running pipeline: a real broker, ingest, the engine.
+type e2e struct {
+	br   *brokertest.Broker
+	pool *pgxpool.Pool
+	eng  *alerts.Engine
+	pub  mqtt.Client
+}
+
+func startE2E(b *testing.B, ctx context.Context) *e2e {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if os.Getenv("IOC_TEST_LOG") != "" {
 		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
 	br := brokertest.Start(b)
 	pool, _ := dbtest.New(b)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	eng, err := alerts.New(ctx, alerts.Config{NoSignals: true}, pool, log)
 	if err != nil {
 		b.Fatal(err)
@@ -63,7 +70,15 @@ func BenchmarkPublishToIncident(b *testing.B) {
 	if tok := pub.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 		b.Fatal(tok.Error())
 	}
-	defer pub.Disconnect(100)
+	b.Cleanup(func() { pub.Disconnect(100) })
+	return &e2e{br: br, pool: pool, eng: eng, pub: pub}
+}
+
+func BenchmarkPublishToIncident(b *testing.B) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	e := startE2E(b, ctx)
+	pub, eng, pool := e.pub, e.eng, e.pool
 	events, stop := eng.Events().Subscribe()
 	defer stop()
 	var lat []time.Duration

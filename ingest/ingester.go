@@ -168,12 +168,13 @@ func (g *Ingester) Run(ctx context.Context) error {
 	if err := g.maintainPartitions(ctx); err != nil {
 		return err
 	}
-	batches := make(chan []*envelope) // unbuffered: see batch
+	batches, urgent := make(chan []*envelope), make(chan []*envelope) // unbuffered: see batch
 	eg, ctx := errgroup.WithContext(ctx)
-	eg.Go(func() error { return g.batch(ctx, batches) })
+	eg.Go(func() error { return g.batch(ctx, batches, urgent) })
 	for i := 0; i < g.cfg.Writers; i++ {
-		eg.Go(func() error { return g.writeLoop(ctx, batches) })
+		eg.Go(func() error { return g.writeLoop(ctx, batches, true) })
 	}
+	eg.Go(func() error { return g.writeLoop(ctx, urgent, false) })
 	eg.Go(func() error { return g.partitionLoop(ctx) })
 	err := eg.Wait()
 	if errors.Is(err, context.Canceled) {
@@ -190,29 +191,34 @@ func (g *Ingester) Run(ctx context.Context) error {
 //     it goes to another writer: under load, transactions carry hundreds of
 //     rows instead of a few dozen, which is what PostgreSQL's per-commit
 //     cost asks for;
-//   - a batch holding an emergency signal goes to any free writer at once:
-//     life-safety messages never wait for company;
-//   - BatchWait, if set, makes every batch linger that long for company.
+//   - messages carrying emergency signals travel in batches of their own
+//     to a writer reserved for them (urgent): a 115 call never waits behind
+//     two thousand traffic readings;
+//   - BatchWait, if set, makes every bulk batch linger that long for company.
 //
 // A batch never exceeds BatchSize items and a message is never split.
-// out must be unbuffered: a send succeeds only when a writer is waiting.
-func (g *Ingester) batch(ctx context.Context, out chan<- []*envelope) error {
-	var cur []*envelope
-	items, urgent := 0, false
+// out and urgent must be unbuffered: a send succeeds only when a writer
+// is waiting.
+func (g *Ingester) batch(ctx context.Context, out, urgent chan<- []*envelope) error {
+	var cur, ucur []*envelope
+	items := 0
 	var lingerUntil time.Time
 	add := func(e *envelope) {
+		for i := range e.obs {
+			if e.obs[i].Kind == KindEmergency {
+				ucur = append(ucur, e)
+				return
+			}
+		}
 		if len(cur) == 0 && g.cfg.BatchWait > 0 {
 			lingerUntil = time.Now().Add(g.cfg.BatchWait)
 		}
 		cur = append(cur, e)
 		items += len(e.obs) + len(e.rejs)
-		for i := range e.obs {
-			urgent = urgent || e.obs[i].Kind == KindEmergency
-		}
 	}
 	share := max(1, g.cfg.BatchSize/4)
 	for {
-		if len(cur) == 0 {
+		if len(cur) == 0 && len(ucur) == 0 {
 			select {
 			case <-ctx.Done():
 				return ctx.Err()
@@ -221,9 +227,9 @@ func (g *Ingester) batch(ctx context.Context, out chan<- []*envelope) error {
 			}
 			continue
 		}
-		// Take whatever is already waiting before offering the batch.
+		// Take whatever is already waiting before offering a batch.
 	drain:
-		for items < g.cfg.BatchSize {
+		for items < g.cfg.BatchSize && len(ucur) < g.cfg.BatchSize {
 			select {
 			case e := <-g.in:
 				add(e)
@@ -231,19 +237,22 @@ func (g *Ingester) batch(ctx context.Context, out chan<- []*envelope) error {
 				break drain
 			}
 		}
-		var offer chan<- []*envelope
-		if g.busy.Load() == 0 || urgent || items >= share {
+		var offer, uoffer chan<- []*envelope
+		if len(cur) > 0 && (g.busy.Load() == 0 || items >= share) {
 			offer = out
 		}
+		if len(ucur) > 0 {
+			uoffer = urgent
+		}
 		var linger <-chan time.Time
-		if items < g.cfg.BatchSize && g.cfg.BatchWait > 0 {
+		if offer != nil && items < g.cfg.BatchSize && g.cfg.BatchWait > 0 {
 			if d := time.Until(lingerUntil); d > 0 {
 				offer = nil
 				linger = time.After(d)
 			}
 		}
 		in := g.in
-		if items >= g.cfg.BatchSize {
+		if items >= g.cfg.BatchSize || len(ucur) >= g.cfg.BatchSize {
 			in = nil // full: wait for a writer
 		}
 		select {
@@ -255,22 +264,28 @@ func (g *Ingester) batch(ctx context.Context, out chan<- []*envelope) error {
 		case <-g.freed:
 		case offer <- cur:
 			g.busy.Add(1)
-			cur, items, urgent = nil, 0, false
+			cur, items = nil, 0
+		case uoffer <- ucur:
+			ucur = nil
 		}
 	}
 }
 
-func (g *Ingester) writeLoop(ctx context.Context, in <-chan []*envelope) error {
+// writeLoop commits the batches it receives. Bulk writers (counted) keep
+// busy up to date for the batcher; the urgent writer does not.
+func (g *Ingester) writeLoop(ctx context.Context, in <-chan []*envelope, counted bool) error {
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case envs := <-in:
 			err := g.commit(ctx, envs)
-			g.busy.Add(-1)
-			select {
-			case g.freed <- struct{}{}:
-			default:
+			if counted {
+				g.busy.Add(-1)
+				select {
+				case g.freed <- struct{}{}:
+				default:
+				}
 			}
 			if err != nil {
 				return err
