@@ -57,6 +57,16 @@ type Config struct {
 	// reading refreshes it. Keeps one UPDATE per reading off the hot path.
 	DeviceTouchInterval Duration `json:"device_touch_interval"`
 
+	// RulesFile: the alert rules loaded at first start (later the stored set
+	// wins; SIGHUP or PUT /api/v1/rules replaces it). Empty: deploy/rules.json
+	// if present in the working directory, else the built-in defaults.
+	RulesFile string `json:"rules_file"`
+	// WebhookURL overrides the rules' notify.webhook_url.
+	WebhookURL string `json:"webhook_url"`
+	// BootstrapAdminPasswordFile: the first admin's password, used only
+	// when there are no accounts. Empty: a random one printed once.
+	BootstrapAdminPasswordFile string `json:"bootstrap_admin_password_file"`
+
 	// RetentionDays: daily telemetry partitions older than this are dropped.
 	RetentionDays int `json:"retention_days"`
 
@@ -146,6 +156,9 @@ func (c *Config) settings() []setting {
 		{"ingest_writers", "IOC_INGEST_WRITERS", "concurrent database writers", num(&c.IngestWriters)},
 		{"device_touch_interval", "IOC_DEVICE_TOUCH_INTERVAL", "how stale a device's last_seen may get", dur(&c.DeviceTouchInterval)},
 		{"retention_days", "IOC_RETENTION_DAYS", "days of telemetry kept", num(&c.RetentionDays)},
+		{"rules_file", "IOC_RULES_FILE", "alert rules loaded at first start (default deploy/rules.json if present)", str(&c.RulesFile)},
+		{"webhook_url", "IOC_WEBHOOK_URL", "notification webhook, overriding the rules' notify.webhook_url", str(&c.WebhookURL)},
+		{"bootstrap_admin_password_file", "IOC_BOOTSTRAP_ADMIN_PASSWORD_FILE", "first admin's password when there are no accounts", str(&c.BootstrapAdminPasswordFile)},
 		{"log_level", "IOC_LOG_LEVEL", "debug, info, warn or error", str(&c.LogLevel)},
 		{"log_format", "IOC_LOG_FORMAT", "text or json", str(&c.LogFormat)},
 	}
@@ -238,10 +251,17 @@ func (c Config) Validate() error {
 			bad("redis_url", "want redis://host:port, got %q", redact(c.RedisURL))
 		}
 	}
+	if c.WebhookURL != "" {
+		if u, err := url.Parse(c.WebhookURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("webhook_url", "want an http or https URL, got %q", redact(c.WebhookURL))
+		}
+	}
 	if c.HTTPAddr == "" {
 		bad("http_addr", "must be set")
 	}
-	for key, path := range map[string]string{"areas_file": c.AreasFile, "city_file": c.CityFile, "mqtt_ca_file": c.MQTTCAFile, "mqtt_cert_file": c.MQTTCertFile, "mqtt_key_file": c.MQTTKeyFile} {
+	for key, path := range map[string]string{"areas_file": c.AreasFile, "city_file": c.CityFile, "mqtt_ca_file": c.MQTTCAFile,
+		"mqtt_cert_file": c.MQTTCertFile, "mqtt_key_file": c.MQTTKeyFile, "rules_file": c.RulesFile,
+		"bootstrap_admin_password_file": c.BootstrapAdminPasswordFile} {
 		if path != "" {
 			if _, err := os.Stat(path); err != nil {
 				bad(key, "%v", err)
@@ -296,6 +316,7 @@ func (c Config) Redacted() string {
 	c.DatabaseURL = redact(c.DatabaseURL)
 	c.MQTTURL = redact(c.MQTTURL)
 	c.RedisURL = redact(c.RedisURL)
+	c.WebhookURL = redact(c.WebhookURL)
 	b, _ := json.MarshalIndent(c, "", "  ")
 	return string(b)
 }

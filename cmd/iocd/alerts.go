@@ -10,16 +10,10 @@ import (
 	"ioc/geo"
 )
 
-// Settings read from the environment until config.Config carries them.
-const (
-	envRulesFile  = "IOC_RULES_FILE"  // default deploy/rules.json if present, else the embedded default
-	envWebhookURL = "IOC_WEBHOOK_URL" // overrides the rules' notify.webhook_url
-)
-
 // setupAlerts builds the alert engine, registers its routes on a.srv, adds
 // its Run to a.runs and its observation hook to a.observers.
 func setupAlerts(ctx context.Context, cfg config.Config, a *app) error {
-	rulesFile := os.Getenv(envRulesFile)
+	rulesFile := cfg.RulesFile
 	if rulesFile == "" {
 		if _, err := os.Stat("deploy/rules.json"); err == nil {
 			rulesFile = "deploy/rules.json"
@@ -27,7 +21,7 @@ func setupAlerts(ctx context.Context, cfg config.Config, a *app) error {
 	}
 	eng, err := alerts.New(ctx, alerts.Config{
 		RulesFile:  rulesFile,
-		WebhookURL: os.Getenv(envWebhookURL),
+		WebhookURL: cfg.WebhookURL,
 		Geo:        geoAdapter{a.geo},
 		Registerer: a.reg,
 	}, a.pool, a.log.With("part", "alerts"))

@@ -34,7 +34,7 @@ func newAlertsEnv(t *testing.T) *routeEnv {
 	cfg.DatabaseURL, cfg.MetricsAddr, cfg.AreasFile = dbURL, "", wardsFile
 	pwFile := filepath.Join(t.TempDir(), "admin-pw")
 	os.WriteFile(pwFile, []byte("first-start-secret-pw\n"), 0o600)
-	t.Setenv(bootstrapPasswordEnv, pwFile)
+	cfg.BootstrapAdminPasswordFile = pwFile
 	a, err := newApp(context.Background(), cfg, quietLog())
 	if err != nil {
 		t.Fatalf("newApp: %v", err)
@@ -59,7 +59,7 @@ func runApp(t *testing.T, dbURL, brokerURL, clientID string) *runningApp {
 	cfg.AreasFile = wardsFile
 	pwFile := filepath.Join(t.TempDir(), "admin-pw")
 	os.WriteFile(pwFile, []byte("first-start-secret-pw\n"), 0o600)
-	t.Setenv(bootstrapPasswordEnv, pwFile)
+	cfg.BootstrapAdminPasswordFile = pwFile
 	a, err := newApp(context.Background(), cfg, quietLog())
 	if err != nil {
 		t.Fatal(err)

@@ -88,7 +88,7 @@ func newRouteEnv(t *testing.T) (*routeEnv, []string) {
 	cfg.MetricsAddr = ""
 	pwFile := filepath.Join(t.TempDir(), "admin-pw")
 	os.WriteFile(pwFile, []byte("first-start-secret-pw\n"), 0o600)
-	t.Setenv(bootstrapPasswordEnv, pwFile)
+	cfg.BootstrapAdminPasswordFile = pwFile
 	ctx := context.Background()
 	a, err := newApp(ctx, cfg, quietLog())
 	if err != nil {

@@ -12,10 +12,6 @@ import (
 	"ioc/config"
 )
 
-// bootstrapPasswordEnv names a file holding the first admin's password.
-// Read here until config carries it (see docs/security.md).
-const bootstrapPasswordEnv = "IOC_BOOTSTRAP_ADMIN_PASSWORD_FILE"
-
 // setupSecurity puts authentication, the role policy, security headers,
 // CSRF checks and the refusal audit in front of every route of srv,
 // registers the login, logout, me, users, tokens and audit routes, and
@@ -29,7 +25,7 @@ func setupSecurity(ctx context.Context, cfg config.Config, pool *pgxpool.Pool, s
 	if err != nil {
 		return nil, err
 	}
-	if err := sec.Bootstrap(ctx, os.Getenv(bootstrapPasswordEnv), os.Stderr); err != nil {
+	if err := sec.Bootstrap(ctx, cfg.BootstrapAdminPasswordFile, os.Stderr); err != nil {
 		return nil, err
 	}
 	sec.Install(srv)
