@@ -86,8 +86,7 @@ func (h *handlers) list(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c := api.CallerFrom(r.Context())
-	if ward != "" && !c.SeesWard(ward) {
-		api.Error(w, http.StatusForbidden, "forbidden", "ward "+ward+" is outside your wards")
+	if api.ForbidWard(w, c, ward) {
 		return
 	}
 	args := []any{c.WardFilter()}

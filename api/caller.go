@@ -71,3 +71,13 @@ func (OpenAccess) Authenticate(*http.Request) (Caller, error) {
 }
 
 func (OpenAccess) Allow(Caller, string) bool { return true }
+
+// ForbidWard answers 403 and returns true when a request names a ward
+// (a filter or a target) outside the caller's wards.
+func ForbidWard(w http.ResponseWriter, c Caller, ward string) bool {
+	if ward == "" || c.SeesWard(ward) {
+		return false
+	}
+	Error(w, http.StatusForbidden, "forbidden", "ward "+ward+" is outside your wards")
+	return true
+}

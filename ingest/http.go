@@ -116,13 +116,8 @@ func (rd *Reader) listDevices(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c := api.CallerFrom(r.Context())
-	if ward != "" && !c.SeesWard(ward) {
-		api.Error(w, http.StatusForbidden, "forbidden", "ward "+ward+" is outside your wards")
+	if api.ForbidWard(w, c, ward) {
 		return
-	}
-	var box []float64
-	if bbox != nil {
-		box = bbox
 	}
 	rows, err := rd.pool.Query(r.Context(), `SELECT `+deviceCols+` FROM devices
 		WHERE ($1 = '' OR kind = $1)
@@ -131,7 +126,7 @@ func (rd *Reader) listDevices(w http.ResponseWriter, r *http.Request) {
 		  AND ($4::float8[] IS NULL OR geom && ST_MakeEnvelope($4[1], $4[2], $4[3], $4[4], 4326))
 		  AND ($5::text[] IS NULL OR ward_code = ANY($5))
 		  AND id > $6
-		ORDER BY id LIMIT $7`, kind, ward, online, box, c.WardFilter(), after, limit+1)
+		ORDER BY id LIMIT $7`, kind, ward, online, bbox, c.WardFilter(), after, limit+1)
 	if err != nil {
 		api.Internal(w, rd.log, r, err)
 		return
