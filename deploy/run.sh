@@ -68,8 +68,11 @@ cat <<MSG
   API          http://127.0.0.1:$port/api/v1/   (sign in: admin / $(cat var/admin-password))
                TOKEN=\$(curl -s localhost:$port/api/v1/login -H 'Content-Type: application/json' -d '{"name":"admin","password":"$(cat var/admin-password)"}' | sed 's/.*"token":"\([^"]*\)".*/\1/')
                curl -H "Authorization: Bearer \$TOKEN" localhost:$port/api/v1/devices?limit=5
+               curl -H "Authorization: Bearer \$TOKEN" localhost:$port/api/v1/incidents
+  Incidents    the simulator stages an accident at ~3 min, a fire at ~5 min and a congestion
+               from ~1 min (open once held 5 min); ground truth in var/truth.jsonl
   Metrics      http://$IOC_METRICS_ADDR/metrics
-  Logs         var/iocd.log, var/iocsim.log; scripted incidents' ground truth in var/truth.jsonl
+  Logs         var/iocd.log, var/iocsim.log
   Database     psql postgres://ioc:ioc@127.0.0.1:5432/ioc
 
   Ctrl-C to stop.
