@@ -55,10 +55,13 @@ type Engine struct {
 	notify *Notifier
 	audit  *auth.Auditor
 
-	rules  atomic.Pointer[activeRules]
-	queue  chan []*ingest.Observation
-	trig   chan Trigger
-	reload chan struct{} // capacity 1: the evaluator recompiles the rules
+	rules atomic.Pointer[activeRules]
+	queue chan []*ingest.Observation
+	// stopped is closed when Run returns, releasing Observe calls waiting
+	// for room in queue.
+	stopped chan struct{}
+	trig    chan Trigger
+	reload  chan struct{} // capacity 1: the evaluator recompiles the rules
 
 	mu      sync.Mutex // guards started
 	started time.Time
@@ -94,7 +97,7 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool, log *slog.Logger) 
 		}
 	}
 	e := &Engine{cfg: cfg, pool: pool, log: log, audit: auth.NewAuditor(pool),
-		queue: make(chan []*ingest.Observation, cfg.QueueSize), trig: make(chan Trigger, 1024),
+		queue: make(chan []*ingest.Observation, cfg.QueueSize), stopped: make(chan struct{}), trig: make(chan Trigger, 1024),
 		reload: make(chan struct{}, 1)}
 	e.store = &Store{pool: pool, geo: cfg.Geo, rules: e.Rules, now: cfg.Now}
 	e.events = NewEvents(pool, log)
@@ -218,21 +221,45 @@ func (e *Engine) ReloadFile(ctx context.Context) error {
 	return err
 }
 
-// Observe is the hook ingest calls after each commit. It never blocks: the
-// batch is queued, or dropped and counted when the queue is full (the
-// replay at the next start recovers what a drop lost).
+// Observe is the hook ingest calls after each commit. A batch is queued,
+// or, when the queue is full, dropped and counted (the replay at the next
+// start recovers it) — except a batch carrying an emergency signal: that
+// one waits for room. Ingest sends emergency signals in batches of their
+// own from a writer reserved for them and acknowledges them only after
+// Observe returns, so waiting holds back only emergency traffic, and a
+// 115 call is never dropped on its way to becoming an incident. Nothing
+// waits once Run has ended.
 func (e *Engine) Observe(obs []*ingest.Observation) {
 	select {
 	case e.queue <- obs:
 		metricQueueDepth.Set(float64(len(e.queue)))
+		return
 	default:
-		metricDropped.Add(float64(len(obs)))
 	}
+	if hasEmergency(obs) {
+		select {
+		case e.queue <- obs:
+			metricQueueDepth.Set(float64(len(e.queue)))
+			return
+		case <-e.stopped:
+		}
+	}
+	metricDropped.Add(float64(len(obs)))
+}
+
+func hasEmergency(obs []*ingest.Observation) bool {
+	for _, o := range obs {
+		if o.Kind == ingest.KindEmergency {
+			return true
+		}
+	}
+	return false
 }
 
 // Run evaluates, writes, escalates, notifies and publishes events until
 // ctx ends.
 func (e *Engine) Run(ctx context.Context) error {
+	defer close(e.stopped)
 	e.mu.Lock()
 	e.started = e.cfg.Now()
 	e.mu.Unlock()
