@@ -1,6 +1,7 @@
 package geo
 
 import (
+	"cmp"
 	"math"
 	"slices"
 )
@@ -212,7 +213,7 @@ func strSort(ids []int32, at func(int32) (float64, float64)) {
 	slices.SortFunc(ids, func(a, b int32) int {
 		ax, _ := at(a)
 		bx, _ := at(b)
-		return cmpFloat(ax, bx)
+		return cmp.Compare(ax, bx)
 	})
 	leaves := (len(ids) + strFanout - 1) / strFanout
 	slabs := int(math.Ceil(math.Sqrt(float64(leaves))))
@@ -222,7 +223,7 @@ func strSort(ids []int32, at func(int32) (float64, float64)) {
 		slices.SortFunc(ids[start:end], func(a, b int32) int {
 			_, ay := at(a)
 			_, by := at(b)
-			return cmpFloat(ay, by)
+			return cmp.Compare(ay, by)
 		})
 	}
 }

@@ -2,6 +2,7 @@ package geo
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -640,7 +641,7 @@ func findIntersection(segs []ringSeg) (ringSeg, ringSeg, bool) {
 	minX := func(s ringSeg) float64 { return math.Min(s.x1, s.x2) }
 	maxX := func(s ringSeg) float64 { return math.Max(s.x1, s.x2) }
 	slices.SortFunc(order, func(a, b int) int {
-		return cmpFloat(minX(segs[a]), minX(segs[b]))
+		return cmp.Compare(minX(segs[a]), minX(segs[b]))
 	})
 	ringLen := map[[2]int]int{}
 	for _, s := range segs {
@@ -670,16 +671,6 @@ func findIntersection(segs []ringSeg) (ringSeg, ringSeg, bool) {
 		}
 	}
 	return ringSeg{}, ringSeg{}, false
-}
-
-func cmpFloat(a, b float64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // adjacentOnly: consecutive segments of a ring (k and k+1, or the last

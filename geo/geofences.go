@@ -1,6 +1,7 @@
 package geo
 
 import (
+	"cmp"
 	"context"
 	crand "crypto/rand"
 	"encoding/hex"
@@ -141,18 +142,8 @@ func (g *Geofences) List() []*Geofence {
 	for _, e := range s.entries {
 		out = append(out, e.fence)
 	}
-	slices.SortFunc(out, func(a, b *Geofence) int { return cmpInt64(a.ID, b.ID) })
+	slices.SortFunc(out, func(a, b *Geofence) int { return cmp.Compare(a.ID, b.ID) })
 	return out
-}
-
-func cmpInt64(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // Len is the number of geofences in the index.

@@ -1,6 +1,7 @@
 package geo
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -75,10 +76,10 @@ func (h *Hospitals) Nearest(lon, lat float64, emergencyOnly bool, limit int) []N
 		out = append(out, NearHospital{Hospital: x, DistanceM: HaversineM(lon, lat, x.Lon, x.Lat)})
 	}
 	slices.SortFunc(out, func(a, b NearHospital) int {
-		if c := cmpFloat(a.DistanceM, b.DistanceM); c != 0 {
+		if c := cmp.Compare(a.DistanceM, b.DistanceM); c != 0 {
 			return c
 		}
-		return cmpString(a.ID, b.ID)
+		return cmp.Compare(a.ID, b.ID)
 	})
 	if limit >= 0 && len(out) > limit {
 		out = out[:limit]

@@ -1,6 +1,7 @@
 package geo
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -159,10 +160,10 @@ func (u *Units) NearestUnits(lon, lat float64, kind string, limit int) []Nearest
 	}
 	u.mu.RUnlock()
 	slices.SortFunc(out, func(a, b NearestUnit) int {
-		if c := cmpFloat(a.DistanceM, b.DistanceM); c != 0 {
+		if c := cmp.Compare(a.DistanceM, b.DistanceM); c != 0 {
 			return c
 		}
-		return cmpString(a.ID, b.ID)
+		return cmp.Compare(a.ID, b.ID)
 	})
 	if len(out) > limit {
 		out = out[:limit]
@@ -175,16 +176,6 @@ func (u *Units) NearestUnits(lon, lat float64, kind string, limit int) []Nearest
 		out[i].ETASeconds = math.Round(out[i].DistanceM * DetourFactor / (speed / 3.6))
 	}
 	return out
-}
-
-func cmpString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // HaversineM is the great-circle distance in metres on the PostGIS sphere.
