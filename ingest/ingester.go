@@ -100,10 +100,11 @@ func New(cfg Config, pool *pgxpool.Pool, log *slog.Logger) (*Ingester, error) {
 func (g *Ingester) Metrics() *Metrics { return g.m }
 
 // Submit validates one message and queues it. It blocks while the buffer
-// is full (the database is slow or down): the caller, one goroutine per
-// message, then holds the message unacknowledged, and the broker stops
-// sending once its in-flight window is used up. ack is called after the
-// message's batch commits.
+// is full (the database is slow or down): the message stays
+// unacknowledged, the decoders stop taking new ones, paho's per-message
+// goroutines wait for them, and the broker stops sending once its
+// in-flight window is used up. ack is called after the message's batch
+// commits. Safe for concurrent use.
 func (g *Ingester) Submit(ctx context.Context, topic string, payload []byte, dup bool, ack func()) error {
 	now := g.cfg.Now()
 	e := &envelope{topic: topic, payload: payload, dup: dup, received: now, ack: ack}
