@@ -2,6 +2,7 @@ package api
 
 import (
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -14,8 +15,11 @@ import (
 type denyAll struct{}
 
 func (denyAll) Authenticate(r *http.Request) (Caller, error) {
-	if r.Header.Get("Authorization") == "" {
+	switch r.Header.Get("Authorization") {
+	case "":
 		return Caller{}, ErrUnauthenticated
+	case "Bearer db-down":
+		return Caller{}, errors.New("dial tcp 127.0.0.1:5432: connection refused")
 	}
 	return Caller{Name: "u", Role: "analyst"}, nil
 }
@@ -38,6 +42,8 @@ func TestGuard(t *testing.T) {
 		{"GET", "/r", "Bearer t", 200},
 		{"POST", "/w", "Bearer t", 403},
 		{"GET", "/panic", "Bearer t", 500},
+		// Credentials that cannot be checked are not bad credentials.
+		{"GET", "/r", "Bearer db-down", 503},
 	} {
 		req := httptest.NewRequest(c.method, c.path, nil)
 		if c.auth != "" {

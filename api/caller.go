@@ -51,7 +51,9 @@ func CallerFrom(ctx context.Context) Caller {
 // carries no valid credentials.
 var ErrUnauthenticated = errors.New("unauthenticated")
 
-// Authenticator identifies the caller of a request.
+// Authenticator identifies the caller of a request. It returns
+// ErrUnauthenticated (possibly wrapped) for missing or bad credentials, and
+// any other error when it could not check them (the API answers 503).
 type Authenticator interface {
 	Authenticate(r *http.Request) (Caller, error)
 }

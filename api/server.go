@@ -77,6 +77,15 @@ func (s *Server) Routes() []Route {
 func (s *Server) guard(action string, h http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, err := s.auth.Authenticate(r)
+		if err != nil && !errors.Is(err, ErrUnauthenticated) {
+			if r.Context().Err() != nil {
+				return // the client has gone
+			}
+			s.log.Error("cannot check credentials", "path", r.URL.Path, "err", err)
+			w.Header().Set("Retry-After", "5")
+			Error(w, http.StatusServiceUnavailable, "unavailable", "cannot check credentials right now; retry shortly")
+			return
+		}
 		if err != nil {
 			if s.Refused != nil {
 				s.Refused(r, Caller{}, http.StatusUnauthorized, err.Error())

@@ -2,7 +2,6 @@ package auth
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -133,10 +132,10 @@ func (s *Service) Authenticate(r *http.Request) (api.Caller, error) {
 	}
 	c, err := s.Store.Lookup(r.Context(), token)
 	if err != nil {
-		if !errors.Is(err, api.ErrUnauthenticated) {
-			s.log.Error("authenticate", "err", err)
-		}
-		return api.Caller{}, api.ErrUnauthenticated
+		// A failure to check (the database is away) is not a bad
+		// credential: it goes up as itself, and the API answers 503, so an
+		// operator is not told to sign in again in the middle of an incident.
+		return api.Caller{}, err
 	}
 	if c.Wards == nil {
 		c.Wards = []string{}

@@ -707,3 +707,28 @@ func TestBootstrap(t *testing.T) {
 		t.Fatal("weak bootstrap password accepted")
 	}
 }
+
+// With the database away, a valid session cannot be checked: the answer is
+// 503 (retry), not 401 (sign in again), and a bad token is still refused
+// once the database is back.
+func TestDatabaseDownIsNotUnauthenticated(t *testing.T) {
+	e := newEnv(t, LoginLimits{})
+	e.addUser("alice", RoleOperator)
+	w := e.do("POST", "/api/v1/login", map[string]string{"name": "alice", "password": pw("alice")})
+	wantStatus(t, w, 200, "")
+	var a loginAnswer
+	json.Unmarshal(w.Body.Bytes(), &a)
+
+	e.pool.Close() // every query now fails: the database is unreachable
+	w = e.do("POST", "/api/v1/incidents/x/ack", nil, bearer(a.Token))
+	wantStatus(t, w, 503, "unavailable")
+	if w.Header().Get("Retry-After") == "" {
+		t.Error("503 without Retry-After")
+	}
+	if e.acks != 0 {
+		t.Fatal("the action ran without a checked caller")
+	}
+	// No credentials at all is still a plain 401, database or not.
+	w = e.do("POST", "/api/v1/incidents/x/ack", nil)
+	wantStatus(t, w, 401, "unauthenticated")
+}
