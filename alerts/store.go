@@ -144,16 +144,17 @@ func (s *Store) publish(ctx context.Context, tx pgx.Tx, id, op string) error {
 	if err != nil {
 		return fmt.Errorf("encode event: %w", err)
 	}
+	// Take the next seq, store the event and notify, in one round trip:
+	// an emergency's incident is on the latency path.
 	var seq int64
-	if err := tx.QueryRow(ctx, `UPDATE incident_seq SET seq = seq + 1 RETURNING seq`).Scan(&seq); err != nil {
-		return fmt.Errorf("event seq: %w", err)
-	}
-	if _, err := tx.Exec(ctx, `INSERT INTO incident_events (seq, at, incident_id, op, incident) VALUES ($1, $2, $3, $4, $5)`,
-		seq, s.now(), id, op, body); err != nil {
+	var notified string
+	err = tx.QueryRow(ctx, `WITH s AS (UPDATE incident_seq SET seq = seq + 1 RETURNING seq),
+		     e AS (INSERT INTO incident_events (seq, at, incident_id, op, incident)
+		           SELECT seq, $1, $2, $3, $4 FROM s RETURNING seq)
+		SELECT seq, pg_notify($5, seq::text)::text FROM e`,
+		s.now(), id, op, body, notifyChannel).Scan(&seq, &notified)
+	if err != nil {
 		return fmt.Errorf("store event: %w", err)
-	}
-	if _, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, notifyChannel, fmt.Sprint(seq)); err != nil {
-		return fmt.Errorf("notify event: %w", err)
 	}
 	metricEvents.Inc()
 	return nil
