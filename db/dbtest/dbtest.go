@@ -131,6 +131,13 @@ func buildTemplate(ctx context.Context) (string, error) {
 	if _, err := admin.Exec(ctx, fmt.Sprintf(`ALTER DATABASE %s RENAME TO %s`, building, name)); err != nil {
 		return "", err
 	}
+	// Templates of older schemas are dead weight: drop those not in use
+	// (a plain DROP fails, harmlessly, on one another checkout is using).
+	rows, _ := admin.Query(ctx, `SELECT datname FROM pg_database WHERE datname LIKE 'ioc\_tmpl\_%' AND datname <> $1`, name)
+	stale, _ := pgx.CollectRows(rows, pgx.RowTo[string])
+	for _, old := range stale {
+		admin.Exec(ctx, `DROP DATABASE IF EXISTS `+pgx.Identifier{old}.Sanitize())
+	}
 	return name, nil
 }
 
