@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -246,5 +247,30 @@ func TestPlacement(t *testing.T) {
 	}
 	if math.Abs(float64(len(s.gen.dev.sensors)-3000)) > 0 {
 		t.Errorf("%d sensors", len(s.gen.dev.sensors))
+	}
+}
+
+// The fire's building stands 100–200 m from its camera, sometimes across a
+// ward boundary: the truth's ward and the alarm's are the building's, the
+// ward ingest finds at the truth's location.
+func TestFireTruthWard(t *testing.T) {
+	for seed := uint64(1); seed <= 40; seed++ {
+		cfg := smallConfig(t)
+		cfg.Seed, cfg.Cameras, cfg.Scenarios = seed, 300, "fire@0s"
+		s, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr := s.gen.scenarios[0].truth
+		var at string
+		if w := s.gen.city.wardAt(Point{tr.Lon, tr.Lat}); w != nil {
+			at = w.Code
+		}
+		if at != tr.WardCode {
+			t.Errorf("seed %d: truth ward %s, the fire at %v,%v is in %q", seed, tr.WardCode, tr.Lon, tr.Lat, at)
+		}
+		if alarm := tr.Devices[0]; !strings.HasPrefix(alarm, "fa-"+tr.WardCode+"-") {
+			t.Errorf("seed %d: alarm %s not named after ward %s", seed, alarm, tr.WardCode)
+		}
 	}
 }

@@ -260,8 +260,14 @@ func (g *generator) scriptFire(t0 time.Time) *scenario {
 	// of its own that has been sending heartbeats since the start.
 	d, a := 100+rng.Float64()*100, rng.Float64()*2*math.Pi
 	fire := offset(cam.pos, d*math.Sin(a), d*math.Cos(a))
-	alarm := &source{id: fmt.Sprintf("fa-%s-9%02d", cam.ward.Code, len(g.scenarios)+1), channel: "fire_alarm",
-		pos: fire, ward: cam.ward, fixed: true}
+	// The building may stand across a ward boundary from the camera; the
+	// alarm and the truth are in the building's ward, as ingest places them.
+	ward := cam.ward
+	if w := g.city.wardAt(fire); w != nil {
+		ward = w
+	}
+	alarm := &source{id: fmt.Sprintf("fa-%s-9%02d", ward.Code, len(g.scenarios)+1), channel: "fire_alarm",
+		pos: fire, ward: ward, fixed: true}
 	g.dev.sources = append(g.dev.sources, alarm)
 	g.addScripted(sc, t0, KindEmergency, alarm.id, alarm.tsf, func(b []byte, id string, ts time.Time, f tsFormat) []byte {
 		return encodeEmergency(b, id, ts, f, fire, EmergencyFields{Type: "fire", Priority: 2, Channel: "fire_alarm", Note: "Đầu báo khói tầng 3 kích hoạt"})
@@ -280,7 +286,7 @@ func (g *generator) scriptFire(t0 time.Time) *scenario {
 	})
 	sc.truth.Kind, sc.truth.Severity = "fire", "severe"
 	sc.truth.Lon, sc.truth.Lat = round6(fire.Lon), round6(fire.Lat)
-	sc.truth.WardCode, sc.truth.WardName = cam.ward.Code, cam.ward.Name
+	sc.truth.WardCode, sc.truth.WardName = ward.Code, ward.Name
 	sc.truth.Start, sc.truth.End, sc.end = t0, callAt, callAt
 	sc.truth.Note = fmt.Sprintf("fire alarm, camera smoke %.0f m away after %s, 114 call after %s", d, smokeAt.Sub(t0), callAt.Sub(t0))
 	return sc
