@@ -91,7 +91,8 @@ type crule struct {
 	typ      int
 	events   uint32 // bit i: cameraEvents[i]; 0: any
 	conds    []ccond
-	slot     int // threshold or fence state slot
+	slot     int // threshold state slot
+	fslot    int // fence side slot (enter, exit)
 	fence    *FenceCond
 	emKinds  map[string]string
 	emSev    [6]string
@@ -180,7 +181,7 @@ func compile(set *RuleSet, g Geo) *evaluator {
 			src = ingest.KindUnit
 		}
 		if c.fence != nil && c.fence.Mode != "inside" {
-			c.slot = ev.nFence
+			c.fslot = ev.nFence
 			ev.nFence++
 			ev.needDev[src] = true
 		}
@@ -307,8 +308,8 @@ func (ev *evaluator) fenceOK(c *crule, d *devState, o *ingest.Observation) bool 
 	if d == nil {
 		d = ev.device(o.DeviceID)
 	}
-	was := d.fence[c.slot]
-	d.fence[c.slot] = in
+	was := d.fence[c.fslot]
+	d.fence[c.fslot] = in
 	if c.fence.Mode == "enter" {
 		return in && !was
 	}
