@@ -117,8 +117,21 @@ type evaluator struct {
 type devState struct {
 	lastTS time.Time
 	th     []thState
-	fence  []bool
+	fence  []fenceSide
 }
+
+// fenceSide is where a device was, for one enter/exit rule, at its
+// previous matching observation.
+type fenceSide uint8
+
+const (
+	// sideUnknown: no matching observation yet since the evaluator was
+	// compiled (a new device, a restart, a rule change). The first one
+	// only records the side: a unit already in the zone has not entered.
+	sideUnknown fenceSide = iota
+	sideOutside
+	sideInside
+)
 
 type thState struct {
 	since time.Time
@@ -247,7 +260,7 @@ func (ev *evaluator) device(id string) *devState {
 			d.th = make([]thState, ev.nThresh)
 		}
 		if ev.nFence > 0 {
-			d.fence = make([]bool, ev.nFence)
+			d.fence = make([]fenceSide, ev.nFence)
 		}
 		ev.devices[id] = d
 	}
@@ -309,11 +322,14 @@ func (ev *evaluator) fenceOK(c *crule, d *devState, o *ingest.Observation) bool 
 		d = ev.device(o.DeviceID)
 	}
 	was := d.fence[c.fslot]
-	d.fence[c.fslot] = in
-	if c.fence.Mode == "enter" {
-		return in && !was
+	d.fence[c.fslot] = sideOutside
+	if in {
+		d.fence[c.fslot] = sideInside
 	}
-	return was && !in
+	if c.fence.Mode == "enter" {
+		return in && was == sideOutside
+	}
+	return !in && was == sideInside
 }
 
 func (ev *evaluator) threshold(c *crule, d *devState, o *ingest.Observation, emit func(Trigger)) {
