@@ -84,6 +84,12 @@ type Observation struct {
 	UnitKind string
 	Status   string
 	Online   bool
+
+	// Settled is set, after the commit, by Config.InTx's hook on the
+	// observations it already acted on in the batch's transaction (an
+	// emergency signal whose incident is open), so OnCommit consumers
+	// need not act on them again.
+	Settled bool
 }
 
 // Rejection says why one message (Item -1) or one element of a JSON array

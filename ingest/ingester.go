@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
@@ -42,9 +43,27 @@ type Config struct {
 	// observations (responder positions, the alert engine). It runs on the
 	// writer goroutine: keep it quick and non-blocking.
 	OnCommit func([]*Observation)
+	// InTx, if set, is called inside the transaction of each batch that
+	// carries an emergency signal, after its rows are written, so it can
+	// write its conclusions in the same commit (the alert engine opens the
+	// incident there: no second transaction on a 115 call's way to the
+	// screen). It returns what to run after the commit, before OnCommit.
+	// If it fails, the batch is written again without it and OnCommit
+	// consumers see the observations as usual.
+	InTx TxHook
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
+
+// TxHook acts on a batch's observations inside the batch's transaction;
+// after, if not nil, runs once the transaction has committed.
+type TxHook func(ctx context.Context, tx pgx.Tx, obs []*Observation) (after func(), err error)
+
+// hookError marks a failure of Config.InTx, as opposed to the batch's own.
+type hookError struct{ err error }
+
+func (e hookError) Error() string { return "in-transaction hook: " + e.err.Error() }
+func (e hookError) Unwrap() error { return e.err }
 
 // envelope is one MQTT message on its way through ingest.
 type envelope struct {
@@ -302,17 +321,32 @@ func (g *Ingester) writeLoop(ctx context.Context, in <-chan []*envelope, counted
 func (g *Ingester) commit(ctx context.Context, envs []*envelope) error {
 	p := prepare(envs, g.devices, g.cfg.TouchInterval, g.cfg.Now())
 	poisoned := 0
+	hook := g.cfg.InTx
+	if !hasEmergency(p.obs) {
+		hook = nil
+	}
 	for attempt := 0; ; attempt++ {
 		start := time.Now()
-		dups, err := g.writeOnce(ctx, p)
+		dups, after, err := g.writeOnce(ctx, p, hook)
 		if err == nil {
+			if after != nil {
+				after()
+			}
 			g.committed(envs, p, dups, time.Since(start))
 			return nil
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		var herr hookError
 		switch {
+		case errors.As(err, &herr):
+			// The hook's failure must never hold back the data: write
+			// the batch without it; OnCommit consumers take over.
+			g.m.WriteErrors.WithLabelValues("hook").Inc()
+			g.log.Warn("ingest: in-transaction hook failed; writing the batch without it", "err", err)
+			hook = nil
+			continue
 		case isMissingPartition(err):
 			g.log.Warn("ingest: creating missing partition", "err", err)
 			if err := g.ensurePartitions(ctx, p); err != nil {
@@ -374,13 +408,22 @@ func (g *Ingester) commit(ctx context.Context, envs []*envelope) error {
 	}
 }
 
-func (g *Ingester) writeOnce(ctx context.Context, p *prepared) (int64, error) {
+func (g *Ingester) writeOnce(ctx context.Context, p *prepared, hook TxHook) (int64, func(), error) {
 	conn, err := g.pool.Acquire(ctx)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	defer conn.Release()
-	return write(ctx, conn.Conn(), p, g.cfg.Now())
+	return write(ctx, conn.Conn(), p, g.cfg.Now(), hook)
+}
+
+func hasEmergency(obs []*Observation) bool {
+	for _, o := range obs {
+		if o.Kind == KindEmergency {
+			return true
+		}
+	}
+	return false
 }
 
 func (g *Ingester) committed(envs []*envelope, p *prepared, dups int64, took time.Duration) {

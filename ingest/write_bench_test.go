@@ -40,7 +40,7 @@ func BenchmarkWriteBatch(b *testing.B) {
 		envs := batch(n)
 		b.StartTimer()
 		p := prepare(envs, cache, 15*time.Second, now)
-		if _, err := write(ctx, conn.Conn(), p, now); err != nil {
+		if _, _, err := write(ctx, conn.Conn(), p, now, nil); err != nil {
 			b.Fatal(err)
 		}
 		cache.committed(p.devices, p.statuses, now)

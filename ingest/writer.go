@@ -199,7 +199,7 @@ func rejectDigest(topic string, payload []byte) []byte {
 // violation means some rows were delivered before (a redelivery after a
 // crash or reconnect); then the batch is rewritten through temporary
 // staging tables with INSERT ... ON CONFLICT DO NOTHING.
-func write(ctx context.Context, conn *pgx.Conn, p *prepared, now time.Time) (dups int64, err error) {
+func write(ctx context.Context, conn *pgx.Conn, p *prepared, now time.Time, hook TxHook) (dups int64, after func(), err error) {
 	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, "SAVEPOINT fast"); err != nil {
 			return err
@@ -214,9 +214,20 @@ func write(ctx context.Context, conn *pgx.Conn, p *prepared, now time.Time) (dup
 		if err != nil {
 			return err
 		}
-		return writeRegistry(ctx, tx, p, now)
+		if err := writeRegistry(ctx, tx, p, now); err != nil {
+			return err
+		}
+		if hook != nil {
+			if after, err = hook(ctx, tx, p.obs); err != nil {
+				return hookError{err}
+			}
+		}
+		return nil
 	})
-	return dups, err
+	if err != nil {
+		after = nil
+	}
+	return dups, after, err
 }
 
 func copyRows(ctx context.Context, tx pgx.Tx, p *prepared) error {
