@@ -74,6 +74,19 @@ type activeRules struct {
 	set     *RuleSet
 	raw     json.RawMessage
 	version int64
+	// emergency are the set's emergency rules, compiled: stateless, so
+	// ingest's writers may evaluate them concurrently (InTx).
+	emergency []*crule
+}
+
+func newActiveRules(set *RuleSet, raw json.RawMessage, version int64) *activeRules {
+	a := &activeRules{set: set, raw: raw, version: version}
+	for _, c := range compile(set, nil).byKind[ingest.KindEmergency] {
+		if c.typ == ruleEmergency {
+			a.emergency = append(a.emergency, c)
+		}
+	}
+	return a
 }
 
 // New builds the engine: loads the rule file, makes sure PostgreSQL holds
@@ -99,8 +112,8 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool, log *slog.Logger) 
 	e := &Engine{cfg: cfg, pool: pool, log: log, audit: auth.NewAuditor(pool),
 		queue: make(chan []*ingest.Observation, cfg.QueueSize), stopped: make(chan struct{}), trig: make(chan Trigger, 1024),
 		reload: make(chan struct{}, 1)}
-	e.store = &Store{pool: pool, geo: cfg.Geo, rules: e.Rules, now: cfg.Now}
 	e.events = NewEvents(pool, log)
+	e.store = &Store{events: e.events, pool: pool, geo: cfg.Geo, rules: e.Rules, now: cfg.Now}
 	e.notify = newNotifier(pool, log, cfg.Now, e.webhookURL, func() int { return e.Rules().Notify.MaxAttempts })
 
 	_, raw, err := LoadRulesFile(cfg.RulesFile)
@@ -154,7 +167,7 @@ func (e *Engine) loadStored(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("stored rule set version %d: %w", version, err)
 	}
-	e.rules.Store(&activeRules{set: set, raw: body, version: version})
+	e.rules.Store(newActiveRules(set, body, version))
 	select {
 	case e.reload <- struct{}{}:
 	default:
@@ -199,7 +212,7 @@ func (e *Engine) SetRules(ctx context.Context, raw []byte, ifVersion int64, acto
 	if err := e.pool.QueryRow(ctx, `SELECT body FROM alert_rules`).Scan(&body); err == nil {
 		raw = body // as PostgreSQL normalised it, so every instance serves the same bytes
 	}
-	e.rules.Store(&activeRules{set: set, raw: raw, version: version})
+	e.rules.Store(newActiveRules(set, raw, version))
 	select {
 	case e.reload <- struct{}{}:
 	default:
@@ -245,6 +258,50 @@ func (e *Engine) Observe(obs []*ingest.Observation) {
 		}
 	}
 	metricDropped.Add(float64(len(obs)))
+}
+
+// InTx is ingest's in-transaction hook (ingest.Config.InTx): the
+// emergency signals of a batch open or join their incidents in the
+// batch's own transaction, so a 115 call and its incident commit
+// together, with no queue, evaluation loop or second transaction between
+// them. The events go to this instance's subscribers right after the
+// commit. The evaluation loop skips the emergency rules for these
+// observations (Settled); it still replays them after a restart, which
+// adds nothing (evidence is keyed by observation).
+func (e *Engine) InTx(ctx context.Context, tx pgx.Tx, obs []*ingest.Observation) (func(), error) {
+	rules := e.rules.Load().emergency
+	var done []*ingest.Observation
+	var evs []Event
+	for _, o := range obs {
+		if o.Kind != ingest.KindEmergency {
+			continue
+		}
+		for _, c := range rules {
+			t, ok := emergencyTrigger(c, o)
+			if !ok {
+				continue
+			}
+			metricTriggers.WithLabelValues(t.Rule).Inc()
+			_, ev, err := e.store.apply(ctx, tx, t)
+			if err != nil {
+				return nil, fmt.Errorf("apply trigger of rule %s: %w", t.Rule, err)
+			}
+			if ev != nil {
+				evs = append(evs, *ev)
+			}
+		}
+		done = append(done, o)
+	}
+	if len(done) == 0 {
+		return nil, nil
+	}
+	return func() {
+		for _, o := range done {
+			o.Settled = true
+		}
+		e.store.offer(evs...)
+		e.applied.Add(int64(len(evs)))
+	}, nil
 }
 
 func hasEmergency(obs []*ingest.Observation) bool {

@@ -291,14 +291,15 @@ func (ev *evaluator) observe(o *ingest.Observation, emit func(Trigger)) {
 			ev.threshold(c, d, o, emit)
 		case ruleMatch:
 			if c.matches(o) && ev.fenceOK(c, d, o) {
-				emit(ev.trigger(c, o, c.r.IncidentKind, c.r.Severity, []Evidence{evidenceOf(o, c.r.ID)}))
+				emit(newTrigger(c, o, c.r.IncidentKind, c.r.Severity, []Evidence{evidenceOf(o, c.r.ID)}))
 			}
 		case ruleEmergency:
-			kind, ok := c.emKinds[o.Type]
-			if !ok || o.Priority < 1 || o.Priority > 5 {
-				continue
+			if o.Settled {
+				continue // its incident committed with it (Engine.InTx)
 			}
-			emit(ev.trigger(c, o, kind, c.emSev[o.Priority], []Evidence{evidenceOf(o, c.r.ID)}))
+			if t, ok := emergencyTrigger(c, o); ok {
+				emit(t)
+			}
 		case ruleCount:
 			if c.matches(o) && ev.fenceOK(c, d, o) {
 				ev.count(c, o, emit)
@@ -349,7 +350,7 @@ func (ev *evaluator) threshold(c *crule, d *devState, o *ingest.Observation, emi
 		}
 		if !st.fired && o.TS.Sub(st.since) >= c.hold {
 			st.fired = true
-			t := ev.trigger(c, o, c.r.IncidentKind, c.r.Severity, []Evidence{evidenceOf(o, c.r.ID)})
+			t := newTrigger(c, o, c.r.IncidentKind, c.r.Severity, []Evidence{evidenceOf(o, c.r.ID)})
 			t.Condition, t.ClearFor, t.DeviceID = true, c.clearFor, o.DeviceID
 			t.Evidence[0].Detail["held_since"] = st.since
 			emit(t)
@@ -396,11 +397,22 @@ func (ev *evaluator) count(c *crule, o *ingest.Observation, emit func(Trigger)) 
 		}
 	}
 	if len(near) >= c.r.Count {
-		emit(ev.trigger(c, o, c.r.IncidentKind, c.r.Severity, near))
+		emit(newTrigger(c, o, c.r.IncidentKind, c.r.Severity, near))
 	}
 }
 
-func (ev *evaluator) trigger(c *crule, o *ingest.Observation, kind, sev string, evidence []Evidence) Trigger {
+// emergencyTrigger is what emergency rule c makes of signal o: every
+// signal of a mapped type opens or joins at once, its severity from its
+// priority. It reads nothing but c and o.
+func emergencyTrigger(c *crule, o *ingest.Observation) (Trigger, bool) {
+	kind, ok := c.emKinds[o.Type]
+	if !ok || o.Priority < 1 || o.Priority > 5 {
+		return Trigger{}, false
+	}
+	return newTrigger(c, o, kind, c.emSev[o.Priority], []Evidence{evidenceOf(o, c.r.ID)}), true
+}
+
+func newTrigger(c *crule, o *ingest.Observation, kind, sev string, evidence []Evidence) Trigger {
 	title := c.r.Title
 	if title == "" {
 		title = kind

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -153,15 +155,74 @@ func (e *Events) listen(ctx context.Context) error {
 		e.last = seq
 	}
 	e.mu.Unlock()
+	if err := e.deliver(ctx); err != nil {
+		return err
+	}
 	for {
-		if err := e.deliver(ctx); err != nil {
-			return err
-		}
 		wctx, cancel := context.WithTimeout(ctx, e.poll)
-		_, err := conn.WaitForNotification(wctx)
+		n, err := conn.WaitForNotification(wctx)
 		cancel()
 		if err != nil && (ctx.Err() != nil || !errors.Is(wctx.Err(), context.DeadlineExceeded) || conn.IsClosed()) {
 			return err
+		}
+		// The notification carries the event: the next in order goes out
+		// as it is. Anything else (a poll, a gap, a notification with the
+		// seq alone) reads the log from the last delivered.
+		if n != nil {
+			if ev, ok := parseNotification(n.Payload); ok && e.Offer(ev) {
+				continue
+			}
+		}
+		if err := e.deliver(ctx); err != nil {
+			return err
+		}
+	}
+}
+
+// parseNotification reads "<seq> <event json>"; ok is false for a bare
+// seq or anything unexpected.
+func parseNotification(payload string) (Event, bool) {
+	seq, body, found := strings.Cut(payload, " ")
+	if !found {
+		return Event{}, false
+	}
+	var ev Event
+	if err := json.Unmarshal([]byte(body), &ev); err != nil {
+		return Event{}, false
+	}
+	ev.Seq, _ = strconv.ParseInt(seq, 10, 64)
+	return ev, ev.Seq > 0
+}
+
+// Offer hands a committed event to the subscribers if it is the next in
+// order, and reports whether it was delivered, now or before. An event
+// ahead of the next is ignored: it arrives again through NOTIFY once the
+// ones before it have. The instance that commits a change offers its
+// event at once, without waiting for its own notification.
+func (e *Events) Offer(ev Event) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.last < 0 || ev.Seq > e.last+1 {
+		return false
+	}
+	if ev.Seq == e.last+1 {
+		e.fanOut(ev)
+		e.last = ev.Seq
+	}
+	return true
+}
+
+// fanOut sends ev to every subscriber; one whose queue is full is
+// disconnected (it resumes with Since). Call with mu held.
+func (e *Events) fanOut(ev Event) {
+	for ch := range e.subs {
+		select {
+		case ch <- ev:
+		default:
+			delete(e.subs, ch)
+			close(ch)
+			metricSubscriberDrops.Inc()
+			e.log.Warn("incident events: subscriber too slow; disconnected", "at_seq", ev.Seq)
 		}
 	}
 }
@@ -180,7 +241,7 @@ func (e *Events) deliver(ctx context.Context) error {
 				return err
 			}
 			e.mu.Lock()
-			e.last = cur
+			e.last = max(e.last, cur)
 			e.mu.Unlock()
 			return nil
 		}
@@ -191,23 +252,13 @@ func (e *Events) deliver(ctx context.Context) error {
 			return nil
 		}
 		e.mu.Lock()
-		for ch := range e.subs {
-			for _, ev := range evs {
-				select {
-				case ch <- ev:
-				default:
-					delete(e.subs, ch)
-					close(ch)
-					metricSubscriberDrops.Inc()
-					e.log.Warn("incident events: subscriber too slow; disconnected", "at_seq", ev.Seq)
-				}
-				if _, ok := e.subs[ch]; !ok {
-					break
-				}
+		for _, ev := range evs {
+			if ev.Seq == e.last+1 { // not already offered by this instance
+				e.fanOut(ev)
+				e.last = ev.Seq
 			}
 		}
-		last = evs[len(evs)-1].Seq
-		e.last = last
+		last = e.last
 		e.mu.Unlock()
 		if len(evs) < 1000 {
 			return nil

@@ -31,10 +31,11 @@ const notifyChannel = "ioc_incident_events"
 // transaction with its timeline entry, its event and (for people) its
 // audit entry. Safe for concurrent use.
 type Store struct {
-	pool  *pgxpool.Pool
-	geo   Geo
-	rules func() *RuleSet
-	now   func() time.Time
+	events *Events // committed events go to local subscribers at once
+	pool   *pgxpool.Pool
+	geo    Geo
+	rules  func() *RuleSet
+	now    func() time.Time
 }
 
 const incidentCols = `i.id, i.kind, i.severity, i.status, i.resolution, i.title, ST_X(i.geom), ST_Y(i.geom),
@@ -132,52 +133,84 @@ func timeline(ctx context.Context, tx pgx.Tx, id string, at time.Time, actor, ac
 	return nil
 }
 
-// publish appends the incident's event. The counter row stays locked until
-// the transaction ends, so seq order is commit order city-wide. Call it
-// last in a change's transaction.
-func (s *Store) publish(ctx context.Context, tx pgx.Tx, id, op string) error {
-	x, err := s.get(ctx, tx, id, false)
-	if err != nil {
-		return err
-	}
+// publish appends the event of x's change. The counter row stays locked
+// until the transaction ends, so seq order is commit order city-wide. Call
+// it last in a change's transaction, and hand the event to offer once the
+// transaction has committed.
+func (s *Store) publish(ctx context.Context, tx pgx.Tx, x *Incident, op string) (Event, error) {
 	body, err := json.Marshal(x)
 	if err != nil {
-		return fmt.Errorf("encode event: %w", err)
+		return Event{}, fmt.Errorf("encode event: %w", err)
+	}
+	ev := Event{Op: op, At: s.now(), Incident: body}
+	// The notification carries the event itself ("<seq> <json without
+	// seq>"), so listeners need not read it back; one too long for NOTIFY
+	// carries the seq alone.
+	note, err := json.Marshal(ev)
+	if err != nil {
+		return Event{}, fmt.Errorf("encode event: %w", err)
+	}
+	if len(note) > maxNotifyBody {
+		note = nil
 	}
 	// Take the next seq, store the event and notify, in one round trip:
 	// an emergency's incident is on the latency path.
-	var seq int64
 	var notified string
 	err = tx.QueryRow(ctx, `WITH s AS (UPDATE incident_seq SET seq = seq + 1 RETURNING seq),
 		     e AS (INSERT INTO incident_events (seq, at, incident_id, op, incident)
 		           SELECT seq, $1, $2, $3, $4 FROM s RETURNING seq)
-		SELECT seq, pg_notify($5, seq::text)::text FROM e`,
-		s.now(), id, op, body, notifyChannel).Scan(&seq, &notified)
+		SELECT seq, pg_notify($5, seq::text || coalesce(' ' || $6::text, ''))::text FROM e`,
+		ev.At, x.ID, op, body, notifyChannel, nullString(note)).Scan(&ev.Seq, &notified)
 	if err != nil {
-		return fmt.Errorf("store event: %w", err)
+		return Event{}, fmt.Errorf("store event: %w", err)
 	}
 	metricEvents.Inc()
-	return nil
+	return ev, nil
 }
 
-// outbox queues a notification in the change's transaction.
-func (s *Store) outbox(ctx context.Context, tx pgx.Tx, id, reason string, extra map[string]any) error {
+// publishID reads incident id and publishes its change.
+func (s *Store) publishID(ctx context.Context, tx pgx.Tx, id, op string) (Event, error) {
 	x, err := s.get(ctx, tx, id, false)
 	if err != nil {
-		return err
+		return Event{}, err
 	}
+	return s.publish(ctx, tx, x, op)
+}
+
+// maxNotifyBody keeps a notification under PostgreSQL's 8000-byte limit.
+const maxNotifyBody = 7900
+
+func nullString(b []byte) any {
+	if b == nil {
+		return nil
+	}
+	return string(b)
+}
+
+// offer hands committed events to this instance's subscribers at once;
+// other instances learn of them through NOTIFY.
+func (s *Store) offer(evs ...Event) {
+	if s.events == nil {
+		return
+	}
+	for _, ev := range evs {
+		s.events.Offer(ev)
+	}
+}
+
+// outbox queues a notification about x in the change's transaction.
+func (s *Store) outbox(ctx context.Context, tx pgx.Tx, x *Incident, reason string, extra map[string]any) error {
 	payload := map[string]any{"reason": reason, "incident": x}
 	for k, v := range extra {
 		payload[k] = v
 	}
-	now := s.now()
-	_, err = tx.Exec(ctx, `INSERT INTO alert_outbox (created_at, incident_id, reason, payload, next_at) VALUES ($1, $2, $3, $4, $1)`,
-		now, id, reason, payload)
+	_, err := tx.Exec(ctx, `WITH o AS (INSERT INTO alert_outbox (created_at, incident_id, reason, payload, next_at)
+			VALUES ($1, $2, $3, $4, $1) RETURNING id)
+		SELECT pg_notify('ioc_alert_outbox', '') FROM o`, s.now(), x.ID, reason, payload)
 	if err != nil {
 		return fmt.Errorf("outbox: %w", err)
 	}
-	_, err = tx.Exec(ctx, `SELECT pg_notify('ioc_alert_outbox', '')`)
-	return err
+	return nil
 }
 
 func (s *Store) notifyWorthy(sev string) bool {
@@ -197,65 +230,91 @@ func (s *Store) Apply(ctx context.Context, t Trigger) (string, bool, error) {
 		return "", false, s.clearCondition(ctx, t)
 	}
 	var id string
-	var changed bool
+	var ev *Event
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		var err error
-		id, changed, err = s.apply(ctx, tx, t)
+		id, ev, err = s.apply(ctx, tx, t)
 		return err
 	})
 	if err != nil {
 		return "", false, fmt.Errorf("apply trigger of rule %s: %w", t.Rule, err)
 	}
-	return id, changed, nil
+	if ev != nil {
+		s.offer(*ev)
+	}
+	return id, ev != nil, nil
 }
 
-func (s *Store) apply(ctx context.Context, tx pgx.Tx, t Trigger) (string, bool, error) {
+// apply records trigger t in tx (see Apply); the event is nil when
+// nothing changed. Emergency signals come here inside ingest's own
+// transaction (Engine.InTx), so it keeps round trips few: every step is
+// one pipelined batch of statements.
+func (s *Store) apply(ctx context.Context, tx pgx.Tx, t Trigger) (string, *Event, error) {
 	n := len(t.Evidence)
 	devs, tss, msgs := make([]string, n), make([]time.Time, n), make([]string, n)
 	for i, e := range t.Evidence {
 		devs[i], tss[i], msgs[i] = e.DeviceID, e.ObservedAt, e.MsgID
 	}
-	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(correlationLock)); err != nil {
-		return "", false, err
-	}
-	// Evidence already recorded: a replay or a redelivery.
-	rows, err := tx.Query(ctx, `SELECT e.incident_id FROM incident_evidence e
-		JOIN unnest($1::text[], $2::timestamptz[], $3::text[]) AS k(d, t, m) ON e.device_id = k.d AND e.ts = k.t AND e.msg_id = k.m`,
-		devs, tss, msgs)
-	if err != nil {
-		return "", false, err
-	}
-	known, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return "", false, err
-	}
-	if len(known) == n {
-		if t.Condition && len(known) > 0 {
-			// A replayed trigger after a replayed clear: the condition holds again.
-			if err := s.holdCondition(ctx, tx, t, known[0]); err != nil {
-				return "", false, err
-			}
-		}
-		metricReplayed.Inc()
-		return first(known), false, nil
-	}
 	rs := s.rules()
 	corr := rs.correlationFor(t.Kind)
-	var cur struct {
-		id, kind, sev string
-		auto          bool
-	}
-	err = tx.QueryRow(ctx, `SELECT id, kind, severity, auto_resolve FROM incidents
+
+	// Step 1: the correlation lock, the evidence already recorded (a
+	// replay or a redelivery) and the open incident this would join.
+	var b pgx.Batch
+	b.Queue(`SELECT pg_advisory_xact_lock($1)`, int64(correlationLock))
+	b.Queue(`SELECT e.incident_id FROM incident_evidence e
+		JOIN unnest($1::text[], $2::timestamptz[], $3::text[]) AS k(d, t, m) ON e.device_id = k.d AND e.ts = k.t AND e.msg_id = k.m`,
+		devs, tss, msgs)
+	b.Queue(`SELECT id, kind, severity FROM incidents
 		WHERE status <> 'resolved' AND kind = ANY($1) AND last_evidence_at >= $2
 		  AND ST_DWithin(geom::geography, ST_SetSRID(ST_MakePoint($3, $4), 4326)::geography, $5, false)
 		ORDER BY ST_Distance(geom::geography, ST_SetSRID(ST_MakePoint($3, $4), 4326)::geography, false), opened_at
 		LIMIT 1 FOR UPDATE`,
-		corr.Joins, t.At.Add(-corr.Window.Std()), t.Lon, t.Lat, corr.RadiusM).Scan(&cur.id, &cur.kind, &cur.sev, &cur.auto)
+		corr.Joins, t.At.Add(-corr.Window.Std()), t.Lon, t.Lat, corr.RadiusM)
+	var known []string
+	var cur struct{ id, kind, sev string }
+	open := false
+	err := withBatch(ctx, tx, &b, func(br pgx.BatchResults) error {
+		if _, err := br.Exec(); err != nil {
+			return err
+		}
+		rows, err := br.Query()
+		if err != nil {
+			return err
+		}
+		if known, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
+			return err
+		}
+		err = br.QueryRow().Scan(&cur.id, &cur.kind, &cur.sev)
+		if errors.Is(err, pgx.ErrNoRows) {
+			open, err = true, nil
+		}
+		if err != nil {
+			return fmt.Errorf("correlate: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return "", nil, err
+	}
+	if len(known) == n {
+		if t.Condition && n > 0 {
+			// A replayed trigger after a replayed clear: the condition holds again.
+			if err := s.holdCondition(ctx, tx, t, known[0]); err != nil {
+				return "", nil, err
+			}
+		}
+		metricReplayed.Inc()
+		return first(known), nil, nil
+	}
+
+	// Step 2: open the incident, or update the one joined, with the evidence.
 	now := s.now()
 	actor := "rule:" + t.Rule
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		id := newID(now)
+	id, kind, sev := cur.id, cur.kind, cur.sev
+	b = pgx.Batch{}
+	if open {
+		id = newID(now)
 		ward := t.Ward
 		if ward == "" && s.geo != nil {
 			ward, _ = s.geo.Ward(t.Lon, t.Lat)
@@ -264,64 +323,105 @@ func (s *Store) apply(ctx context.Context, tx pgx.Tx, t Trigger) (string, bool, 
 		if ward != "" {
 			wardArg = ward
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO incidents (id, kind, severity, status, title, geom, ward_code, opened_by,
+		b.Queue(`INSERT INTO incidents (id, kind, severity, status, title, geom, ward_code, opened_by,
 				auto_resolve, opened_at, updated_at, last_evidence_at)
 			VALUES ($1, $2, $3, 'new', $4, ST_SetSRID(ST_MakePoint($5, $6), 4326), $7, $8, $9, $10, $10, $11)`,
-			id, t.Kind, t.Severity, t.Title, t.Lon, t.Lat, wardArg, actor, t.Condition, now, t.At); err != nil {
-			return "", false, fmt.Errorf("open incident: %w", err)
+			id, t.Kind, t.Severity, t.Title, t.Lon, t.Lat, wardArg, actor, t.Condition, now, t.At)
+	} else {
+		if rs.rank(t.Kind) > rs.rank(cur.kind) {
+			kind = t.Kind
 		}
-		added, err := s.addEvidence(ctx, tx, id, t, now)
-		if err != nil {
-			return "", false, err
+		if rs.JoinRaisesSeverity && sevRank(t.Severity) > sevRank(cur.sev) {
+			sev = t.Severity
 		}
-		if err := timeline(ctx, tx, id, now, actor, "opened", map[string]any{
-			"kind": t.Kind, "severity": t.Severity, "evidence": added}); err != nil {
-			return "", false, err
+		b.Queue(`UPDATE incidents SET kind = $2, severity = $3, auto_resolve = auto_resolve AND $4,
+				last_evidence_at = greatest(last_evidence_at, $5), updated_at = $6, version = version + 1 WHERE id = $1`,
+			id, kind, sev, t.Condition, t.At, now)
+	}
+	queueEvidence(&b, id, t, now)
+	var added []map[string]any
+	err = withBatch(ctx, tx, &b, func(br pgx.BatchResults) error {
+		if _, err := br.Exec(); err != nil {
+			if open {
+				return fmt.Errorf("open incident: %w", err)
+			}
+			return fmt.Errorf("join incident: %w", err)
+		}
+		added, err = readEvidence(br, t)
+		return err
+	})
+	if err != nil {
+		return "", nil, err
+	}
+
+	// Step 3: the timeline, the condition it holds, and the incident as it
+	// now is, for the notification and the event.
+	action := "opened"
+	detail := map[string]any{"kind": t.Kind, "severity": t.Severity, "evidence": added}
+	if !open {
+		action = "evidence_added"
+		detail = map[string]any{"evidence": added, "rule": t.Rule}
+		if kind != cur.kind {
+			detail["kind"] = map[string]string{"from": cur.kind, "to": kind}
+		}
+		if sev != cur.sev {
+			detail["severity"] = map[string]string{"from": cur.sev, "to": sev}
+		}
+	}
+	b = pgx.Batch{}
+	b.Queue(`INSERT INTO incident_timeline (incident_id, at, actor, action, detail) VALUES ($1, $2, $3, $4, $5)`,
+		id, now, actor, action, detail)
+	if t.Condition {
+		queueHoldCondition(&b, t, id)
+	}
+	b.Queue(`SELECT `+incidentCols+` FROM incidents i WHERE i.id = $1`, id)
+	var x *Incident
+	err = withBatch(ctx, tx, &b, func(br pgx.BatchResults) error {
+		if _, err := br.Exec(); err != nil {
+			return fmt.Errorf("timeline: %w", err)
 		}
 		if t.Condition {
-			if err := s.holdCondition(ctx, tx, t, id); err != nil {
-				return "", false, err
+			if _, err := br.Exec(); err != nil {
+				return fmt.Errorf("condition: %w", err)
 			}
 		}
+		var err error
+		x, err = s.scanIncident(br.QueryRow())
+		return err
+	})
+	if err != nil {
+		return "", nil, err
+	}
+
+	// Step 4: the notification (a new incident worth one) and the event.
+	op := "updated"
+	if open {
+		op = "opened"
 		if s.notifyWorthy(t.Severity) {
-			if err := s.outbox(ctx, tx, id, "opened", nil); err != nil {
-				return "", false, err
+			if err := s.outbox(ctx, tx, x, "opened", nil); err != nil {
+				return "", nil, err
 			}
 		}
 		metricOpened.WithLabelValues(t.Kind).Inc()
-		return id, true, s.publish(ctx, tx, id, "opened")
-	case err != nil:
-		return "", false, fmt.Errorf("correlate: %w", err)
+	} else {
+		metricJoined.WithLabelValues(t.Kind).Inc()
 	}
-	added, err := s.addEvidence(ctx, tx, cur.id, t, now)
+	ev, err := s.publish(ctx, tx, x, op)
 	if err != nil {
-		return "", false, err
+		return "", nil, err
 	}
-	detail := map[string]any{"evidence": added, "rule": t.Rule}
-	kind, sev := cur.kind, cur.sev
-	if rs.rank(t.Kind) > rs.rank(cur.kind) {
-		kind = t.Kind
-		detail["kind"] = map[string]string{"from": cur.kind, "to": kind}
+	return id, &ev, nil
+}
+
+// withBatch sends b in one round trip and lets read take its results in
+// order.
+func withBatch(ctx context.Context, tx pgx.Tx, b *pgx.Batch, read func(pgx.BatchResults) error) error {
+	br := tx.SendBatch(ctx, b)
+	err := read(br)
+	if cerr := br.Close(); err == nil {
+		err = cerr
 	}
-	if rs.JoinRaisesSeverity && sevRank(t.Severity) > sevRank(cur.sev) {
-		sev = t.Severity
-		detail["severity"] = map[string]string{"from": cur.sev, "to": sev}
-	}
-	if _, err := tx.Exec(ctx, `UPDATE incidents SET kind = $2, severity = $3, auto_resolve = auto_resolve AND $4,
-			last_evidence_at = greatest(last_evidence_at, $5), updated_at = $6, version = version + 1 WHERE id = $1`,
-		cur.id, kind, sev, t.Condition, t.At, now); err != nil {
-		return "", false, fmt.Errorf("join incident: %w", err)
-	}
-	if err := timeline(ctx, tx, cur.id, now, actor, "evidence_added", detail); err != nil {
-		return "", false, err
-	}
-	if t.Condition {
-		if err := s.holdCondition(ctx, tx, t, cur.id); err != nil {
-			return "", false, err
-		}
-	}
-	metricJoined.WithLabelValues(t.Kind).Inc()
-	return cur.id, true, s.publish(ctx, tx, cur.id, "updated")
+	return err
 }
 
 func first(xs []string) string {
@@ -331,8 +431,9 @@ func first(xs []string) string {
 	return xs[0]
 }
 
-func (s *Store) addEvidence(ctx context.Context, tx pgx.Tx, id string, t Trigger, now time.Time) ([]map[string]any, error) {
-	var added []map[string]any
+// queueEvidence adds one insert per piece of the trigger's evidence;
+// readEvidence reads their results and returns what was new.
+func queueEvidence(b *pgx.Batch, id string, t Trigger, now time.Time) {
 	for _, e := range t.Evidence {
 		var lon, lat any
 		if e.Location != nil {
@@ -342,9 +443,16 @@ func (s *Store) addEvidence(ctx context.Context, tx pgx.Tx, id string, t Trigger
 		if detail == nil {
 			detail = map[string]any{}
 		}
-		tag, err := tx.Exec(ctx, `INSERT INTO incident_evidence (incident_id, device_id, ts, msg_id, kind, rule_id, added_at, detail, geom)
+		b.Queue(`INSERT INTO incident_evidence (incident_id, device_id, ts, msg_id, kind, rule_id, added_at, detail, geom)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, CASE WHEN $9::float8 IS NULL THEN NULL ELSE ST_SetSRID(ST_MakePoint($9, $10), 4326) END)
 			ON CONFLICT DO NOTHING`, id, e.DeviceID, e.ObservedAt, e.MsgID, e.Kind, t.Rule, now, detail, lon, lat)
+	}
+}
+
+func readEvidence(br pgx.BatchResults, t Trigger) ([]map[string]any, error) {
+	var added []map[string]any
+	for _, e := range t.Evidence {
+		tag, err := br.Exec()
 		if err != nil {
 			return nil, fmt.Errorf("evidence: %w", err)
 		}
@@ -355,12 +463,17 @@ func (s *Store) addEvidence(ctx context.Context, tx pgx.Tx, id string, t Trigger
 	return added, nil
 }
 
+const holdConditionSQL = `INSERT INTO incident_conditions (rule_id, device_id, incident_id, active, changed_at)
+	VALUES ($1, $2, $3, true, $4)
+	ON CONFLICT (rule_id, device_id, incident_id) DO UPDATE SET active = true, changed_at = EXCLUDED.changed_at, resolve_after = NULL
+	WHERE incident_conditions.changed_at <= EXCLUDED.changed_at`
+
+func queueHoldCondition(b *pgx.Batch, t Trigger, id string) {
+	b.Queue(holdConditionSQL, t.Rule, t.DeviceID, id, t.At)
+}
+
 func (s *Store) holdCondition(ctx context.Context, tx pgx.Tx, t Trigger, id string) error {
-	_, err := tx.Exec(ctx, `INSERT INTO incident_conditions (rule_id, device_id, incident_id, active, changed_at)
-		VALUES ($1, $2, $3, true, $4)
-		ON CONFLICT (rule_id, device_id, incident_id) DO UPDATE SET active = true, changed_at = EXCLUDED.changed_at, resolve_after = NULL
-		WHERE incident_conditions.changed_at <= EXCLUDED.changed_at`, t.Rule, t.DeviceID, id, t.At)
-	if err != nil {
+	if _, err := tx.Exec(ctx, holdConditionSQL, t.Rule, t.DeviceID, id, t.At); err != nil {
 		return fmt.Errorf("condition: %w", err)
 	}
 	return nil
@@ -411,6 +524,7 @@ func (s *Store) ResolveCleared(ctx context.Context) (int, error) {
 	}
 	n := 0
 	for _, id := range ids {
+		var ev Event
 		err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 			var rule string
 			err := tx.QueryRow(ctx, `SELECT coalesce((SELECT rule_id FROM incident_conditions WHERE incident_id = i.id LIMIT 1), '')
@@ -433,10 +547,14 @@ func (s *Store) ResolveCleared(ctx context.Context) (int, error) {
 			}
 			n++
 			metricAutoResolved.Inc()
-			return s.publish(ctx, tx, id, "resolved")
+			ev, err = s.publishID(ctx, tx, id, "resolved")
+			return err
 		})
 		if err != nil {
 			return n, fmt.Errorf("resolve %s: %w", id, err)
+		}
+		if ev.Seq > 0 {
+			s.offer(ev)
 		}
 	}
 	return n, nil
@@ -479,6 +597,7 @@ func (s *Store) Escalate(ctx context.Context) (int, error) {
 		if !ok || now.Sub(d.since) < after.Std() {
 			continue
 		}
+		var ev Event
 		err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 			var sev string
 			var level int
@@ -505,15 +624,23 @@ func (s *Store) Escalate(ctx context.Context) (int, error) {
 			if err := timeline(ctx, tx, d.id, now, "system", "escalated", detail); err != nil {
 				return err
 			}
-			if err := s.outbox(ctx, tx, d.id, "escalated", map[string]any{"level": level + 1}); err != nil {
+			x, err := s.get(ctx, tx, d.id, false)
+			if err != nil {
+				return err
+			}
+			if err := s.outbox(ctx, tx, x, "escalated", map[string]any{"level": level + 1}); err != nil {
 				return err
 			}
 			n++
 			metricEscalated.Inc()
-			return s.publish(ctx, tx, d.id, "updated")
+			ev, err = s.publish(ctx, tx, x, "updated")
+			return err
 		})
 		if err != nil {
 			return n, fmt.Errorf("escalate %s: %w", d.id, err)
+		}
+		if ev.Seq > 0 {
+			s.offer(ev)
 		}
 	}
 	return n, nil
@@ -538,6 +665,7 @@ type Change struct {
 // Act applies a person's change with optimistic concurrency.
 func (s *Store) Act(ctx context.Context, id string, c Change) (*Incident, error) {
 	var out *Incident
+	var ev Event
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		var status, ward string
 		var version int64
@@ -613,7 +741,7 @@ func (s *Store) Act(ctx context.Context, id string, c Change) (*Incident, error)
 				return err
 			}
 		}
-		if err := s.publish(ctx, tx, id, op); err != nil {
+		if ev, err = s.publishID(ctx, tx, id, op); err != nil {
 			return err
 		}
 		out, err = s.get(ctx, tx, id, true)
@@ -622,6 +750,7 @@ func (s *Store) Act(ctx context.Context, id string, c Change) (*Incident, error)
 	if err != nil {
 		return nil, err
 	}
+	s.offer(ev)
 	return out, nil
 }
 
@@ -639,6 +768,7 @@ type Manual struct {
 // themselves and do not join others (the dispatcher decided).
 func (s *Store) Open(ctx context.Context, m Manual, actor string, audit func(ctx context.Context, tx pgx.Tx, id string, detail map[string]any) error) (*Incident, error) {
 	var out *Incident
+	var ev Event
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		now := s.now()
 		id := newID(now)
@@ -664,18 +794,25 @@ func (s *Store) Open(ctx context.Context, m Manual, actor string, audit func(ctx
 				return err
 			}
 		}
+		x, err := s.get(ctx, tx, id, false)
+		if err != nil {
+			return err
+		}
 		if s.notifyWorthy(m.Severity) {
-			if err := s.outbox(ctx, tx, id, "opened", nil); err != nil {
+			if err := s.outbox(ctx, tx, x, "opened", nil); err != nil {
 				return err
 			}
 		}
 		metricOpened.WithLabelValues(m.Kind).Inc()
-		if err := s.publish(ctx, tx, id, "opened"); err != nil {
+		if ev, err = s.publish(ctx, tx, x, "opened"); err != nil {
 			return err
 		}
-		var err error
 		out, err = s.get(ctx, tx, id, true)
 		return err
 	})
-	return out, err
+	if err != nil {
+		return nil, err
+	}
+	s.offer(ev)
+	return out, nil
 }

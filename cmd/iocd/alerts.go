@@ -11,7 +11,8 @@ import (
 )
 
 // setupAlerts builds the alert engine, registers its routes on a.srv, adds
-// its Run to a.runs and its observation hook to a.observers.
+// its Run to a.runs, its observation hook to a.observers and its
+// in-transaction hook for emergency signals to a.inTx.
 func setupAlerts(ctx context.Context, cfg config.Config, a *app) error {
 	rulesFile := cfg.RulesFile
 	if rulesFile == "" {
@@ -35,6 +36,7 @@ func setupAlerts(ctx context.Context, cfg config.Config, a *app) error {
 	})
 	a.runs["alerts"] = eng.Run
 	a.observers = append(a.observers, eng.Observe)
+	a.inTx = eng.InTx
 	return nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"net/http/pprof"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -40,6 +41,9 @@ type app struct {
 	// unit registry. They run on an ingest writer goroutine: they must
 	// return quickly and never block.
 	observers []func([]*ingest.Observation)
+	// inTx, set once before anything runs, acts on emergency signals
+	// inside their ingest transaction (the alert engine's InTx).
+	inTx ingest.TxHook
 }
 
 // newApp connects to PostgreSQL, migrates, and builds every part with its
@@ -80,6 +84,12 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger) (*app, err
 		BatchSize: cfg.IngestBatchSize, BatchWait: cfg.IngestBatchWait.Std(), Buffer: cfg.IngestBuffer,
 		Writers: cfg.IngestWriters, TouchInterval: cfg.DeviceTouchInterval.Std(), RetentionDays: cfg.RetentionDays,
 		Wards: a.geo.Wards(), Registerer: a.reg, OnCommit: a.observed,
+		InTx: func(ctx context.Context, tx pgx.Tx, obs []*ingest.Observation) (func(), error) {
+			if a.inTx == nil {
+				return nil, nil
+			}
+			return a.inTx(ctx, tx, obs)
+		},
 	}
 	if area := a.geo.ServiceArea(); area != nil {
 		icfg.Area = area // a nil *ServiceArea must not become a non-nil interface
