@@ -3,7 +3,6 @@ package alerts
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -61,7 +60,8 @@ type Engine struct {
 	// for room in queue.
 	stopped chan struct{}
 	trig    chan Trigger
-	reload  chan struct{} // capacity 1: the evaluator recompiles the rules
+	reload  chan struct{}  // capacity 1: the evaluator recompiles the rules
+	hup     chan os.Signal // SIGHUP: reload the rules file; nil with NoSignals
 
 	mu      sync.Mutex // guards started
 	started time.Time
@@ -131,6 +131,12 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool, log *slog.Logger) 
 	if err := e.loadStored(ctx); err != nil {
 		return nil, err
 	}
+	if !cfg.NoSignals {
+		// Taken now, not when Run starts: a SIGHUP in between must not
+		// end the process (Go's default for it).
+		e.hup = make(chan os.Signal, 1)
+		signal.Notify(e.hup, syscall.SIGHUP)
+	}
 	return e, nil
 }
 
@@ -191,13 +197,22 @@ func (e *Engine) SetRules(ctx context.Context, raw []byte, ifVersion int64, acto
 		return 0, err
 	}
 	var version int64
+	unchanged := false
 	err = pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
-		err := tx.QueryRow(ctx, `UPDATE alert_rules SET version = version + 1, body = $1, updated_by = $2, updated_at = now()
-			WHERE $3 = 0 OR version = $3 RETURNING version`, json.RawMessage(raw), actor, ifVersion).Scan(&version)
-		if errors.Is(err, pgx.ErrNoRows) {
+		if err := tx.QueryRow(ctx, `SELECT version, body = $1::jsonb FROM alert_rules FOR UPDATE`, json.RawMessage(raw)).
+			Scan(&version, &unchanged); err != nil {
+			return fmt.Errorf("store rules: %w", err)
+		}
+		if ifVersion != 0 && version != ifVersion {
 			return ErrVersionConflict
 		}
-		if err != nil {
+		if unchanged {
+			// The same set again (a SIGHUP with the file as it was):
+			// keep the version, so no instance restarts its windows.
+			return nil
+		}
+		if err := tx.QueryRow(ctx, `UPDATE alert_rules SET version = version + 1, body = $1, updated_by = $2, updated_at = now()
+			RETURNING version`, json.RawMessage(raw), actor).Scan(&version); err != nil {
 			return fmt.Errorf("store rules: %w", err)
 		}
 		if audit != nil {
@@ -207,6 +222,10 @@ func (e *Engine) SetRules(ctx context.Context, raw []byte, ifVersion int64, acto
 	})
 	if err != nil {
 		return 0, err
+	}
+	if unchanged {
+		e.log.Info("alert rules unchanged", "version", version, "by", actor)
+		return version, nil
 	}
 	var body []byte
 	if err := e.pool.QueryRow(ctx, `SELECT body FROM alert_rules`).Scan(&body); err == nil {
@@ -326,21 +345,19 @@ func (e *Engine) Run(ctx context.Context) error {
 	g.Go(func() error { return e.maintLoop(ctx) })
 	g.Go(func() error { return e.events.Run(ctx) })
 	g.Go(func() error { return e.notify.Run(ctx) })
-	if !e.cfg.NoSignals {
+	if e.hup != nil {
 		g.Go(func() error { return e.sighup(ctx) })
 	}
 	return g.Wait()
 }
 
 func (e *Engine) sighup(ctx context.Context) error {
-	ch := make(chan os.Signal, 1)
-	signal.Notify(ch, syscall.SIGHUP)
-	defer signal.Stop(ch)
+	defer signal.Stop(e.hup)
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-ch:
+		case <-e.hup:
 			if err := e.ReloadFile(ctx); err != nil {
 				e.log.Error("SIGHUP: rules file refused; the running set stays", "err", err)
 			} else {
