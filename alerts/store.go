@@ -138,9 +138,24 @@ func timeline(ctx context.Context, tx pgx.Tx, id string, at time.Time, actor, ac
 // it last in a change's transaction, and hand the event to offer once the
 // transaction has committed.
 func (s *Store) publish(ctx context.Context, tx pgx.Tx, x *Incident, op string) (Event, error) {
+	var b pgx.Batch
+	read, err := s.queuePublish(&b, x, op)
+	if err != nil {
+		return Event{}, err
+	}
+	var ev Event
+	err = withBatch(ctx, tx, &b, func(br pgx.BatchResults) (err error) {
+		ev, err = read(br)
+		return err
+	})
+	return ev, err
+}
+
+// queuePublish adds publish's statement to b; read takes its result.
+func (s *Store) queuePublish(b *pgx.Batch, x *Incident, op string) (read func(pgx.BatchResults) (Event, error), err error) {
 	body, err := json.Marshal(x)
 	if err != nil {
-		return Event{}, fmt.Errorf("encode event: %w", err)
+		return nil, fmt.Errorf("encode event: %w", err)
 	}
 	ev := Event{Op: op, At: s.now(), Incident: body}
 	// The notification carries the event itself ("<seq> <json without
@@ -148,24 +163,25 @@ func (s *Store) publish(ctx context.Context, tx pgx.Tx, x *Incident, op string) 
 	// carries the seq alone.
 	note, err := json.Marshal(ev)
 	if err != nil {
-		return Event{}, fmt.Errorf("encode event: %w", err)
+		return nil, fmt.Errorf("encode event: %w", err)
 	}
 	if len(note) > maxNotifyBody {
 		note = nil
 	}
-	// Take the next seq, store the event and notify, in one round trip:
-	// an emergency's incident is on the latency path.
-	var notified string
-	err = tx.QueryRow(ctx, `WITH s AS (UPDATE incident_seq SET seq = seq + 1 RETURNING seq),
+	// Take the next seq, store the event and notify, in one statement.
+	b.Queue(`WITH s AS (UPDATE incident_seq SET seq = seq + 1 RETURNING seq),
 		     e AS (INSERT INTO incident_events (seq, at, incident_id, op, incident)
 		           SELECT seq, $1, $2, $3, $4 FROM s RETURNING seq)
 		SELECT seq, pg_notify($5, seq::text || coalesce(' ' || $6::text, ''))::text FROM e`,
-		ev.At, x.ID, op, body, notifyChannel, nullString(note)).Scan(&ev.Seq, &notified)
-	if err != nil {
-		return Event{}, fmt.Errorf("store event: %w", err)
-	}
-	metricEvents.Inc()
-	return ev, nil
+		ev.At, x.ID, op, body, notifyChannel, nullString(note))
+	return func(br pgx.BatchResults) (Event, error) {
+		var notified string
+		if err := br.QueryRow().Scan(&ev.Seq, &notified); err != nil {
+			return Event{}, fmt.Errorf("store event: %w", err)
+		}
+		metricEvents.Inc()
+		return ev, nil
+	}, nil
 }
 
 // publishID reads incident id and publishes its change.
@@ -200,14 +216,23 @@ func (s *Store) offer(evs ...Event) {
 
 // outbox queues a notification about x in the change's transaction.
 func (s *Store) outbox(ctx context.Context, tx pgx.Tx, x *Incident, reason string, extra map[string]any) error {
+	var b pgx.Batch
+	s.queueOutbox(&b, x, reason, extra)
+	return withBatch(ctx, tx, &b, readOutbox)
+}
+
+func (s *Store) queueOutbox(b *pgx.Batch, x *Incident, reason string, extra map[string]any) {
 	payload := map[string]any{"reason": reason, "incident": x}
 	for k, v := range extra {
 		payload[k] = v
 	}
-	_, err := tx.Exec(ctx, `WITH o AS (INSERT INTO alert_outbox (created_at, incident_id, reason, payload, next_at)
+	b.Queue(`WITH o AS (INSERT INTO alert_outbox (created_at, incident_id, reason, payload, next_at)
 			VALUES ($1, $2, $3, $4, $1) RETURNING id)
 		SELECT pg_notify('ioc_alert_outbox', '') FROM o`, s.now(), x.ID, reason, payload)
-	if err != nil {
+}
+
+func readOutbox(br pgx.BatchResults) error {
+	if _, err := br.Exec(); err != nil {
 		return fmt.Errorf("outbox: %w", err)
 	}
 	return nil
@@ -395,18 +420,33 @@ func (s *Store) apply(ctx context.Context, tx pgx.Tx, t Trigger) (string, *Event
 
 	// Step 4: the notification (a new incident worth one) and the event.
 	op := "updated"
+	notify := false
 	if open {
 		op = "opened"
-		if s.notifyWorthy(t.Severity) {
-			if err := s.outbox(ctx, tx, x, "opened", nil); err != nil {
-				return "", nil, err
-			}
-		}
+		notify = s.notifyWorthy(t.Severity)
 		metricOpened.WithLabelValues(t.Kind).Inc()
 	} else {
 		metricJoined.WithLabelValues(t.Kind).Inc()
 	}
-	ev, err := s.publish(ctx, tx, x, op)
+	b = pgx.Batch{}
+	if notify {
+		s.queueOutbox(&b, x, "opened", nil)
+	}
+	readEvent, err := s.queuePublish(&b, x, op)
+	if err != nil {
+		return "", nil, err
+	}
+	var ev Event
+	err = withBatch(ctx, tx, &b, func(br pgx.BatchResults) error {
+		if notify {
+			if err := readOutbox(br); err != nil {
+				return err
+			}
+		}
+		var err error
+		ev, err = readEvent(br)
+		return err
+	})
 	if err != nil {
 		return "", nil, err
 	}
