@@ -77,6 +77,16 @@ type envelope struct {
 	ack      func()
 }
 
+// urgent reports whether e carries an emergency signal.
+func (e *envelope) urgent() bool {
+	for i := range e.obs {
+		if e.obs[i].Kind == KindEmergency {
+			return true
+		}
+	}
+	return false
+}
+
 // Ingester validates messages, writes them in batches and acknowledges
 // each message only after its batch commits.
 type Ingester struct {
@@ -86,7 +96,10 @@ type Ingester struct {
 	m       *Metrics
 	devices *deviceCache
 	in      chan *envelope
-	pending atomic.Int64
+	// urgentIn carries messages with emergency signals past the bulk
+	// queue: a 115 call never waits behind thousands of readings.
+	urgentIn chan *envelope
+	pending  atomic.Int64
 	// busy counts writers with a transaction in flight; freed (capacity
 	// 1) wakes the batcher when one finishes. See batch.
 	busy  atomic.Int32
@@ -105,13 +118,14 @@ func New(cfg Config, pool *pgxpool.Pool, log *slog.Logger) (*Ingester, error) {
 		return nil, fmt.Errorf("ingest: bad config: batch %d, buffer %d, writers %d, wait %v", cfg.BatchSize, cfg.Buffer, cfg.Writers, cfg.BatchWait)
 	}
 	return &Ingester{
-		cfg:     cfg,
-		pool:    pool,
-		log:     log,
-		m:       newMetrics(cfg.Registerer),
-		devices: newDeviceCache(),
-		in:      make(chan *envelope, cfg.Buffer),
-		freed:   make(chan struct{}, 1),
+		cfg:      cfg,
+		pool:     pool,
+		log:      log,
+		m:        newMetrics(cfg.Registerer),
+		devices:  newDeviceCache(),
+		in:       make(chan *envelope, cfg.Buffer),
+		urgentIn: make(chan *envelope, 1024),
+		freed:    make(chan struct{}, 1),
 	}, nil
 }
 
@@ -139,8 +153,12 @@ func (g *Ingester) Submit(ctx context.Context, topic string, payload []byte, dup
 	}
 	g.pending.Add(1)
 	g.m.BufferDepth.Set(float64(g.pending.Load()))
+	in := g.in
+	if e.urgent() {
+		in = g.urgentIn
+	}
 	select {
-	case g.in <- e:
+	case in <- e:
 		return nil
 	case <-ctx.Done():
 		g.pending.Add(-1)
@@ -211,8 +229,10 @@ func (g *Ingester) Run(ctx context.Context) error {
 //     it goes to another writer: under load, transactions carry hundreds of
 //     rows instead of a few dozen, which is what PostgreSQL's per-commit
 //     cost asks for;
-//   - messages carrying emergency signals travel in batches of their own
-//     to a writer reserved for them (urgent): a 115 call never waits behind
+//   - messages carrying emergency signals arrive on a queue of their own
+//     (urgentIn), read first and never closed by a full bulk batch, and
+//     travel in batches of their own to a writer reserved for them
+//     (urgent): a 115 call waits neither behind the bulk queue nor behind
 //     two thousand traffic readings;
 //   - BatchWait, if set, makes every bulk batch linger that long for company.
 //
@@ -224,11 +244,9 @@ func (g *Ingester) batch(ctx context.Context, out, urgent chan<- []*envelope) er
 	items := 0
 	var lingerUntil time.Time
 	add := func(e *envelope) {
-		for i := range e.obs {
-			if e.obs[i].Kind == KindEmergency {
-				ucur = append(ucur, e)
-				return
-			}
+		if e.urgent() {
+			ucur = append(ucur, e)
+			return
 		}
 		if len(cur) == 0 && g.cfg.BatchWait > 0 {
 			lingerUntil = time.Now().Add(g.cfg.BatchWait)
@@ -242,14 +260,25 @@ func (g *Ingester) batch(ctx context.Context, out, urgent chan<- []*envelope) er
 			select {
 			case <-ctx.Done():
 				return ctx.Err()
+			case e := <-g.urgentIn:
+				add(e)
 			case e := <-g.in:
 				add(e)
 			}
 			continue
 		}
 		// Take whatever is already waiting before offering a batch.
+	drainUrgent:
+		for len(ucur) < g.cfg.BatchSize {
+			select {
+			case e := <-g.urgentIn:
+				add(e)
+			default:
+				break drainUrgent
+			}
+		}
 	drain:
-		for items < g.cfg.BatchSize && len(ucur) < g.cfg.BatchSize {
+		for items < g.cfg.BatchSize {
 			select {
 			case e := <-g.in:
 				add(e)
@@ -271,13 +300,18 @@ func (g *Ingester) batch(ctx context.Context, out, urgent chan<- []*envelope) er
 				linger = time.After(d)
 			}
 		}
-		in := g.in
-		if items >= g.cfg.BatchSize || len(ucur) >= g.cfg.BatchSize {
+		in, uin := g.in, g.urgentIn
+		if items >= g.cfg.BatchSize {
 			in = nil // full: wait for a writer
+		}
+		if len(ucur) >= g.cfg.BatchSize {
+			uin = nil
 		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case e := <-uin:
+			add(e)
 		case e := <-in:
 			add(e)
 		case <-linger:
