@@ -285,18 +285,22 @@ func (s *Store) apply(ctx context.Context, tx pgx.Tx, t Trigger) (string, *Event
 
 	// Step 1: the correlation lock, the evidence already recorded (a
 	// replay or a redelivery) and the open incident this would join.
+	// Evidence is written only under the lock, so what is not known now
+	// is new.
 	var b pgx.Batch
 	b.Queue(`SELECT pg_advisory_xact_lock($1)`, int64(correlationLock))
-	b.Queue(`SELECT e.incident_id FROM incident_evidence e
-		JOIN unnest($1::text[], $2::timestamptz[], $3::text[]) AS k(d, t, m) ON e.device_id = k.d AND e.ts = k.t AND e.msg_id = k.m`,
+	b.Queue(`SELECT k.i, e.incident_id FROM incident_evidence e
+		JOIN unnest($1::text[], $2::timestamptz[], $3::text[]) WITH ORDINALITY AS k(d, t, m, i)
+		  ON e.device_id = k.d AND e.ts = k.t AND e.msg_id = k.m`,
 		devs, tss, msgs)
 	b.Queue(`SELECT id, kind, severity FROM incidents
 		WHERE status <> 'resolved' AND kind = ANY($1) AND last_evidence_at >= $2
+		  AND geom && ST_Expand(ST_SetSRID(ST_MakePoint($3, $4), 4326), $5 * 1.02 / (111000 * cos(radians($4))), $5 * 1.02 / 111000)
 		  AND ST_DWithin(geom::geography, ST_SetSRID(ST_MakePoint($3, $4), 4326)::geography, $5, false)
 		ORDER BY ST_Distance(geom::geography, ST_SetSRID(ST_MakePoint($3, $4), 4326)::geography, false), opened_at
 		LIMIT 1 FOR UPDATE`,
 		corr.Joins, t.At.Add(-corr.Window.Std()), t.Lon, t.Lat, corr.RadiusM)
-	var known []string
+	known := map[int]string{} // evidence index: the incident holding it
 	var cur struct{ id, kind, sev string }
 	open := false
 	err := withBatch(ctx, tx, &b, func(br pgx.BatchResults) error {
@@ -307,7 +311,12 @@ func (s *Store) apply(ctx context.Context, tx pgx.Tx, t Trigger) (string, *Event
 		if err != nil {
 			return err
 		}
-		if known, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
+		var i int
+		var inc string
+		if _, err := pgx.ForEachRow(rows, []any{&i, &inc}, func() error {
+			known[i-1] = inc
+			return nil
+		}); err != nil {
 			return err
 		}
 		err = br.QueryRow().Scan(&cur.id, &cur.kind, &cur.sev)
@@ -330,13 +339,23 @@ func (s *Store) apply(ctx context.Context, tx pgx.Tx, t Trigger) (string, *Event
 			}
 		}
 		metricReplayed.Inc()
-		return first(known), nil, nil
+		return known[0], nil, nil
 	}
 
-	// Step 2: open the incident, or update the one joined, with the evidence.
+	// Step 2: open the incident, or update the one joined; the new
+	// evidence, the timeline, the condition it holds; the incident read
+	// back for the notification and the event.
 	now := s.now()
 	actor := "rule:" + t.Rule
 	id, kind, sev := cur.id, cur.kind, cur.sev
+	var added []map[string]any
+	for i, e := range t.Evidence {
+		if _, ok := known[i]; !ok {
+			added = append(added, map[string]any{"device_id": e.DeviceID, "kind": e.Kind, "observed_at": e.ObservedAt})
+		}
+	}
+	action := "opened"
+	detail := map[string]any{"kind": t.Kind, "severity": t.Severity, "evidence": added}
 	b = pgx.Batch{}
 	if open {
 		id = newID(now)
@@ -359,31 +378,6 @@ func (s *Store) apply(ctx context.Context, tx pgx.Tx, t Trigger) (string, *Event
 		if rs.JoinRaisesSeverity && sevRank(t.Severity) > sevRank(cur.sev) {
 			sev = t.Severity
 		}
-		b.Queue(`UPDATE incidents SET kind = $2, severity = $3, auto_resolve = auto_resolve AND $4,
-				last_evidence_at = greatest(last_evidence_at, $5), updated_at = $6, version = version + 1 WHERE id = $1`,
-			id, kind, sev, t.Condition, t.At, now)
-	}
-	queueEvidence(&b, id, t, now)
-	var added []map[string]any
-	err = withBatch(ctx, tx, &b, func(br pgx.BatchResults) error {
-		if _, err := br.Exec(); err != nil {
-			if open {
-				return fmt.Errorf("open incident: %w", err)
-			}
-			return fmt.Errorf("join incident: %w", err)
-		}
-		added, err = readEvidence(br, t)
-		return err
-	})
-	if err != nil {
-		return "", nil, err
-	}
-
-	// Step 3: the timeline, the condition it holds, and the incident as it
-	// now is, for the notification and the event.
-	action := "opened"
-	detail := map[string]any{"kind": t.Kind, "severity": t.Severity, "evidence": added}
-	if !open {
 		action = "evidence_added"
 		detail = map[string]any{"evidence": added, "rule": t.Rule}
 		if kind != cur.kind {
@@ -392,16 +386,34 @@ func (s *Store) apply(ctx context.Context, tx pgx.Tx, t Trigger) (string, *Event
 		if sev != cur.sev {
 			detail["severity"] = map[string]string{"from": cur.sev, "to": sev}
 		}
+		b.Queue(`UPDATE incidents SET kind = $2, severity = $3, auto_resolve = auto_resolve AND $4,
+				last_evidence_at = greatest(last_evidence_at, $5), updated_at = $6, version = version + 1 WHERE id = $1`,
+			id, kind, sev, t.Condition, t.At, now)
 	}
-	b = pgx.Batch{}
+	for i, e := range t.Evidence {
+		if _, ok := known[i]; !ok {
+			queueEvidence(&b, id, t.Rule, e, now)
+		}
+	}
 	b.Queue(`INSERT INTO incident_timeline (incident_id, at, actor, action, detail) VALUES ($1, $2, $3, $4, $5)`,
 		id, now, actor, action, detail)
 	if t.Condition {
-		queueHoldCondition(&b, t, id)
+		b.Queue(holdConditionSQL, t.Rule, t.DeviceID, id, t.At)
 	}
 	b.Queue(`SELECT `+incidentCols+` FROM incidents i WHERE i.id = $1`, id)
 	var x *Incident
 	err = withBatch(ctx, tx, &b, func(br pgx.BatchResults) error {
+		if _, err := br.Exec(); err != nil {
+			if open {
+				return fmt.Errorf("open incident: %w", err)
+			}
+			return fmt.Errorf("join incident: %w", err)
+		}
+		for range added {
+			if _, err := br.Exec(); err != nil {
+				return fmt.Errorf("evidence: %w", err)
+			}
+		}
 		if _, err := br.Exec(); err != nil {
 			return fmt.Errorf("timeline: %w", err)
 		}
@@ -418,7 +430,7 @@ func (s *Store) apply(ctx context.Context, tx pgx.Tx, t Trigger) (string, *Event
 		return "", nil, err
 	}
 
-	// Step 4: the notification (a new incident worth one) and the event.
+	// Step 3: the notification (a new incident worth one) and the event.
 	op := "updated"
 	notify := false
 	if open {
@@ -464,53 +476,25 @@ func withBatch(ctx context.Context, tx pgx.Tx, b *pgx.Batch, read func(pgx.Batch
 	return err
 }
 
-func first(xs []string) string {
-	if len(xs) == 0 {
-		return ""
+// queueEvidence adds the insert of one piece of evidence to b.
+func queueEvidence(b *pgx.Batch, id, rule string, e Evidence, now time.Time) {
+	var lon, lat any
+	if e.Location != nil {
+		lon, lat = e.Location.Coordinates[0], e.Location.Coordinates[1]
 	}
-	return xs[0]
-}
-
-// queueEvidence adds one insert per piece of the trigger's evidence;
-// readEvidence reads their results and returns what was new.
-func queueEvidence(b *pgx.Batch, id string, t Trigger, now time.Time) {
-	for _, e := range t.Evidence {
-		var lon, lat any
-		if e.Location != nil {
-			lon, lat = e.Location.Coordinates[0], e.Location.Coordinates[1]
-		}
-		detail := e.Detail
-		if detail == nil {
-			detail = map[string]any{}
-		}
-		b.Queue(`INSERT INTO incident_evidence (incident_id, device_id, ts, msg_id, kind, rule_id, added_at, detail, geom)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, CASE WHEN $9::float8 IS NULL THEN NULL ELSE ST_SetSRID(ST_MakePoint($9, $10), 4326) END)
-			ON CONFLICT DO NOTHING`, id, e.DeviceID, e.ObservedAt, e.MsgID, e.Kind, t.Rule, now, detail, lon, lat)
+	detail := e.Detail
+	if detail == nil {
+		detail = map[string]any{}
 	}
-}
-
-func readEvidence(br pgx.BatchResults, t Trigger) ([]map[string]any, error) {
-	var added []map[string]any
-	for _, e := range t.Evidence {
-		tag, err := br.Exec()
-		if err != nil {
-			return nil, fmt.Errorf("evidence: %w", err)
-		}
-		if tag.RowsAffected() == 1 {
-			added = append(added, map[string]any{"device_id": e.DeviceID, "kind": e.Kind, "observed_at": e.ObservedAt})
-		}
-	}
-	return added, nil
+	b.Queue(`INSERT INTO incident_evidence (incident_id, device_id, ts, msg_id, kind, rule_id, added_at, detail, geom)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, CASE WHEN $9::float8 IS NULL THEN NULL ELSE ST_SetSRID(ST_MakePoint($9, $10), 4326) END)
+		ON CONFLICT DO NOTHING`, id, e.DeviceID, e.ObservedAt, e.MsgID, e.Kind, rule, now, detail, lon, lat)
 }
 
 const holdConditionSQL = `INSERT INTO incident_conditions (rule_id, device_id, incident_id, active, changed_at)
 	VALUES ($1, $2, $3, true, $4)
 	ON CONFLICT (rule_id, device_id, incident_id) DO UPDATE SET active = true, changed_at = EXCLUDED.changed_at, resolve_after = NULL
 	WHERE incident_conditions.changed_at <= EXCLUDED.changed_at`
-
-func queueHoldCondition(b *pgx.Batch, t Trigger, id string) {
-	b.Queue(holdConditionSQL, t.Rule, t.DeviceID, id, t.At)
-}
 
 func (s *Store) holdCondition(ctx context.Context, tx pgx.Tx, t Trigger, id string) error {
 	if _, err := tx.Exec(ctx, holdConditionSQL, t.Rule, t.DeviceID, id, t.At); err != nil {
