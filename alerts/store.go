@@ -56,12 +56,7 @@ func (s *Store) scanIncident(row pgx.Row) (*Incident, error) {
 	}
 	x.Location.Type = "Point"
 	x.EvidenceCount = int(n)
-	if ward != "" {
-		x.Ward = &WardRef{Code: ward}
-		if s.geo != nil {
-			x.Ward.Name = s.geo.WardName(ward)
-		}
-	}
+	x.Ward = s.wardRef(ward)
 	if x.Units == nil {
 		x.Units = []string{}
 	}
@@ -343,9 +338,9 @@ func (s *Store) apply(ctx context.Context, tx pgx.Tx, t Trigger) (string, *Event
 	}
 
 	// Step 2: open the incident, or update the one joined; the new
-	// evidence, the timeline, the condition it holds; the incident read
-	// back for the notification and the event.
-	now := s.now()
+	// evidence, the timeline, the condition it holds. (Times to the
+	// microsecond, as PostgreSQL keeps them.)
+	now := s.now().Truncate(time.Microsecond)
 	actor := "rule:" + t.Rule
 	id, kind, sev := cur.id, cur.kind, cur.sev
 	var added []map[string]any
@@ -357,9 +352,9 @@ func (s *Store) apply(ctx context.Context, tx pgx.Tx, t Trigger) (string, *Event
 	action := "opened"
 	detail := map[string]any{"kind": t.Kind, "severity": t.Severity, "evidence": added}
 	b = pgx.Batch{}
+	ward := t.Ward
 	if open {
 		id = newID(now)
-		ward := t.Ward
 		if ward == "" && s.geo != nil {
 			ward, _ = s.geo.Ward(t.Lon, t.Lat)
 		}
@@ -400,8 +395,24 @@ func (s *Store) apply(ctx context.Context, tx pgx.Tx, t Trigger) (string, *Event
 	if t.Condition {
 		b.Queue(holdConditionSQL, t.Rule, t.DeviceID, id, t.At)
 	}
-	b.Queue(`SELECT `+incidentCols+` FROM incidents i WHERE i.id = $1`, id)
+	// The incident as it now is, for the notification and the event: a
+	// new one is known here to the field, so both go in this same round
+	// trip; a joined one is read back first (TestBuiltIncidentMatchesStored
+	// holds the two to the same result).
 	var x *Incident
+	var finish func(pgx.BatchResults) (Event, error)
+	if open {
+		x = &Incident{ID: id, Kind: t.Kind, Severity: t.Severity, Status: StatusNew, Title: t.Title,
+			Location: Point{Type: "Point", Coordinates: [2]float64{t.Lon, t.Lat}}, Ward: s.wardRef(ward),
+			OpenedBy: actor, AutoResolve: t.Condition, OpenedAt: now, UpdatedAt: now, Units: []string{},
+			Version: 1, EvidenceCount: len(added)}
+		if finish, err = s.queueFinish(&b, x, t, true); err != nil {
+			return "", nil, err
+		}
+	} else {
+		b.Queue(`SELECT `+incidentCols+` FROM incidents i WHERE i.id = $1`, id)
+	}
+	var ev Event
 	err = withBatch(ctx, tx, &b, func(br pgx.BatchResults) error {
 		if _, err := br.Exec(); err != nil {
 			if open {
@@ -423,46 +434,75 @@ func (s *Store) apply(ctx context.Context, tx pgx.Tx, t Trigger) (string, *Event
 			}
 		}
 		var err error
-		x, err = s.scanIncident(br.QueryRow())
+		if open {
+			ev, err = finish(br)
+		} else {
+			x, err = s.scanIncident(br.QueryRow())
+		}
 		return err
 	})
 	if err != nil {
 		return "", nil, err
 	}
-
-	// Step 3: the notification (a new incident worth one) and the event.
-	op := "updated"
-	notify := false
 	if open {
-		op = "opened"
-		notify = s.notifyWorthy(t.Severity)
-		metricOpened.WithLabelValues(t.Kind).Inc()
-	} else {
-		metricJoined.WithLabelValues(t.Kind).Inc()
+		return id, &ev, nil
 	}
+
+	// Step 3, for a joined incident: its event.
 	b = pgx.Batch{}
-	if notify {
-		s.queueOutbox(&b, x, "opened", nil)
-	}
-	readEvent, err := s.queuePublish(&b, x, op)
-	if err != nil {
+	if finish, err = s.queueFinish(&b, x, t, false); err != nil {
 		return "", nil, err
 	}
-	var ev Event
-	err = withBatch(ctx, tx, &b, func(br pgx.BatchResults) error {
-		if notify {
-			if err := readOutbox(br); err != nil {
-				return err
-			}
-		}
-		var err error
-		ev, err = readEvent(br)
+	err = withBatch(ctx, tx, &b, func(br pgx.BatchResults) (err error) {
+		ev, err = finish(br)
 		return err
 	})
 	if err != nil {
 		return "", nil, err
 	}
 	return id, &ev, nil
+}
+
+// queueFinish adds to b the last statements of open-or-join: the
+// notification of a new incident worth one, and the event. finish reads
+// their results.
+func (s *Store) queueFinish(b *pgx.Batch, x *Incident, t Trigger, opened bool) (finish func(pgx.BatchResults) (Event, error), err error) {
+	op := "updated"
+	notify := false
+	if opened {
+		op = "opened"
+		notify = s.notifyWorthy(t.Severity)
+		metricOpened.WithLabelValues(t.Kind).Inc()
+	} else {
+		metricJoined.WithLabelValues(t.Kind).Inc()
+	}
+	if notify {
+		s.queueOutbox(b, x, "opened", nil)
+	}
+	readEvent, err := s.queuePublish(b, x, op)
+	if err != nil {
+		return nil, err
+	}
+	return func(br pgx.BatchResults) (Event, error) {
+		if notify {
+			if err := readOutbox(br); err != nil {
+				return Event{}, err
+			}
+		}
+		return readEvent(br)
+	}, nil
+}
+
+// wardRef names a ward code ("" is none).
+func (s *Store) wardRef(code string) *WardRef {
+	if code == "" {
+		return nil
+	}
+	w := &WardRef{Code: code}
+	if s.geo != nil {
+		w.Name = s.geo.WardName(code)
+	}
+	return w
 }
 
 // withBatch sends b in one round trip and lets read take its results in
