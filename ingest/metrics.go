@@ -45,7 +45,7 @@ func newMetrics(reg prometheus.Registerer) *Metrics {
 		BufferDepth: prometheus.NewGauge(prometheus.GaugeOpts{Name: "ioc_ingest_buffer_depth",
 			Help: "Messages received and not yet acknowledged."}),
 		WriteErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ioc_ingest_write_errors_total",
-			Help: "Failed batch writes: transient (retried) or poison (split and isolated)."}, []string{"class"}),
+			Help: "Failed batch writes: transient (retried), poison (split and isolated) or hook (the in-transaction hook failed; written without it)."}, []string{"class"}),
 		Connected: prometheus.NewGauge(prometheus.GaugeOpts{Name: "ioc_mqtt_connected",
 			Help: "1 while connected to the broker."}),
 		Reconnects: prometheus.NewCounter(prometheus.CounterOpts{Name: "ioc_mqtt_connects_total",
