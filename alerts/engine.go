@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 
 	"ioc/auth"
@@ -38,6 +39,13 @@ type Config struct {
 	SilenceGrace time.Duration
 	// NoSignals disables the SIGHUP handler (tests).
 	NoSignals bool
+	// Redis, set when several instances share the MQTT subscription,
+	// gives the per-device windows one home: see shared.go. nil: this
+	// instance evaluates what it receives.
+	Redis *redis.Client
+	// LeaderPoll is how often an instance tries for the evaluating role,
+	// and the leader checks it still holds it (2 s).
+	LeaderPoll time.Duration
 	// Now is the clock of timelines, escalation and resolution; nil: time.Now.
 	Now        func() time.Time
 	Geo        Geo
@@ -68,6 +76,8 @@ type Engine struct {
 	// evaluated counts observations through the evaluator (tests wait on it).
 	evaluated atomic.Int64
 	applied   atomic.Int64
+	// leading: this instance evaluates the shared stream (Config.Redis).
+	leading atomic.Bool
 }
 
 type activeRules struct {
@@ -97,6 +107,9 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool, log *slog.Logger) 
 	}
 	if cfg.Tick <= 0 {
 		cfg.Tick = 2 * time.Second
+	}
+	if cfg.LeaderPoll <= 0 {
+		cfg.LeaderPoll = 2 * time.Second
 	}
 	if cfg.SilenceGrace <= 0 {
 		cfg.SilenceGrace = 5 * time.Minute
@@ -340,7 +353,12 @@ func (e *Engine) Run(ctx context.Context) error {
 	e.started = e.cfg.Now()
 	e.mu.Unlock()
 	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return e.evalLoop(ctx) })
+	if e.cfg.Redis != nil {
+		g.Go(func() error { return e.forwardLoop(ctx) })
+		g.Go(func() error { return e.leadLoop(ctx) })
+	} else {
+		g.Go(func() error { return e.evaluate(ctx, e.localSource()) })
+	}
 	g.Go(func() error { return e.writeLoop(ctx) })
 	g.Go(func() error { return e.maintLoop(ctx) })
 	g.Go(func() error { return e.events.Run(ctx) })
@@ -367,10 +385,42 @@ func (e *Engine) sighup(ctx context.Context) error {
 	}
 }
 
-// evalLoop owns the evaluator: it replays recent observations from the
-// tables, then evaluates what ingest hands over, in order.
-func (e *Engine) evalLoop(ctx context.Context) error {
-	<-e.reload // New stored the first set
+// source is where the evaluator takes observations from: this
+// instance's queue, or the shared stream (shared.go).
+type source struct {
+	// start, if set, runs before the replay.
+	start func(ctx context.Context) error
+	// next returns the next observations; none (nil, nil) lets the
+	// evaluator look for a rule change.
+	next func(ctx context.Context) ([]*ingest.Observation, error)
+}
+
+func (e *Engine) localSource() source {
+	return source{next: func(ctx context.Context) ([]*ingest.Observation, error) {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-e.reload:
+			select { // give it back to the evaluator (capacity 1: full means it is there)
+			case e.reload <- struct{}{}:
+			default:
+			}
+			return nil, nil
+		case obs := <-e.queue:
+			metricQueueDepth.Set(float64(len(e.queue)))
+			return obs, nil
+		}
+	}}
+}
+
+// evaluate owns the evaluator: it replays recent observations from the
+// tables, then evaluates what src hands over, in order, until ctx ends.
+// One goroutine at a time runs it.
+func (e *Engine) evaluate(ctx context.Context, src source) error {
+	select {
+	case <-e.reload: // compiled just below
+	default:
+	}
 	ev := compile(e.Rules(), e.cfg.Geo)
 	emit := func(t Trigger) {
 		metricTriggers.WithLabelValues(t.Rule).Inc()
@@ -382,6 +432,11 @@ func (e *Engine) evalLoop(ctx context.Context) error {
 	if err := e.seed(ctx, ev); err != nil {
 		return err
 	}
+	if src.start != nil {
+		if err := src.start(ctx); err != nil {
+			return err
+		}
+	}
 	if err := e.replay(ctx, ev, emit); err != nil {
 		if ctx.Err() != nil {
 			return nil
@@ -390,21 +445,25 @@ func (e *Engine) evalLoop(ctx context.Context) error {
 	}
 	for {
 		select {
-		case <-ctx.Done():
-			return nil
 		case <-e.reload:
 			ev = compile(e.Rules(), e.cfg.Geo)
 			if err := e.seed(ctx, ev); err != nil {
 				e.log.Warn("alert rules: could not restore active conditions", "err", err)
 			}
-		case obs := <-e.queue:
-			metricQueueDepth.Set(float64(len(e.queue)))
-			for _, o := range obs {
-				ev.observe(o, emit)
-			}
-			metricObserved.Add(float64(len(obs)))
-			e.evaluated.Add(int64(len(obs)))
+		default:
 		}
+		obs, err := src.next(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		for _, o := range obs {
+			ev.observe(o, emit)
+		}
+		metricObserved.Add(float64(len(obs)))
+		e.evaluated.Add(int64(len(obs)))
 	}
 }
 

@@ -2,8 +2,11 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"ioc/alerts"
 	"ioc/config"
@@ -20,12 +23,27 @@ func setupAlerts(ctx context.Context, cfg config.Config, a *app) error {
 			rulesFile = "deploy/rules.json"
 		}
 	}
-	eng, err := alerts.New(ctx, alerts.Config{
+	acfg := alerts.Config{
 		RulesFile:  rulesFile,
 		WebhookURL: cfg.WebhookURL,
 		Geo:        geoAdapter{a.geo},
 		Registerer: a.reg,
-	}, a.pool, a.log.With("part", "alerts"))
+	}
+	switch {
+	case cfg.MQTTSharedGroup != "" && cfg.RedisURL != "":
+		// Instances share the subscription: per-device windows live on
+		// the one instance that leads (alerts/shared.go).
+		opt, err := redis.ParseURL(cfg.RedisURL)
+		if err != nil {
+			return fmt.Errorf("alerts: redis url: %w", err)
+		}
+		acfg.Redis = redis.NewClient(opt)
+		a.closers = append(a.closers, func() { acfg.Redis.Close() })
+	case cfg.MQTTSharedGroup != "":
+		a.log.Warn("mqtt_shared_group without redis_url: each instance evaluates only the readings it receives, " +
+			"so a device's windows (thresholds held, counts, geofence crossings) are split across instances; set redis_url")
+	}
+	eng, err := alerts.New(ctx, acfg, a.pool, a.log.With("part", "alerts"))
 	if err != nil {
 		return err
 	}

@@ -44,6 +44,9 @@ type app struct {
 	// inTx, set once before anything runs, acts on emergency signals
 	// inside their ingest transaction (the alert engine's InTx).
 	inTx ingest.TxHook
+	// closers release what the parts opened (in reverse order), before
+	// the database pool.
+	closers []func()
 }
 
 // newApp connects to PostgreSQL, migrates, and builds every part with its
@@ -212,6 +215,9 @@ func (a *app) observed(obs []*ingest.Observation) {
 }
 
 func (a *app) close() {
+	for i := len(a.closers) - 1; i >= 0; i-- {
+		a.closers[i]()
+	}
 	if a.geo != nil {
 		a.geo.Close()
 	}
