@@ -52,7 +52,7 @@ type runningApp struct {
 	stop func()
 }
 
-func runApp(t *testing.T, dbURL, brokerURL, clientID string) *runningApp {
+func runApp(t *testing.T, dbURL, brokerURL, clientID string, opts ...func(*config.Config)) *runningApp {
 	t.Helper()
 	cfg := config.Default()
 	cfg.DatabaseURL, cfg.MQTTURL, cfg.MQTTClientID, cfg.MetricsAddr = dbURL, brokerURL, clientID, ""
@@ -60,6 +60,9 @@ func runApp(t *testing.T, dbURL, brokerURL, clientID string) *runningApp {
 	pwFile := filepath.Join(t.TempDir(), "admin-pw")
 	os.WriteFile(pwFile, []byte("first-start-secret-pw\n"), 0o600)
 	cfg.BootstrapAdminPasswordFile = pwFile
+	for _, o := range opts {
+		o(&cfg)
+	}
 	a, err := newApp(context.Background(), cfg, quietLog())
 	if err != nil {
 		t.Fatal(err)
@@ -387,4 +390,11 @@ func TestIncidentAndRulesAPI(t *testing.T) {
 	if v != 2 {
 		t.Fatalf("rules version %d", v)
 	}
+}
+
+func testRedisURL() string {
+	if u := os.Getenv("IOC_TEST_REDIS_URL"); u != "" {
+		return u
+	}
+	return "redis://127.0.0.1:6379/0"
 }
