@@ -510,6 +510,8 @@ func (e *Engine) replay(ctx context.Context, ev *evaluator, emit func(Trigger)) 
 			event, confidence, count, coalesce(snapshot_url, '') FROM camera_events WHERE ts >= $1 ORDER BY ts`},
 		{ingest.KindEmergency, `SELECT device_id, ts, msg_id, ST_X(geom), ST_Y(geom), coalesce(ward_code, ''),
 			type, priority, channel, coalesce(note, ''), coalesce(caller_ref, '') FROM emergency_signals WHERE ts >= $1 ORDER BY ts`},
+		{ingest.KindUnit, `SELECT device_id, ts, msg_id, ST_X(geom), ST_Y(geom), coalesce(ward_code, ''),
+			kind, status, speed_kmh, heading_deg FROM unit_positions WHERE ts >= $1 ORDER BY ts`},
 	} {
 		if len(ev.byKind[q.kind]) == 0 {
 			continue
@@ -538,6 +540,15 @@ func (e *Engine) replay(ctx context.Context, ev *evaluator, emit func(Trigger)) 
 			case ingest.KindEmergency:
 				err = rows.Scan(&o.DeviceID, &o.TS, &o.MsgID, &o.Lon, &o.Lat, &o.Ward, &o.Type, &prio, &o.Channel, &o.Note, &o.CallerRef)
 				o.Priority = int64(prio)
+			case ingest.KindUnit:
+				var speed, heading *float32
+				err = rows.Scan(&o.DeviceID, &o.TS, &o.MsgID, &o.Lon, &o.Lat, &o.Ward, &o.UnitKind, &o.Status, &speed, &heading)
+				if speed != nil {
+					o.SpeedKmh, o.HasSpeed = float64(*speed), true
+				}
+				if heading != nil {
+					o.HeadingDeg, o.HasHeading = float64(*heading), true
+				}
 			}
 			if err != nil {
 				rows.Close()

@@ -2,7 +2,9 @@ package alerts
 
 import (
 	"context"
+	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -435,10 +437,13 @@ func TestGeofenceEnterOpensOneIncident(t *testing.T) {
 	}
 	checkEntry()
 
-	// The rules are replaced (same document: a SIGHUP, a PUT or another
-	// instance's change); once the evaluator has recompiled them, the unit,
+	// The rules are replaced (a SIGHUP, a PUT or another instance's
+	// change); once the evaluator has recompiled them, the unit,
 	// still inside, has not entered again.
-	if _, err := e.SetRules(ctx, []byte(crossingRules), 0, "test", nil); err != nil {
+	// (A title added: the same document again would keep its version and
+	// not restart the evaluator.)
+	retitled := strings.Replace(crossingRules, `"id":"zone-enter",`, `"id":"zone-enter","title":"Vào phố đi bộ",`, 1)
+	if _, err := e.SetRules(ctx, []byte(retitled), 0, "test", nil); err != nil {
 		t.Fatal(err)
 	}
 	waitUntil(t, "the evaluator to take the new rules", func() bool { return len(e.reload) == 0 })
@@ -464,4 +469,42 @@ func TestGeofenceEnterOpensOneIncident(t *testing.T) {
 		t.Fatalf("exit evidence rows for the leaving reading: %d", n)
 	}
 	checkEntry()
+}
+
+// Unit positions committed while no engine ran (iocd down, or between
+// ingest's commit and the evaluation) are replayed at the start, so a
+// crossing made meanwhile still opens its incident.
+func TestGeofenceCrossingReplayedAtStart(t *testing.T) {
+	ctx := context.Background()
+	pool, _ := dbtest.New(t)
+	fences := geo.NewGeofences(pool, nil, geo.DefaultGeofenceLimits(), testLog())
+	if err := fences.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fences.Create(ctx, mustFence(t, walkingStreet), "test"); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().Truncate(time.Millisecond)
+	for i, p := range [][2]float64{{outsideLon, outsideLat}, {insideLon, insideLat}} {
+		if _, err := pool.Exec(ctx, `INSERT INTO unit_positions (device_id, ts, msg_id, received_at, geom, kind, status, speed_kmh)
+			VALUES ('amb-9', $1, $2, $1, ST_SetSRID(ST_MakePoint($3, $4), 4326), 'ambulance', 'en_route', 30)`,
+			now.Add(time.Duration(i-2)*30*time.Second), fmt.Sprint("r", i), p[0], p[1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rulesFile := t.TempDir() + "/rules.json"
+	writeFile(t, rulesFile, crossingRules)
+	e, err := New(ctx, Config{RulesFile: rulesFile, Geo: geoIndex{fences: fences}, NoSignals: true, Tick: time.Hour}, pool, testLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := &env{e: e, pool: pool, ctx: ctx}
+	v.start(t)
+	waitUntil(t, "the replayed crossing's incident", func() bool {
+		return v.count(t, `SELECT count(*) FROM incidents i JOIN incident_evidence e ON e.incident_id = i.id
+			WHERE i.kind = 'zone_entry' AND e.device_id = 'amb-9' AND e.msg_id = 'r1'`) == 1
+	})
+	if n := v.count(t, `SELECT count(*) FROM incidents`); n != 1 {
+		t.Fatalf("%d incidents, want the one entry", n)
+	}
 }
