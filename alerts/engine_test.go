@@ -70,6 +70,20 @@ func (v *env) start(t *testing.T) {
 	t.Cleanup(func() { cancel(); <-done })
 }
 
+// subscribe follows the engine's events once its listener knows where
+// the log stands (until the test ends).
+func (v *env) subscribe(t *testing.T) <-chan Event {
+	t.Helper()
+	sub, cancel := v.e.events.Subscribe()
+	t.Cleanup(cancel)
+	waitUntil(t, "event listener", func() bool {
+		v.e.events.mu.Lock()
+		defer v.e.events.mu.Unlock()
+		return v.e.events.last >= 0
+	})
+	return sub
+}
+
 func (v *env) apply(t *testing.T, tr Trigger) string {
 	t.Helper()
 	id, _, err := v.e.store.Apply(v.ctx, tr)
@@ -415,13 +429,7 @@ func TestNotifierRetriesThenDelivers(t *testing.T) {
 func TestEngineRunAndEvents(t *testing.T) {
 	v := newEnv(t, nil)
 	v.start(t)
-	sub, cancel := v.e.events.Subscribe()
-	defer cancel()
-	waitUntil(t, "event listener", func() bool {
-		v.e.events.mu.Lock()
-		defer v.e.events.mu.Unlock()
-		return v.e.events.last >= 0
-	})
+	sub := v.subscribe(t)
 	now := time.Now()
 	var obs []*ingest.Observation
 	for i := range 20 {

@@ -352,19 +352,17 @@ func (g geoIndex) InFence(tag string, lon, lat float64, t time.Time) bool {
 	return false
 }
 
-// Through PostgreSQL, geo's fence store and the engine's goroutines: an
-// ambulance driving into the walking street opens exactly one zone_entry
-// incident whose evidence is the crossing reading; its later readings
-// inside add nothing, also after the rules are replaced (which starts the
-// evaluator afresh); driving out opens the zone_exit incident.
-func TestGeofenceEnterOpensOneIncident(t *testing.T) {
+// crossingEngine is an engine running crossingRules over geo's fence
+// store in PostgreSQL, holding the given fences; not started yet.
+func crossingEngine(t *testing.T, fenceBodies ...string) *env {
+	t.Helper()
 	ctx := context.Background()
 	pool, _ := dbtest.New(t)
 	fences := geo.NewGeofences(pool, nil, geo.DefaultGeofenceLimits(), testLog())
 	if err := fences.Load(ctx); err != nil {
 		t.Fatal(err)
 	}
-	for _, body := range []string{walkingStreet, constructionSite} {
+	for _, body := range fenceBodies {
 		if _, err := fences.Create(ctx, mustFence(t, body), "test"); err != nil {
 			t.Fatal(err)
 		}
@@ -375,7 +373,17 @@ func TestGeofenceEnterOpensOneIncident(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v := &env{e: e, pool: pool, ctx: ctx}
+	return &env{e: e, pool: pool, ctx: ctx}
+}
+
+// Through PostgreSQL, geo's fence store and the engine's goroutines: an
+// ambulance driving into the walking street opens exactly one zone_entry
+// incident whose evidence is the crossing reading; its later readings
+// inside add nothing, also after the rules are replaced (which starts the
+// evaluator afresh); driving out opens the zone_exit incident.
+func TestGeofenceEnterOpensOneIncident(t *testing.T) {
+	v := crossingEngine(t, walkingStreet, constructionSite)
+	e, pool, ctx := v.e, v.pool, v.ctx
 	v.start(t)
 
 	triggers := func(rule string) float64 { return testutil.ToFloat64(metricTriggers.WithLabelValues(rule)) }
@@ -475,30 +483,15 @@ func TestGeofenceEnterOpensOneIncident(t *testing.T) {
 // ingest's commit and the evaluation) are replayed at the start, so a
 // crossing made meanwhile still opens its incident.
 func TestGeofenceCrossingReplayedAtStart(t *testing.T) {
-	ctx := context.Background()
-	pool, _ := dbtest.New(t)
-	fences := geo.NewGeofences(pool, nil, geo.DefaultGeofenceLimits(), testLog())
-	if err := fences.Load(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := fences.Create(ctx, mustFence(t, walkingStreet), "test"); err != nil {
-		t.Fatal(err)
-	}
+	v := crossingEngine(t, walkingStreet)
 	now := time.Now().Truncate(time.Millisecond)
 	for i, p := range [][2]float64{{outsideLon, outsideLat}, {insideLon, insideLat}} {
-		if _, err := pool.Exec(ctx, `INSERT INTO unit_positions (device_id, ts, msg_id, received_at, geom, kind, status, speed_kmh)
+		if _, err := v.pool.Exec(v.ctx, `INSERT INTO unit_positions (device_id, ts, msg_id, received_at, geom, kind, status, speed_kmh)
 			VALUES ('amb-9', $1, $2, $1, ST_SetSRID(ST_MakePoint($3, $4), 4326), 'ambulance', 'en_route', 30)`,
 			now.Add(time.Duration(i-2)*30*time.Second), fmt.Sprint("r", i), p[0], p[1]); err != nil {
 			t.Fatal(err)
 		}
 	}
-	rulesFile := t.TempDir() + "/rules.json"
-	writeFile(t, rulesFile, crossingRules)
-	e, err := New(ctx, Config{RulesFile: rulesFile, Geo: geoIndex{fences: fences}, NoSignals: true, Tick: time.Hour}, pool, testLog())
-	if err != nil {
-		t.Fatal(err)
-	}
-	v := &env{e: e, pool: pool, ctx: ctx}
 	v.start(t)
 	waitUntil(t, "the replayed crossing's incident", func() bool {
 		return v.count(t, `SELECT count(*) FROM incidents i JOIN incident_evidence e ON e.incident_id = i.id

@@ -18,13 +18,7 @@ import (
 func TestInTxOpensIncidentsInTheCallersTransaction(t *testing.T) {
 	v := newEnv(t, nil)
 	v.start(t)
-	sub, cancel := v.e.events.Subscribe()
-	defer cancel()
-	waitUntil(t, "event listener", func() bool {
-		v.e.events.mu.Lock()
-		defer v.e.events.mu.Unlock()
-		return v.e.events.last >= 0
-	})
+	sub := v.subscribe(t)
 	now := time.Now()
 	call := func(id string, lon float64, typ string, prio int64) *ingest.Observation {
 		return &ingest.Observation{Kind: ingest.KindEmergency, DeviceID: "cc115-hanoi", MsgID: id, TS: now,
