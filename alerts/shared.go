@@ -117,14 +117,29 @@ func (e *Engine) forward(ctx context.Context, obs []*ingest.Observation) error {
 // leadLoop campaigns for the leader lock and, while it holds it,
 // evaluates the stream. It returns only when ctx ends.
 func (e *Engine) leadLoop(ctx context.Context) error {
-	for {
-		err := e.lead(ctx)
-		if ctx.Err() != nil {
-			return nil
+	var conn *pgx.Conn
+	defer func() {
+		if conn != nil {
+			conn.Close(context.WithoutCancel(ctx))
 		}
-		if err != nil {
-			metricWriteErrors.WithLabelValues("lead").Inc()
-			e.log.Warn("alert engine: leading the evaluation failed", "err", err)
+	}()
+	for {
+		if conn == nil || conn.IsClosed() {
+			var err error
+			if conn, err = pgx.ConnectConfig(ctx, e.pool.Config().ConnConfig.Copy()); err != nil {
+				conn = nil
+				if ctx.Err() == nil {
+					e.log.Warn("alert engine: no connection to campaign for the leader lock", "err", err)
+				}
+			}
+		}
+		if conn != nil {
+			if err := e.lead(ctx, conn); err != nil && ctx.Err() == nil {
+				metricWriteErrors.WithLabelValues("lead").Inc()
+				e.log.Warn("alert engine: leading the evaluation failed", "err", err)
+				conn.Close(context.WithoutCancel(ctx)) // releases the lock, if held
+				conn = nil
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -134,18 +149,14 @@ func (e *Engine) leadLoop(ctx context.Context) error {
 	}
 }
 
-// lead takes the leader lock if it is free and evaluates until the lock's
-// connection fails or ctx ends.
-func (e *Engine) lead(ctx context.Context) error {
-	conn, err := pgx.ConnectConfig(ctx, e.pool.Config().ConnConfig.Copy())
-	if err != nil {
-		return err
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
+// lead takes the leader lock on conn if it is free and evaluates until
+// conn fails or ctx ends; the lock is held as long as conn lives.
+func (e *Engine) lead(ctx context.Context, conn *pgx.Conn) error {
 	var got bool
 	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, int64(leaderLock)).Scan(&got); err != nil || !got {
 		return err
 	}
+	defer conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, int64(leaderLock))
 	e.log.Info("alert engine: this instance evaluates the shared observation stream")
 	e.leading.Store(true)
 	defer e.leading.Store(false)
@@ -160,12 +171,13 @@ func (e *Engine) lead(ctx context.Context) error {
 		case err := <-done:
 			return err
 		case <-t.C:
-			// The lock lives as long as this connection: check it.
 			if _, err := conn.Exec(ctx, `SELECT 1`); err != nil {
 				cancel()
 				<-done
-				e.log.Warn("alert engine: lost the leader connection; evaluation stops here", "err", err)
-				return err
+				if ctx.Err() != nil {
+					return nil
+				}
+				return fmt.Errorf("lost the leader connection; evaluation stops here: %w", err)
 			}
 		}
 	}
