@@ -268,12 +268,13 @@ func (e *Engine) ReloadFile(ctx context.Context) error {
 
 // Observe is the hook ingest calls after each commit. A batch is queued,
 // or, when the queue is full, dropped and counted (the replay at the next
-// start recovers it) — except a batch carrying an emergency signal: that
-// one waits for room. Ingest sends emergency signals in batches of their
-// own from a writer reserved for them and acknowledges them only after
-// Observe returns, so waiting holds back only emergency traffic, and a
-// 115 call is never dropped on its way to becoming an incident. Nothing
-// waits once Run has ended.
+// start recovers it) — except a batch carrying an emergency signal whose
+// incident is not made yet (InTx failed, or was not used): that one waits
+// for room. Ingest sends emergency signals in batches of their own from a
+// writer reserved for them and acknowledges them only after Observe
+// returns, so waiting holds back only emergency traffic, and a 115 call is
+// never dropped on its way to becoming an incident. Nothing waits once Run
+// has ended.
 func (e *Engine) Observe(obs []*ingest.Observation) {
 	select {
 	case e.queue <- obs:
@@ -281,7 +282,7 @@ func (e *Engine) Observe(obs []*ingest.Observation) {
 		return
 	default:
 	}
-	if hasEmergency(obs) {
+	if hasUnsettledEmergency(obs) {
 		select {
 		case e.queue <- obs:
 			metricQueueDepth.Set(float64(len(e.queue)))
@@ -336,9 +337,9 @@ func (e *Engine) InTx(ctx context.Context, tx pgx.Tx, obs []*ingest.Observation)
 	}, nil
 }
 
-func hasEmergency(obs []*ingest.Observation) bool {
+func hasUnsettledEmergency(obs []*ingest.Observation) bool {
 	for _, o := range obs {
-		if o.Kind == ingest.KindEmergency {
+		if o.Kind == ingest.KindEmergency && !o.Settled {
 			return true
 		}
 	}

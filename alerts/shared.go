@@ -95,15 +95,6 @@ func (e *Engine) forwardLoop(ctx context.Context) error {
 	}
 }
 
-func hasUnsettledEmergency(obs []*ingest.Observation) bool {
-	for _, o := range obs {
-		if o.Kind == ingest.KindEmergency && !o.Settled {
-			return true
-		}
-	}
-	return false
-}
-
 // forward appends one batch to the stream, gob-encoded.
 func (e *Engine) forward(ctx context.Context, obs []*ingest.Observation) error {
 	var buf bytes.Buffer
