@@ -3,6 +3,9 @@
 //
 // Its one job, in steps:
 //
+//	emergency signal: Engine.InTx inside ingest's own transaction opens or
+//	  joins its incident (stateless rules: no queue, no second transaction);
+//	  after the commit the event goes to this instance's subscribers at once
 //	ingest commit ─▶ Engine.Observe (the hook; never blocks) ─▶ bounded queue
 //	  ─▶ evaluation goroutine: the rules of deploy/rules.json, compiled
 //	     (threshold held over a window per device, count within a radius and
@@ -44,7 +47,9 @@
 // evaluation goroutine and needs no lock. Store, Events and Notifier are
 // safe for concurrent use; Events holds a mutex over its subscriber set,
 // never across I/O. The rule set in force is an immutable value swapped
-// atomically. With a shared MQTT subscription each instance evaluates only
-// the observations it received: per-device windows and count clusters are
-// per instance (see docs/alerts.md).
+// atomically. With a shared MQTT subscription and Config.Redis, every
+// instance forwards what it committed to a Redis stream and the one
+// instance holding the leader lock evaluates it (shared.go), so a device's
+// windows have one home; without Redis each instance evaluates only what
+// it received.
 package alerts
