@@ -100,7 +100,7 @@ func (q *Query) Int(name string, def, min, max int) int {
 	}
 	n, err := strconv.Atoi(s)
 	if err != nil || n < min || n > max {
-		q.fail(name, fmt.Sprintf("want an integer from %d to %d, got %q", min, max, clip(s)))
+		q.fail(name, fmt.Sprintf("want an integer from %d to %d, got %q", min, max, Clip(s)))
 		return def
 	}
 	return n
@@ -128,7 +128,7 @@ func (q *Query) Duration(name string, min, max time.Duration) time.Duration {
 	}
 	d, err := time.ParseDuration(s)
 	if err != nil || d < min || d > max {
-		q.fail(name, fmt.Sprintf("want a duration from %v to %v such as 5m, got %q", min, max, clip(s)))
+		q.fail(name, fmt.Sprintf("want a duration from %v to %v such as 5m, got %q", min, max, Clip(s)))
 		return 0
 	}
 	return d
@@ -145,7 +145,7 @@ func (q *Query) Enum(name string, options ...string) string {
 			return s
 		}
 	}
-	q.fail(name, fmt.Sprintf("want one of %s, got %q", strings.Join(options, ", "), clip(s)))
+	q.fail(name, fmt.Sprintf("want one of %s, got %q", strings.Join(options, ", "), Clip(s)))
 	return ""
 }
 
@@ -164,7 +164,7 @@ func (q *Query) BBox(name string) []float64 {
 	for i, p := range parts {
 		f, err := strconv.ParseFloat(strings.TrimSpace(p), 64)
 		if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
-			q.fail(name, fmt.Sprintf("%q is not a number", clip(p)))
+			q.fail(name, fmt.Sprintf("%q is not a number", Clip(p)))
 			return nil
 		}
 		b[i] = f
@@ -199,10 +199,10 @@ func ParseTime(s string) (time.Time, error) {
 	}
 	t, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("want RFC 3339 with an offset or epoch milliseconds, got %q", clip(s))
+		return time.Time{}, fmt.Errorf("want RFC 3339 with an offset or epoch milliseconds, got %q", Clip(s))
 	}
 	if t.Year() < 1970 || t.Year() > 2999 {
-		return time.Time{}, fmt.Errorf("time out of range: %q", clip(s))
+		return time.Time{}, fmt.Errorf("time out of range: %q", Clip(s))
 	}
 	return t, nil
 }
@@ -223,11 +223,4 @@ func DecodeCursor(s string, v any) error {
 		return err
 	}
 	return json.Unmarshal(b, v)
-}
-
-func clip(s string) string {
-	if len(s) > 64 {
-		s = s[:64] + "…"
-	}
-	return strings.ToValidUTF8(s, "?")
 }

@@ -111,7 +111,15 @@ func (s *Server) Handler() http.Handler {
 	if s.Wrap != nil {
 		h = s.Wrap(h)
 	}
-	return s.recoverer(limitBody(h))
+	return s.withLogger(s.recoverer(limitBody(h)))
+}
+
+// withLogger puts the server's logger in every request's context, where
+// Fail finds it.
+func (s *Server) withLogger(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		next.ServeHTTP(w, r.WithContext(withLog(r.Context(), s.log)))
+	})
 }
 
 func limitBody(next http.Handler) http.Handler {
@@ -182,9 +190,5 @@ func NotFound(w http.ResponseWriter, what string) {
 
 // Internal logs err and answers 500 without leaking its text.
 func Internal(w http.ResponseWriter, log *slog.Logger, r *http.Request, err error) {
-	if errors.Is(err, context.Canceled) {
-		return
-	}
-	log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
-	Error(w, http.StatusInternalServerError, "internal", "internal error")
+	Fail(w, r.WithContext(withLog(r.Context(), log)), err)
 }

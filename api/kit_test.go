@@ -1,0 +1,114 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+)
+
+func TestDecodeJSON(t *testing.T) {
+	type body struct {
+		Name  string   `json:"name"`
+		Units []string `json:"unit_ids"`
+		N     int      `json:"n"`
+	}
+	for _, c := range []struct {
+		ctype, in string
+		status    int // 0: accepted
+		msg       string
+	}{
+		{"application/json", `{"name":"a","n":2}`, 0, ""},
+		{"application/json; charset=utf-8", `{"unit_ids":["u1"]}`, 0, ""},
+		{"", ``, 0, ""},
+		{"", `   `, 0, ""},
+		{"text/plain", `{"name":"a"}`, 415, "Content-Type"},
+		{"", `{"name":"a"}`, 415, "Content-Type"},
+		{"application/json", `{"name":`, 400, "ends early"},
+		{"application/json", `{"name":"a"} {}`, 400, "trailing"},
+		{"application/json", `{"nme":"a"}`, 400, "unknown field"},
+		{"application/json", `{"n":"two"}`, 400, "n: want an integer"},
+		{"application/json", `{"unit_ids":"u1"}`, 400, "unit_ids: want an array"},
+		{"application/json", `[1]`, 400, "want a JSON object"},
+		{"application/json", `{"name":"a",}`, 400, "not valid JSON"},
+	} {
+		r := httptest.NewRequest("POST", "/x", strings.NewReader(c.in))
+		if c.ctype != "" {
+			r.Header.Set("Content-Type", c.ctype)
+		}
+		var b body
+		err := DecodeJSON(r, &b)
+		var p *Problem
+		switch {
+		case c.status == 0 && err != nil:
+			t.Errorf("%q: refused: %v", c.in, err)
+		case c.status != 0 && !errors.As(err, &p):
+			t.Errorf("%q: want a %d problem, got %v", c.in, c.status, err)
+		case c.status != 0 && (p.Status != c.status || !strings.Contains(err.Error(), c.msg)):
+			t.Errorf("%q: got %d %q, want %d containing %q", c.in, p.Status, err, c.status, c.msg)
+		}
+	}
+	r := httptest.NewRequest("POST", "/x", strings.NewReader(`{"name":"`+strings.Repeat("x", 100)+`"}`))
+	r.Header.Set("Content-Type", "application/json")
+	r.Body = http.MaxBytesReader(httptest.NewRecorder(), r.Body, 20)
+	var b body
+	if err := DecodeJSON(r, &b); !errors.As(err, new(*Problem)) || err.(*Problem).Status != 413 {
+		t.Errorf("oversized body: %v, want 413", err)
+	}
+}
+
+var errGone = fmt.Errorf("incident %w", ErrNotFound)
+
+func TestFail(t *testing.T) {
+	for _, c := range []struct {
+		err        error
+		status     int
+		code, text string
+	}{
+		{errGone, 404, "not_found", "incident not found"},
+		{fmt.Errorf("%w: now at version 4", ErrVersionConflict), 409, "version_conflict", "now at version 4"},
+		{&ParamError{"ward", "unknown ward"}, 400, "bad_parameter", "ward: unknown ward"},
+		{ErrTooMany, 429, "too_many_requests", "retry"},
+		{fmt.Errorf("insert: %w", errors.New("pq: password=secret")), 500, "internal", "internal error"},
+		{sqlErr("57014"), 503, "query_timeout", "took too long"},
+	} {
+		rec := httptest.NewRecorder()
+		Fail(rec, httptest.NewRequest("GET", "/x", nil), c.err)
+		var b ErrorBody
+		json.Unmarshal(rec.Body.Bytes(), &b)
+		if rec.Code != c.status || b.Error.Code != c.code || !strings.Contains(b.Error.Message, c.text) {
+			t.Errorf("%v: got %d %+v, want %d %s %q", c.err, rec.Code, b.Error, c.status, c.code, c.text)
+		}
+		if strings.Contains(rec.Body.String(), "secret") {
+			t.Errorf("%v: leaked internal text: %s", c.err, rec.Body)
+		}
+	}
+	if !errors.Is(errGone, ErrNotFound) {
+		t.Error("a wrapped domain error is not the common problem")
+	}
+}
+
+type sqlErr string
+
+func (e sqlErr) Error() string    { return "ERROR: canceling statement due to statement timeout" }
+func (e sqlErr) SQLState() string { return string(e) }
+
+func TestIfMatch(t *testing.T) {
+	for h, want := range map[string]int64{"": 0, "3": 3, `"7"`: 7, `W/"9"`: 9} {
+		r := httptest.NewRequest("POST", "/x", nil)
+		r.Header.Set("If-Match", h)
+		if v, err := IfMatch(r); err != nil || v != want {
+			t.Errorf("If-Match %q: %d %v, want %d", h, v, err, want)
+		}
+	}
+	for _, h := range []string{"abc", "0", "-1", `"x"`} {
+		r := httptest.NewRequest("POST", "/x", nil)
+		r.Header.Set("If-Match", h)
+		if _, err := IfMatch(r); err == nil {
+			t.Errorf("If-Match %q accepted", h)
+		}
+	}
+}
