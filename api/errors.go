@@ -64,7 +64,7 @@ func Fail(w http.ResponseWriter, r *http.Request, err error) {
 	case err == nil:
 		panic("api.Fail with a nil error")
 	case errors.As(err, &pe):
-		Error(w, http.StatusBadRequest, "bad_parameter", pe.Error())
+		Error(w, http.StatusBadRequest, pe.ErrorCode(), pe.Error())
 	case errors.As(err, &big):
 		Error(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("body over %d bytes", big.Limit))
 	case errors.As(err, &p):

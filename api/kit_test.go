@@ -70,7 +70,7 @@ func TestFail(t *testing.T) {
 	}{
 		{errGone, 404, "not_found", "incident not found"},
 		{fmt.Errorf("%w: now at version 4", ErrVersionConflict), 409, "version_conflict", "now at version 4"},
-		{&ParamError{"ward", "unknown ward"}, 400, "bad_parameter", "ward: unknown ward"},
+		{&ParamError{Name: "ward", Problem: "unknown ward"}, 400, "bad_parameter", "ward: unknown ward"},
 		{ErrTooMany, 429, "too_many_requests", "retry"},
 		{fmt.Errorf("insert: %w", errors.New("pq: password=secret")), 500, "internal", "internal error"},
 		{sqlErr("57014"), 503, "query_timeout", "took too long"},
@@ -109,6 +109,21 @@ func TestIfMatch(t *testing.T) {
 		r.Header.Set("If-Match", h)
 		if _, err := IfMatch(r); err == nil {
 			t.Errorf("If-Match %q accepted", h)
+		}
+	}
+}
+
+func TestQueryWard(t *testing.T) {
+	known := func(c string) bool { return c == "00004" }
+	for qs, wantCode := range map[string]string{"ward=00004": "", "": "", "ward=../../etc": "unknown_ward", "ward=99999": "unknown_ward"} {
+		q := NewQuery(httptest.NewRequest("GET", "/x?"+qs, nil), "ward")
+		q.Ward("ward", known)
+		var pe *ParamError
+		switch {
+		case wantCode == "" && q.Err() != nil:
+			t.Errorf("%q: %v", qs, q.Err())
+		case wantCode != "" && (!errors.As(q.Err(), &pe) || pe.ErrorCode() != wantCode):
+			t.Errorf("%q: %v, want %s", qs, q.Err(), wantCode)
 		}
 	}
 }

@@ -17,6 +17,16 @@ import (
 // ParamError is a bad query parameter; handlers answer it with 400.
 type ParamError struct {
 	Name, Problem string
+	// Code is the error code sent; "" means bad_parameter.
+	Code string
+}
+
+// ErrorCode is the contract code the error is answered with.
+func (e *ParamError) ErrorCode() string {
+	if e.Code == "" {
+		return "bad_parameter"
+	}
+	return e.Code
 }
 
 func (e *ParamError) Error() string { return e.Name + ": " + e.Problem }
@@ -29,7 +39,7 @@ func BadParam(w http.ResponseWriter, err error) bool {
 	}
 	var pe *ParamError
 	if errors.As(err, &pe) {
-		Error(w, http.StatusBadRequest, "bad_parameter", pe.Error())
+		Error(w, http.StatusBadRequest, pe.ErrorCode(), pe.Error())
 	} else {
 		Error(w, http.StatusBadRequest, "bad_parameter", err.Error())
 	}
@@ -48,7 +58,7 @@ type Query struct {
 func NewQuery(r *http.Request, allowed ...string) *Query {
 	q := &Query{v: r.URL.Query()}
 	if len(r.URL.RawQuery) > 4096 {
-		q.err = &ParamError{"query", "longer than 4096 bytes"}
+		q.err = &ParamError{Name: "query", Problem: "longer than 4096 bytes"}
 		return q
 	}
 	for k, vs := range q.v {
@@ -71,8 +81,24 @@ func NewQuery(r *http.Request, allowed ...string) *Query {
 
 func (q *Query) fail(name, problem string) {
 	if q.err == nil {
-		q.err = &ParamError{name, problem}
+		q.err = &ParamError{Name: name, Problem: problem}
 	}
+}
+
+// Ward returns the parameter if it is a known ward code (known is the
+// ward index's lookup), else records a 400 unknown_ward.
+func (q *Query) Ward(name string, known func(code string) bool) string {
+	s := q.v.Get(name)
+	if s == "" {
+		return ""
+	}
+	if known == nil || !known(s) {
+		if q.err == nil {
+			q.err = &ParamError{Name: name, Problem: fmt.Sprintf("%q is not a ward code (5 digits, see GET /api/v1/wards)", Clip(s)), Code: "unknown_ward"}
+		}
+		return ""
+	}
+	return s
 }
 
 // Err is the first problem found.

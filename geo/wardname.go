@@ -5,3 +5,10 @@ package geo
 func (s *Service) WardName(code string) string {
 	return s.areas.wards[code].Name
 }
+
+// KnownWard reports whether code is one of the loaded wards; handlers pass
+// it to api.Query.Ward so an unknown code is a 400, not an empty answer.
+func (s *Service) KnownWard(code string) bool {
+	_, ok := s.areas.wards[code]
+	return ok
+}
