@@ -82,7 +82,7 @@ func Fail(w http.ResponseWriter, r *http.Request, err error) {
 		Error(w, p.Status, p.Code, msg)
 	case r.Context().Err() != nil && errors.Is(err, context.Canceled):
 		// The client went away; nobody reads an answer.
-	case isQueryTimeout(err):
+	case isQueryTimeout(err) || (errors.Is(err, context.DeadlineExceeded) && r.Context().Err() != nil):
 		logFrom(r).Warn("query timed out", "method", r.Method, "path", r.URL.Path, "err", err)
 		w.Header().Set("Retry-After", "5")
 		Error(w, http.StatusServiceUnavailable, "query_timeout", "the query took too long; narrow it (time range, area) and retry")

@@ -29,8 +29,11 @@ type Server struct {
 	policy Policy
 	routes []Route
 	// Wrap, if set, wraps the whole handler (security headers, CSRF, ...).
-	Wrap  func(http.Handler) http.Handler
+	Wrap func(http.Handler) http.Handler
+	// heavy caps each caller's expensive requests (HandleHeavy).
 	heavy heavyGate
+	// requestTimeout bounds authenticated requests (SetRequestTimeout).
+	requestTimeout time.Duration
 	// Audit, if set, is told of every refused request.
 	Refused func(r *http.Request, c Caller, status int, why string)
 }
@@ -102,8 +105,24 @@ func (s *Server) guard(action string, h http.HandlerFunc) http.Handler {
 			Error(w, http.StatusForbidden, "forbidden", fmt.Sprintf("role %s may not %s", c.Role, action))
 			return
 		}
-		h(w, r.WithContext(WithCaller(r.Context(), c)))
+		ctx := WithCaller(r.Context(), c)
+		if d := s.requestTimeout; d > 0 && !isUpgrade(r) {
+			// Waiting for a database connection counts too: a request
+			// that cannot get one in time answers 503, never hangs.
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, d)
+			defer cancel()
+		}
+		h(w, r.WithContext(ctx))
 	})
+}
+
+// SetRequestTimeout bounds every authenticated request except websocket
+// upgrades (a socket lives as long as it is open).
+func (s *Server) SetRequestTimeout(d time.Duration) { s.requestTimeout = d }
+
+func isUpgrade(r *http.Request) bool {
+	return strings.EqualFold(r.Header.Get("Upgrade"), "websocket")
 }
 
 // Handler is the whole HTTP handler: recovery, body cap, then the mux.

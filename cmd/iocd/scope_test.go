@@ -24,7 +24,7 @@ func newWardEnv(t *testing.T) *routeEnv {
 	pool, dbURL := dbtest.New(t)
 	cfg := config.Default()
 	cfg.DatabaseURL = dbURL
-	cfg.AreasFile = "../../../shared/data/hanoi/wards.geojson"
+	cfg.AreasFile = wardsFile
 	pwFile := filepath.Join(t.TempDir(), "admin-pw")
 	os.WriteFile(pwFile, []byte("first-start-secret-pw\n"), 0o600)
 	cfg.BootstrapAdminPasswordFile = pwFile

@@ -130,6 +130,7 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger) (*app, err
 
 	a.srv = api.New(cfg.HTTPAddr, log.With("part", "http"))
 	a.srv.SetHeavyLimit(cfg.APIHeavyPerCaller)
+	a.srv.SetRequestTimeout(cfg.APIStatementTimeout.Std() + 5*time.Second)
 	a.routes()
 	if err := setupAlerts(ctx, cfg, a); err != nil {
 		a.close()
