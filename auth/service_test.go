@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -77,8 +78,10 @@ func cookie(tok string) reqOpt {
 	return func(r *http.Request) { r.AddCookie(&http.Cookie{Name: "ioc_session", Value: tok}) }
 }
 func header(k, v string) reqOpt { return func(r *http.Request) { r.Header.Set(k, v) } }
-func from(addr string) reqOpt   { return func(r *http.Request) { r.RemoteAddr = addr + ":40000" } }
-func xhr() reqOpt               { return header("X-Requested-With", "XMLHttpRequest") }
+func from(addr string) reqOpt {
+	return func(r *http.Request) { r.RemoteAddr = net.JoinHostPort(addr, "40000") }
+}
+func xhr() reqOpt { return header("X-Requested-With", "XMLHttpRequest") }
 
 func (e *env) do(method, path string, body any, opts ...reqOpt) *httptest.ResponseRecorder {
 	e.t.Helper()
