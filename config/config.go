@@ -558,25 +558,30 @@ func secretName(k string) bool {
 // Scrub hides, in text such as an error message or a log line, c's
 // secret-bearing URLs (each replaced by its Redact form) and the secrets
 // they carry, wherever a library may have copied them.
-func (c Config) Scrub(text string) string {
+func (c Config) Scrub(text string) string { return c.Scrubber().Replace(text) }
+
+// Scrubber is Scrub prepared once, for a logger to apply to every line.
+func (c Config) Scrubber() *strings.Replacer {
+	var urls, secrets []string
 	for _, raw := range []string{c.DatabaseURL, c.MQTTURL, c.RedisURL, c.WebhookURL} {
 		if raw == "" {
 			continue
 		}
 		if red := Redact(raw); red != raw {
-			text = strings.ReplaceAll(text, raw, red)
+			urls = append(urls, raw, red)
 		}
 		for _, s := range secretsOf(raw) {
 			if len(s) < 4 || s == Hidden {
 				continue
 			}
-			text = strings.ReplaceAll(text, s, Hidden)
+			secrets = append(secrets, s, Hidden)
 			if e := url.QueryEscape(s); e != s {
-				text = strings.ReplaceAll(text, e, Hidden)
+				secrets = append(secrets, e, Hidden)
 			}
 		}
 	}
-	return text
+	// Whole URLs first: at one position the first listed pair wins.
+	return strings.NewReplacer(append(urls, secrets...)...)
 }
 
 // secretsOf lists the values Redact hides in raw.
