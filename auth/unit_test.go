@@ -1,6 +1,8 @@
 package auth
 
 import (
+	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -232,4 +234,35 @@ func TestThrottle(t *testing.T) {
 	if allowed > 100 {
 		t.Fatalf("%d entries through the global bucket of 100", allowed)
 	}
+}
+
+// X-Forwarded-For is outside input: whatever it holds, the answer is the
+// peer when the peer is not a trusted proxy, and otherwise an address.
+func FuzzClientAddr(f *testing.F) {
+	s := &Service{}
+	for _, p := range []string{"10.0.0.0/8", "2001:db8::/32"} {
+		pre, _ := netip.ParsePrefix(p)
+		s.proxies = append(s.proxies, pre)
+	}
+	f.Add("10.1.1.1:4000", "203.0.113.1, 10.2.2.2")
+	f.Add("198.51.100.1:4000", "10.0.0.1")
+	f.Add("[2001:db8::1]:4000", "[2001:db8::2]:99, ::ffff:1.2.3.4")
+	f.Add("10.1.1.1:4000", ",,, ,garbage,")
+	f.Fuzz(func(t *testing.T, peer, xff string) {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.RemoteAddr = peer
+		r.Header.Set("X-Forwarded-For", xff)
+		got := s.clientAddr(r)
+		p := peerAddr(r)
+		ip, err := netip.ParseAddr(p)
+		if err != nil || !s.trusted(ip) {
+			if got != p {
+				t.Fatalf("untrusted peer %q: client %q", p, got)
+			}
+			return
+		}
+		if _, err := netip.ParseAddr(got); err != nil {
+			t.Fatalf("peer %q xff %q: client %q is not an address", peer, xff, got)
+		}
+	})
 }

@@ -183,3 +183,25 @@ func TestAuthSettings(t *testing.T) {
 		}
 	}
 }
+
+// Redact sees whatever an operator types: it never panics, and a URL it
+// keeps carries no password but the placeholder.
+func FuzzRedact(f *testing.F) {
+	for _, s := range []string{"postgres://u:p@h/db?password=x", "redis://:p@h:6379/0", "host=h password='a b'",
+		"https://h/a/b?token=t#f", "ssl://u:p@h:8884", "x://%zz", "://", "postgres://u:p@[::1]:5432/db"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		out := Redact(raw)
+		if !strings.Contains(raw, "://") {
+			return
+		}
+		u, err := url.Parse(out)
+		if err != nil || u.User == nil {
+			return
+		}
+		if p, ok := u.User.Password(); ok && p != Hidden {
+			t.Fatalf("Redact(%q) = %q keeps password %q", raw, out, p)
+		}
+	})
+}
