@@ -14,21 +14,26 @@ import (
 //     failure, doubling with every further failure up to AccountMaxDelay.
 //     The right password after the wait gets in and resets the account.
 //   - per remote address (an IPv6 /64): past AddrMax failures on any
-//     accounts the address loses the free attempts, so it gets one try per
-//     account and then that account's growing delay. An account with no
-//     failures (one not under attack) can still be signed in to from
-//     there: one person's typos or a guesser behind a control room's NAT
-//     do not lock the room out.
+//     accounts the address loses the free attempts, and from it an
+//     account's delay may grow to AddrMaxDelay instead: it gets one try
+//     per account, then delays that grow longer than elsewhere. An account
+//     with no failures (one not under attack) can still be signed in to
+//     from there, and an account's own user at another address keeps the
+//     short cap: one person's typos or a guesser behind a control room's
+//     NAT do not lock the room out, and spraying from it is slowed.
 //
 // Every attempt is reserved before its password is checked and counted as
 // a failure until it is known to be none, so parallel requests get no
 // more checks than sequential ones. Failures are forgotten after Window
-// without one; a success resets the account, not the address.
+// without one (counted from the end of the delay they impose, so waiting
+// out a delay does not wipe them); a success resets the account, not the
+// address.
 type LoginLimits struct {
 	AccountFree     int
 	AccountDelay    time.Duration
 	AccountMaxDelay time.Duration
 	AddrMax         int
+	AddrMaxDelay    time.Duration
 	Window          time.Duration
 	// MaxKeys bounds the limiter's memory; when full, quiet entries are
 	// swept and, if that is not enough, the least recently seen half is
@@ -39,11 +44,13 @@ type LoginLimits struct {
 // DefaultLoginLimits: 5 free failures per account, then 1 s, 2 s, 4 s, ...
 // up to 1 min between attempts (a locked-out operator during an emergency
 // is itself a harm; 1 min still holds a guesser to 60 an hour per
-// account); 20 failures from one address take its free attempts away;
-// forgotten after 15 quiet minutes. config.Default holds the same values.
+// account); 20 failures from one address take its free attempts away and
+// let delays from it grow to 15 min (a sprayer there gets about 4 tries an
+// hour per account); forgotten after 15 quiet minutes. config.Default
+// holds the same values.
 var DefaultLoginLimits = LoginLimits{
 	AccountFree: 5, AccountDelay: time.Second, AccountMaxDelay: time.Minute,
-	AddrMax: 20, Window: 15 * time.Minute, MaxKeys: 100_000,
+	AddrMax: 20, AddrMaxDelay: 15 * time.Minute, Window: 15 * time.Minute, MaxKeys: 100_000,
 }
 
 func (l *LoginLimits) defaults() {
@@ -59,6 +66,9 @@ func (l *LoginLimits) defaults() {
 	}
 	if l.AddrMax <= 0 {
 		l.AddrMax = d.AddrMax
+	}
+	if l.AddrMaxDelay < l.AccountMaxDelay {
+		l.AddrMaxDelay = max(d.AddrMaxDelay, l.AccountMaxDelay)
 	}
 	if l.Window <= 0 {
 		l.Window = d.Window
@@ -121,11 +131,11 @@ func (l *limiter) reserve(name, addr string) (*attempt, time.Duration) {
 	}
 	uk, ak := userKey(name), addrKey(addr)
 	u, a := l.get(uk, now), l.get(ak, now)
-	free := l.lim.AccountFree
+	free, longest := l.lim.AccountFree, l.lim.AccountMaxDelay
 	if a.count+a.pending >= l.lim.AddrMax {
-		free = 0
+		free, longest = 0, l.lim.AddrMaxDelay
 	}
-	if wait := l.wait(u, free, now); wait > 0 {
+	if wait := l.wait(u, free, longest, now); wait > 0 {
 		return nil, wait
 	}
 	u.pending++
@@ -133,8 +143,9 @@ func (l *limiter) reserve(name, addr string) (*attempt, time.Duration) {
 	return &attempt{l: l, user: uk, addr: ak}, 0
 }
 
-// wait: how long before account u may be tried, with free attempts free.
-func (l *limiter) wait(u *failures, free int, now time.Time) time.Duration {
+// wait: how long before account u may be tried, with free attempts free
+// and delays capped at longest.
+func (l *limiter) wait(u *failures, free int, longest time.Duration, now time.Time) time.Duration {
 	if u.count+u.pending < free {
 		return 0
 	}
@@ -142,22 +153,23 @@ func (l *limiter) wait(u *failures, free int, now time.Time) time.Duration {
 		// A check of this account is under way and its outcome decides.
 		return time.Second
 	}
-	if next := u.last.Add(l.delay(u.count - free + 1)); next.After(now) {
+	if next := u.last.Add(l.delay(u.count-free+1, longest)); next.After(now) {
 		return next.Sub(now)
 	}
 	return 0
 }
 
-// delay is the wait after the k-th failure past the free ones.
-func (l *limiter) delay(k int) time.Duration {
+// delay is the wait after the k-th failure past the free ones: doubling
+// from AccountDelay, at most longest.
+func (l *limiter) delay(k int, longest time.Duration) time.Duration {
 	if k <= 0 {
 		return 0
 	}
 	d := l.lim.AccountDelay
-	for ; k > 1 && d < l.lim.AccountMaxDelay; k-- {
+	for ; k > 1 && d < longest; k-- {
 		d *= 2
 	}
-	return min(d, l.lim.AccountMaxDelay)
+	return min(d, longest)
 }
 
 func (l *limiter) get(k string, now time.Time) *failures {
@@ -166,11 +178,17 @@ func (l *limiter) get(k string, now time.Time) *failures {
 		f = &failures{}
 		l.keys[k] = f
 	}
-	if f.pending == 0 && now.Sub(f.last) > l.lim.Window {
+	if l.forgotten(f, now) {
 		f.count = 0
 	}
 	f.seen = now
 	return f
+}
+
+// forgotten: f has been quiet for Window after the longest delay its
+// failures could impose, so waiting out a delay never wipes the slate.
+func (l *limiter) forgotten(f *failures, now time.Time) bool {
+	return f.pending == 0 && now.Sub(f.last) > l.lim.Window+l.delay(f.count, l.lim.AddrMaxDelay)
 }
 
 // end releases the reservation on both keys; fn, if set, updates each.
@@ -224,7 +242,7 @@ func (l *limiter) sweep() {
 
 func (l *limiter) sweepLocked(now time.Time, full bool) {
 	for k, f := range l.keys {
-		if f.pending == 0 && (f.count == 0 || now.Sub(f.last) > l.lim.Window) {
+		if f.pending == 0 && (f.count == 0 || l.forgotten(f, now)) {
 			delete(l.keys, k)
 		}
 	}

@@ -151,7 +151,7 @@ func TestLimiterGrowingDelayNotLock(t *testing.T) {
 	for range 3 {
 		fail(t, l, "alice", "198.51.100.1")
 	}
-	if w := l.delay(100); w != time.Minute {
+	if w := l.delay(100, time.Minute); w != time.Minute {
 		t.Fatalf("delay after 100 failures %v", w)
 	}
 }
@@ -177,6 +177,29 @@ func TestLimiterAddressLosesFreeAttempts(t *testing.T) {
 	// From another /64 the same account still has its free attempts.
 	if at, wait := l.reserve("typo", "2001:db8:1:3::1"); at == nil {
 		t.Fatalf("neighbouring /64 refused for %v", wait)
+	} else {
+		at.cancel()
+	}
+	// Sprayed accounts: from the spraying address the delay grows past
+	// the account cap (1 min) to the address cap (15 min); the account's
+	// user elsewhere waits at most the account cap.
+	for range 12 {
+		_, wait := l.reserve("typo", "2001:db8:1:2::ffff")
+		c.add(wait)
+		fail(t, l, "typo", "2001:db8:1:2::ffff")
+	}
+	if _, wait := l.reserve("typo", "2001:db8:1:2::ffff"); wait != 15*time.Minute {
+		t.Fatalf("spraying address, account with 13 failures: wait %v, want 15 min", wait)
+	}
+	if _, wait := l.reserve("typo", "2001:db8:1:3::1"); wait != time.Minute {
+		t.Fatalf("same account from elsewhere: wait %v, want 1 min", wait)
+	}
+	// Waiting the delay out does not wipe the failures (the window counts
+	// from the end of the delay): the next one still waits 15 min.
+	c.add(15*time.Minute + time.Second)
+	fail(t, l, "typo", "2001:db8:1:2::ffff")
+	if _, wait := l.reserve("typo", "2001:db8:1:2::ffff"); wait != 15*time.Minute {
+		t.Fatalf("after waiting out the delay: wait %v, want 15 min again", wait)
 	}
 }
 

@@ -105,12 +105,14 @@ type Config struct {
 	// Per account: LoginAccountFree failures without delay, then a delay
 	// from LoginAccountDelay doubling per failure up to
 	// LoginAccountMaxDelay. Per address: past LoginAddrMax failures the
-	// address gets no free attempts on any account. Failures are forgotten
-	// after LoginWindow without one.
+	// address gets no free attempts on any account and its delays may grow
+	// to LoginAddrMaxDelay. Failures are forgotten after LoginWindow
+	// without one.
 	LoginAccountFree     int      `json:"login_account_free"`
 	LoginAccountDelay    Duration `json:"login_account_delay"`
 	LoginAccountMaxDelay Duration `json:"login_account_max_delay"`
 	LoginAddrMax         int      `json:"login_addr_max"`
+	LoginAddrMaxDelay    Duration `json:"login_addr_max_delay"`
 	LoginWindow          Duration `json:"login_window"`
 }
 
@@ -151,6 +153,7 @@ func Default() Config {
 		LoginAccountDelay:    Duration(time.Second),
 		LoginAccountMaxDelay: Duration(time.Minute),
 		LoginAddrMax:         20,
+		LoginAddrMaxDelay:    Duration(15 * time.Minute),
 		LoginWindow:          Duration(15 * time.Minute),
 	}
 }
@@ -249,6 +252,7 @@ func (c *Config) settings() []setting {
 		{"login_account_delay", "IOC_LOGIN_ACCOUNT_DELAY", "first delay once the free attempts are used (doubles per failure)", dur(&c.LoginAccountDelay)},
 		{"login_account_max_delay", "IOC_LOGIN_ACCOUNT_MAX_DELAY", "longest delay between attempts on one account", dur(&c.LoginAccountMaxDelay)},
 		{"login_addr_max", "IOC_LOGIN_ADDR_MAX", "failed sign-ins from one address before it loses the free attempts", num(&c.LoginAddrMax)},
+		{"login_addr_max_delay", "IOC_LOGIN_ADDR_MAX_DELAY", "longest delay for an account from an address past login_addr_max", dur(&c.LoginAddrMaxDelay)},
 		{"login_window", "IOC_LOGIN_WINDOW", "quiet time after which failures are forgotten", dur(&c.LoginWindow)},
 	}
 }
@@ -455,6 +459,9 @@ func (c Config) Validate() error {
 	}
 	if c.LoginAddrMax < 1 || c.LoginAddrMax > 100_000 {
 		bad("login_addr_max", "want 1-100000, got %d", c.LoginAddrMax)
+	}
+	if c.LoginAddrMaxDelay < c.LoginAccountMaxDelay || c.LoginAddrMaxDelay > Duration(24*time.Hour) {
+		bad("login_addr_max_delay", "want login_account_max_delay up to 24h, got %v", c.LoginAddrMaxDelay)
 	}
 	if c.LoginWindow < Duration(time.Minute) || c.LoginWindow > Duration(24*time.Hour) {
 		bad("login_window", "want 1m-24h, got %v", c.LoginWindow)

@@ -24,6 +24,7 @@ func authConfig(cfg config.Config) auth.Config {
 			AccountDelay:    cfg.LoginAccountDelay.Std(),
 			AccountMaxDelay: cfg.LoginAccountMaxDelay.Std(),
 			AddrMax:         cfg.LoginAddrMax,
+			AddrMaxDelay:    cfg.LoginAddrMaxDelay.Std(),
 			Window:          cfg.LoginWindow.Std(),
 		},
 		AllowedOrigins: cfg.AllowedOrigins,

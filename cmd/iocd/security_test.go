@@ -98,7 +98,7 @@ func TestUsersCommand(t *testing.T) {
 func TestAuthDefaults(t *testing.T) {
 	ac := authConfig(config.Default())
 	if ac.Login.AccountFree != auth.DefaultLoginLimits.AccountFree || ac.Login.AccountDelay != auth.DefaultLoginLimits.AccountDelay ||
-		ac.Login.AccountMaxDelay != auth.DefaultLoginLimits.AccountMaxDelay || ac.Login.AddrMax != auth.DefaultLoginLimits.AddrMax ||
+		ac.Login.AccountMaxDelay != auth.DefaultLoginLimits.AccountMaxDelay || ac.Login.AddrMax != auth.DefaultLoginLimits.AddrMax || ac.Login.AddrMaxDelay != auth.DefaultLoginLimits.AddrMaxDelay ||
 		ac.Login.Window != auth.DefaultLoginLimits.Window || ac.HashWait != auth.DefaultHashWait ||
 		ac.SessionTTL != 12*time.Hour || ac.HashConcurrency != 2 {
 		t.Fatalf("config.Default and auth's defaults differ: %+v", ac)
