@@ -194,3 +194,18 @@ func TestCheckconfigLogsAndErrorsHideSecrets(t *testing.T) {
 		t.Fatalf("migrate against nothing: %v", err)
 	}
 }
+
+// A metrics_addr off loopback (allowed only with metrics_allow_remote) is
+// announced loudly at every start.
+func TestRemoteMetricsWarned(t *testing.T) {
+	cfg := config.Default()
+	for addr, warn := range map[string]bool{"": false, "127.0.0.1:9464": false, "[::1]:9464": false, "localhost:9464": false,
+		"10.0.0.5:9464": true, "0.0.0.0:9464": true} {
+		cfg.MetricsAddr = addr
+		var logs bytes.Buffer
+		warnRemoteMetrics(cfg, newLoggerTo(cfg, &logs))
+		if got := strings.Contains(logs.String(), "level=WARN") && strings.Contains(logs.String(), "pprof"); got != warn {
+			t.Errorf("metrics_addr %q: warned %v, want %v: %s", addr, got, warn, logs.String())
+		}
+	}
+}
