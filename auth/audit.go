@@ -57,9 +57,19 @@ func EntryFrom(r *http.Request, action, target string, detail any) Entry {
 	return Entry{Actor: actor, Role: c.Role, Remote: RemoteAddr(r), Action: action, Target: target, Detail: detail}
 }
 
-// RemoteAddr is the request's peer address without the port. Forwarded
-// headers are not trusted (see docs/security.md).
+// RemoteAddr is the request's client address without the port: the one
+// Service.Wrap settled on (X-Forwarded-For believed only from trusted
+// proxies, see Config.TrustedProxies), else the TCP peer.
 func RemoteAddr(r *http.Request) string {
+	if a, ok := r.Context().Value(clientKey{}).(string); ok {
+		return a
+	}
+	return peerAddr(r)
+}
+
+type clientKey struct{}
+
+func peerAddr(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		return r.RemoteAddr
@@ -113,8 +123,8 @@ func (a *Auditor) RecordTx(ctx context.Context, q Execer, e Entry) error {
 	}
 	_, err := q.Exec(ctx, `INSERT INTO audit_log (at, actor, actor_role, remote_addr, action, target, detail)
 		VALUES (coalesce($1, clock_timestamp()), $2, $3, $4, $5, $6, $7)`,
-		at, clipString(e.Actor, 200), clipString(e.Role, 32), clipString(e.Remote, 64),
-		clipString(e.Action, 64), clipString(e.Target, 300), detail)
+		at, api.ClipN(e.Actor, 200), api.ClipN(e.Role, 32), api.ClipN(e.Remote, 64),
+		api.ClipN(e.Action, 64), api.ClipN(e.Target, 300), detail)
 	if err != nil {
 		auditErrors.Inc()
 		return fmt.Errorf("audit: %w", err)

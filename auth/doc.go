@@ -16,10 +16,26 @@
 //
 // It also holds MQTTTLSConfig, the TLS setup ingest uses to reach a broker.
 //
+// Sign-in limits (LoginLimits): an attempt is reserved in the limiter
+// before its password is hashed, so parallel attempts cost no more checks
+// than sequential ones; an account past its free failures waits a delay
+// that doubles per failure up to a cap (never a long lock); an address
+// past its failures loses the free attempts on accounts with failures,
+// while accounts not under attack still sign in from it. Hashing runs in
+// at most HashConcurrency slots, waited for at most HashWait (then
+// ErrBusy, 503). The client address is the TCP peer, or X-Forwarded-For
+// when the peer is one of TrustedProxies (Service.Wrap settles it once per
+// request; RemoteAddr reads it).
+//
+// Errors: the sentinels (ErrNotFound, ErrExists, ErrBadCredentials, ...)
+// are api problems and InputError is api.ParamError, so handlers answer
+// everything through api.Fail and callers still test with errors.Is.
+//
 // Concurrency: Store, Auditor, Service and Policy are safe for concurrent
 // use. Service keeps two small in-memory structures under their own
 // mutexes (the login limiter and the refusal-audit throttle); neither lock
-// is held across I/O. Service.Run is the one background goroutine: it
+// is held across I/O (the hashing slots are a channel, taken outside the
+// limiter's lock). Service.Run is the one background goroutine: it
 // deletes expired sessions and sweeps the limiter until its context ends.
 // Limiter state is per instance; see docs/security.md.
 package auth

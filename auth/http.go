@@ -1,12 +1,12 @@
 package auth
 
 import (
-	"encoding/json"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"math"
-	"mime"
 	"net/http"
 	"strconv"
 	"strings"
@@ -35,97 +35,6 @@ func (s *Service) Register(srv *api.Server) {
 	srv.Handle("GET", "/api/v1/audit", ActAuditRead, s.listAudit)
 }
 
-// decodeBody reads one JSON object into v, strictly: JSON content type,
-// no unknown fields, no trailing data, right types. Its errors are safe to
-// show and never echo more than a short piece of the input.
-func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
-	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
-		api.Error(w, http.StatusUnsupportedMediaType, "unsupported_media_type", "send Content-Type: application/json")
-		return false
-	}
-	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
-	err := dec.Decode(v)
-	if err == nil && dec.More() {
-		err = errors.New("trailing data after the JSON object")
-	}
-	if err == nil {
-		if _, e := dec.Token(); e != io.EOF {
-			err = errors.New("trailing data after the JSON object")
-		}
-	}
-	if err == nil {
-		return true
-	}
-	var (
-		syn *json.SyntaxError
-		typ *json.UnmarshalTypeError
-		big *http.MaxBytesError
-		msg string
-	)
-	switch {
-	case errors.As(err, &big):
-		api.Error(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("body over %d bytes", big.Limit))
-		return false
-	case errors.Is(err, io.EOF):
-		msg = "body: empty; want a JSON object"
-	case errors.Is(err, io.ErrUnexpectedEOF):
-		msg = "body: JSON ends early"
-	case errors.As(err, &syn):
-		msg = fmt.Sprintf("body: not valid JSON at byte %d", syn.Offset)
-	case errors.As(err, &typ):
-		if typ.Field == "" {
-			msg = "body: want a JSON object"
-		} else {
-			msg = fmt.Sprintf("%s: want %s, got %s", clipString(typ.Field, 64), jsonType(typ.Type.Kind().String()), typ.Value)
-		}
-	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		msg = "unknown field " + clipString(strings.TrimPrefix(err.Error(), "json: unknown field "), 66)
-	default:
-		msg = "body: " + clipString(err.Error(), 100)
-	}
-	api.Error(w, http.StatusBadRequest, "bad_parameter", msg)
-	return false
-}
-
-func jsonType(kind string) string {
-	switch kind {
-	case "string":
-		return "a string"
-	case "slice":
-		return "an array"
-	case "bool":
-		return "true or false"
-	case "struct":
-		return "a time (RFC 3339) or an object"
-	case "int", "int64", "int32", "uint32", "uint8":
-		return "an integer"
-	}
-	return kind
-}
-
-func badParam(w http.ResponseWriter, field, problem string) {
-	api.Error(w, http.StatusBadRequest, "bad_parameter", field+": "+problem)
-}
-
-// fail answers err: input errors as 400, the rest by kind; internal
-// errors are logged and answered without their text.
-func (s *Service) fail(w http.ResponseWriter, r *http.Request, what string, err error) {
-	var ie *InputError
-	switch {
-	case errors.As(err, &ie):
-		api.Error(w, http.StatusBadRequest, "bad_parameter", ie.Error())
-	case errors.Is(err, ErrNotFound):
-		api.NotFound(w, what)
-	case errors.Is(err, ErrExists):
-		api.Error(w, http.StatusConflict, "exists", what+" with that name exists")
-	case errors.Is(err, ErrLastAdmin):
-		api.Error(w, http.StatusConflict, "last_admin", "that would leave no enabled city-wide admin")
-	default:
-		api.Internal(w, s.log, r, err)
-	}
-}
-
 type userJSON struct {
 	Name  string   `json:"name"`
 	Role  string   `json:"role"`
@@ -143,56 +52,48 @@ func (s *Service) login(w http.ResponseWriter, r *http.Request) {
 		Name     *string `json:"name"`
 		Password *string `json:"password"`
 	}
-	if !decodeBody(w, r, &body) {
+	if err := api.DecodeJSON(r, &body); err != nil {
 		logins.WithLabelValues("bad_request").Inc()
+		api.Fail(w, r, err)
 		return
 	}
-	if body.Name == nil || *body.Name == "" {
-		badParam(w, "name", "required")
-		return
-	}
-	if body.Password == nil || *body.Password == "" {
-		badParam(w, "password", "required")
-		return
-	}
-	name, err := NormalizeName("name", *body.Name)
+	name, err := loginInput(body.Name, body.Password)
 	if err != nil {
 		logins.WithLabelValues("bad_request").Inc()
-		s.fail(w, r, "", err)
-		return
-	}
-	if len(*body.Password) > MaxPasswordLen {
-		logins.WithLabelValues("bad_request").Inc()
-		badParam(w, "password", fmt.Sprintf("at most %d bytes", MaxPasswordLen))
+		api.Fail(w, r, err)
 		return
 	}
 	addr := RemoteAddr(r)
-	if wait := s.limiter.locked(name, addr); wait > 0 {
+	// The attempt is booked before the password is checked, so requests
+	// sent together cannot all slip past the limiter.
+	at, wait := s.limiter.reserve(name, addr)
+	if at == nil {
 		logins.WithLabelValues("locked").Inc()
-		s.recordThrottled(r, Entry{Remote: addr, Action: AuditLoginLocked, Target: "user/" + name})
-		secs := int(math.Ceil(wait.Seconds()))
-		w.Header().Set("Retry-After", strconv.Itoa(secs))
-		api.Error(w, http.StatusTooManyRequests, "locked_out",
-			fmt.Sprintf("too many failed sign-ins; try again in %d s", secs))
+		s.recordLogin(r, AuditLoginLocked, name, nil, nil)
+		api.Fail(w, r, lockedOut(wait))
 		return
 	}
 	u, reason, err := s.Store.CheckLogin(r.Context(), name, *body.Password)
 	if errors.Is(err, ErrBadCredentials) {
 		logins.WithLabelValues("failed").Inc()
-		locked := s.limiter.fail(name, addr)
-		s.recordThrottled(r, Entry{Remote: addr, Action: AuditLoginFailed, Target: "user/" + name,
-			Detail: map[string]any{"reason": reason, "locked": locked}})
-		api.Error(w, http.StatusUnauthorized, "invalid_credentials", "wrong name or password")
+		delayed := at.failed()
+		known := reason != "unknown_user"
+		s.recordLogin(r, AuditLoginFailed, name, &known, map[string]any{"reason": reason, "delayed": delayed})
+		api.Fail(w, r, ErrBadCredentials)
 		return
 	}
 	if err != nil {
-		api.Internal(w, s.log, r, err)
+		at.cancel()
+		if errors.Is(err, ErrBusy) {
+			logins.WithLabelValues("busy").Inc()
+		}
+		api.Fail(w, r, err)
 		return
 	}
-	s.limiter.success(name)
+	at.succeeded()
 	sess, err := s.Store.NewSession(r.Context(), u, s.cfg.SessionTTL, addr, r.UserAgent())
 	if err != nil {
-		api.Internal(w, s.log, r, err)
+		api.Fail(w, r, err)
 		return
 	}
 	logins.WithLabelValues("ok").Inc()
@@ -203,6 +104,64 @@ func (s *Service) login(w http.ResponseWriter, r *http.Request) {
 	})
 	api.JSON(w, http.StatusOK, loginAnswer{Token: sess.Token, ExpiresAt: sess.ExpiresAt,
 		User: userJSON{Name: u.Name, Role: u.Role, Wards: u.Wards}})
+}
+
+// loginInput checks a login body's fields and returns the normalised name.
+func loginInput(name, password *string) (string, error) {
+	switch {
+	case name == nil || *name == "":
+		return "", &api.ParamError{Name: "name", Problem: "required"}
+	case password == nil || *password == "":
+		return "", &api.ParamError{Name: "password", Problem: "required"}
+	case len(*password) > MaxPasswordLen:
+		return "", &api.ParamError{Name: "password", Problem: fmt.Sprintf("at most %d bytes", MaxPasswordLen)}
+	}
+	return NormalizeName("name", *name)
+}
+
+// lockedOut is the 429 for an account (or address) that must wait.
+func lockedOut(wait time.Duration) error {
+	secs := max(1, int(math.Ceil(wait.Seconds())))
+	return &api.Problem{Status: http.StatusTooManyRequests, Code: "locked_out",
+		Message: fmt.Sprintf("too many failed sign-ins; try again in %d s", secs), RetryAfter: secs}
+}
+
+// UnknownUser is the audit target of a sign-in with a name no account
+// has: what was typed is often a password, so it is not stored. Detail
+// name_tag (a keyed hash, per process) tells repeats of one name apart.
+const UnknownUser = "user/(unknown)"
+
+// recordLogin audits a sign-in refusal (throttled). The name typed is
+// kept only if it is an account's; known is nil when the password was not
+// checked, and then the accounts table says.
+func (s *Service) recordLogin(r *http.Request, action, name string, known *bool, detail map[string]any) {
+	s.recordThrottled(r, func() Entry {
+		isUser := false
+		if known != nil {
+			isUser = *known
+		} else if ok, err := s.Store.Exists(r.Context(), name); err == nil {
+			isUser = ok
+		}
+		target := "user/" + name
+		if !isUser {
+			target = UnknownUser
+			if detail == nil {
+				detail = map[string]any{}
+			}
+			detail["name_tag"] = s.nameTag(name)
+		}
+		e := Entry{Remote: RemoteAddr(r), Action: action, Target: target}
+		if detail != nil {
+			e.Detail = detail
+		}
+		return e
+	})
+}
+
+func (s *Service) nameTag(name string) string {
+	m := hmac.New(sha256.New, s.nameKey)
+	m.Write([]byte(name))
+	return hex.EncodeToString(m.Sum(nil)[:6])
 }
 
 func (s *Service) clearCookie(w http.ResponseWriter, r *http.Request) {
@@ -217,7 +176,7 @@ func (s *Service) logout(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.Store.RevokeSession(r.Context(), token); err != nil {
-		api.Internal(w, s.log, r, err)
+		api.Fail(w, r, err)
 		return
 	}
 	s.clearCookie(w, r)
@@ -243,6 +202,10 @@ func (s *Service) me(w http.ResponseWriter, r *http.Request) {
 	api.JSON(w, http.StatusOK, meAnswer{Name: c.Name, Role: c.Role, Wards: c.Wards, Via: via, Actions: AllowedActions(c)})
 }
 
+// ErrWrongPassword answers a password change whose current password is
+// wrong.
+var ErrWrongPassword = api.NewProblem(http.StatusForbidden, "wrong_password", "current password is wrong")
+
 func (s *Service) changeOwnPassword(w http.ResponseWriter, r *http.Request) {
 	c := api.CallerFrom(r.Context())
 	if strings.HasPrefix(c.Name, "token:") {
@@ -253,39 +216,43 @@ func (s *Service) changeOwnPassword(w http.ResponseWriter, r *http.Request) {
 		Current *string `json:"current"`
 		New     *string `json:"new"`
 	}
-	if !decodeBody(w, r, &body) {
+	if err := api.DecodeJSON(r, &body); err != nil {
+		api.Fail(w, r, err)
 		return
 	}
 	if body.Current == nil || *body.Current == "" || len(*body.Current) > MaxPasswordLen {
-		badParam(w, "current", "required, at most 256 bytes")
+		api.Fail(w, r, &api.ParamError{Name: "current", Problem: fmt.Sprintf("required, at most %d bytes", MaxPasswordLen)})
 		return
 	}
 	if body.New == nil {
-		badParam(w, "new", "required")
+		api.Fail(w, r, &api.ParamError{Name: "new", Problem: "required"})
 		return
 	}
 	if err := CheckPassword(c.Name, *body.New); err != nil {
-		s.fail(w, r, "", err)
+		api.Fail(w, r, err)
 		return
 	}
-	addr := RemoteAddr(r)
-	if wait := s.limiter.locked(c.Name, addr); wait > 0 {
-		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
-		api.Error(w, http.StatusTooManyRequests, "locked_out", "too many failed attempts")
+	at, wait := s.limiter.reserve(c.Name, RemoteAddr(r))
+	if at == nil {
+		api.Fail(w, r, lockedOut(wait))
 		return
 	}
 	if _, _, err := s.Store.CheckLogin(r.Context(), c.Name, *body.Current); err != nil {
 		if errors.Is(err, ErrBadCredentials) {
-			s.limiter.fail(c.Name, addr)
-			s.recordThrottled(r, EntryFrom(r, AuditLoginFailed, "user/"+c.Name, map[string]any{"reason": "passwd_current"}))
-			api.Error(w, http.StatusForbidden, "wrong_password", "current password is wrong")
+			at.failed()
+			s.recordThrottled(r, func() Entry {
+				return EntryFrom(r, AuditLoginFailed, "user/"+c.Name, map[string]any{"reason": "passwd_current"})
+			})
+			api.Fail(w, r, ErrWrongPassword)
 			return
 		}
-		api.Internal(w, s.log, r, err)
+		at.cancel()
+		api.Fail(w, r, err)
 		return
 	}
+	at.succeeded()
 	if _, err := s.Store.UpdateUser(r.Context(), c.Name, UserChange{Password: body.New}); err != nil {
-		s.fail(w, r, "account", err)
+		api.Fail(w, r, err)
 		return
 	}
 	s.record(r, EntryFrom(r, AuditPasswd, "user/"+c.Name, map[string]any{"self": true}))
@@ -294,12 +261,13 @@ func (s *Service) changeOwnPassword(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Service) listUsers(w http.ResponseWriter, r *http.Request) {
-	if q := api.NewQuery(r); api.BadParam(w, q.Err()) {
+	if err := api.NewQuery(r).Err(); err != nil {
+		api.Fail(w, r, err)
 		return
 	}
 	users, err := s.Store.Users(r.Context())
 	if err != nil {
-		api.Internal(w, s.log, r, err)
+		api.Fail(w, r, err)
 		return
 	}
 	api.JSON(w, http.StatusOK, api.List[User]{Items: users})
@@ -312,12 +280,13 @@ func (s *Service) addUser(w http.ResponseWriter, r *http.Request) {
 		Wards    []string `json:"wards"`
 		Password string   `json:"password"`
 	}
-	if !decodeBody(w, r, &body) {
+	if err := api.DecodeJSON(r, &body); err != nil {
+		api.Fail(w, r, err)
 		return
 	}
 	u, err := s.Store.AddUser(r.Context(), NewUser{Name: body.Name, Role: body.Role, Wards: body.Wards, Password: body.Password})
 	if err != nil {
-		s.fail(w, r, "account", err)
+		api.Fail(w, r, err)
 		return
 	}
 	s.record(r, EntryFrom(r, AuditUserAdd, "user/"+u.Name, map[string]any{"role": u.Role, "wards": u.Wards}))
@@ -327,7 +296,7 @@ func (s *Service) addUser(w http.ResponseWriter, r *http.Request) {
 func (s *Service) getUser(w http.ResponseWriter, r *http.Request) {
 	u, err := s.Store.User(r.Context(), r.PathValue("name"))
 	if err != nil {
-		s.fail(w, r, "account", err)
+		api.Fail(w, r, err)
 		return
 	}
 	api.JSON(w, http.StatusOK, u)
@@ -340,17 +309,18 @@ func (s *Service) changeUser(w http.ResponseWriter, r *http.Request) {
 		Disabled *bool     `json:"disabled"`
 		Password *string   `json:"password"`
 	}
-	if !decodeBody(w, r, &body) {
+	if err := api.DecodeJSON(r, &body); err != nil {
+		api.Fail(w, r, err)
 		return
 	}
 	if body.Role == nil && body.Wards == nil && body.Disabled == nil && body.Password == nil {
-		badParam(w, "body", "nothing to change (role, wards, disabled, password)")
+		api.Fail(w, r, &api.ParamError{Name: "body", Problem: "nothing to change (role, wards, disabled, password)"})
 		return
 	}
 	u, err := s.Store.UpdateUser(r.Context(), r.PathValue("name"),
 		UserChange{Role: body.Role, Wards: body.Wards, Disabled: body.Disabled, Password: body.Password})
 	if err != nil {
-		s.fail(w, r, "account", err)
+		api.Fail(w, r, err)
 		return
 	}
 	detail := map[string]any{}
@@ -377,12 +347,12 @@ func (s *Service) changeUser(w http.ResponseWriter, r *http.Request) {
 func (s *Service) revokeUserSessions(w http.ResponseWriter, r *http.Request) {
 	u, err := s.Store.User(r.Context(), r.PathValue("name"))
 	if err != nil {
-		s.fail(w, r, "account", err)
+		api.Fail(w, r, err)
 		return
 	}
 	n, err := s.Store.RevokeUserSessions(r.Context(), u.Name)
 	if err != nil {
-		api.Internal(w, s.log, r, err)
+		api.Fail(w, r, err)
 		return
 	}
 	s.record(r, EntryFrom(r, AuditUserSessions, "user/"+u.Name, map[string]any{"revoked": n}))
@@ -390,12 +360,13 @@ func (s *Service) revokeUserSessions(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Service) listTokens(w http.ResponseWriter, r *http.Request) {
-	if q := api.NewQuery(r); api.BadParam(w, q.Err()) {
+	if err := api.NewQuery(r).Err(); err != nil {
+		api.Fail(w, r, err)
 		return
 	}
 	ts, err := s.Store.Tokens(r.Context())
 	if err != nil {
-		api.Internal(w, s.log, r, err)
+		api.Fail(w, r, err)
 		return
 	}
 	api.JSON(w, http.StatusOK, api.List[APIToken]{Items: ts})
@@ -408,14 +379,15 @@ func (s *Service) createToken(w http.ResponseWriter, r *http.Request) {
 		Wards     []string `json:"wards"`
 		ExpiresAt *string  `json:"expires_at"`
 	}
-	if !decodeBody(w, r, &body) {
+	if err := api.DecodeJSON(r, &body); err != nil {
+		api.Fail(w, r, err)
 		return
 	}
 	var exp *time.Time
 	if body.ExpiresAt != nil {
 		t, err := api.ParseTime(*body.ExpiresAt)
 		if err != nil {
-			badParam(w, "expires_at", err.Error())
+			api.Fail(w, r, &api.ParamError{Name: "expires_at", Problem: err.Error()})
 			return
 		}
 		exp = &t
@@ -423,7 +395,7 @@ func (s *Service) createToken(w http.ResponseWriter, r *http.Request) {
 	t, err := s.Store.CreateToken(r.Context(), NewAPIToken{Name: body.Name, Role: body.Role, Wards: body.Wards,
 		ExpiresAt: exp, CreatedBy: api.CallerFrom(r.Context()).Name})
 	if err != nil {
-		s.fail(w, r, "active token", err)
+		api.Fail(w, r, err)
 		return
 	}
 	s.record(r, EntryFrom(r, AuditTokenCreate, "token/"+strconv.FormatInt(t.ID, 10),
@@ -434,12 +406,12 @@ func (s *Service) createToken(w http.ResponseWriter, r *http.Request) {
 func (s *Service) revokeToken(w http.ResponseWriter, r *http.Request) {
 	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
 	if err != nil || id < 1 {
-		badParam(w, "id", "want a positive integer token id")
+		api.Fail(w, r, &api.ParamError{Name: "id", Problem: "want a positive integer token id"})
 		return
 	}
 	t, err := s.Store.RevokeToken(r.Context(), id)
 	if err != nil {
-		s.fail(w, r, "active token", err)
+		api.Fail(w, r, err)
 		return
 	}
 	s.record(r, EntryFrom(r, AuditTokenRevoke, "token/"+strconv.FormatInt(t.ID, 10), map[string]any{"name": t.Name}))
@@ -463,23 +435,24 @@ func (s *Service) listAudit(w http.ResponseWriter, r *http.Request) {
 	var cur auditCursor
 	if q.Cursor("cursor", &cur) {
 		if cur.ID < 1 {
-			badParam(w, "cursor", "not a cursor from a previous page")
+			api.Fail(w, r, &api.ParamError{Name: "cursor", Problem: "not a cursor from a previous page"})
 			return
 		}
 		f.BeforeID = cur.ID
 	}
-	if api.BadParam(w, q.Err()) {
+	if err := q.Err(); err != nil {
+		api.Fail(w, r, err)
 		return
 	}
 	if !f.From.IsZero() && !f.To.IsZero() && !f.From.Before(f.To) {
-		badParam(w, "to", "must be after from")
+		api.Fail(w, r, &api.ParamError{Name: "to", Problem: "must be after from"})
 		return
 	}
 	want := f.Limit
 	f.Limit++
 	entries, err := s.Auditor.List(r.Context(), f)
 	if err != nil {
-		api.Internal(w, s.log, r, err)
+		api.Fail(w, r, err)
 		return
 	}
 	out := api.List[Entry]{Items: entries}

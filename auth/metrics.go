@@ -8,21 +8,29 @@ import (
 // reg.MustRegister(auth.Collectors()...). They are process-wide (one set
 // however many Services a process builds).
 func Collectors() []prometheus.Collector {
-	return []prometheus.Collector{logins, refusals, limiterLocks, limiterEvictions, auditSuppressed, auditErrors}
+	return []prometheus.Collector{logins, refusals, limiterDelays, limiterEvictions, passwordChecks, hashBusy, auditSuppressed, auditErrors}
 }
 
 var (
 	logins = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "ioc_auth_logins_total",
-		Help: "Login attempts by outcome (ok, failed, locked, bad_request).",
+		Help: "Login attempts by outcome (ok, failed, locked, busy, bad_request).",
 	}, []string{"outcome"})
 	refusals = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "ioc_auth_refused_total",
 		Help: "Requests refused by the security layer, by status and reason (unauthenticated, forbidden, csrf, headers).",
 	}, []string{"status", "reason"})
-	limiterLocks = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "ioc_auth_login_lockouts_total",
-		Help: "Times an account name or a remote address was locked out of login.",
+	limiterDelays = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "ioc_auth_login_delays_total",
+		Help: "Failed sign-ins that left an account waiting before its next attempt (its free attempts used up).",
+	})
+	passwordChecks = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "ioc_auth_password_checks_total",
+		Help: "Argon2 password verifications run (sign-ins and password changes).",
+	})
+	hashBusy = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "ioc_auth_hash_busy_total",
+		Help: "Requests answered 503 because no password-hashing slot came free within hash_wait.",
 	})
 	limiterEvictions = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "ioc_auth_limiter_evictions_total",

@@ -79,17 +79,17 @@ func VerifyPassword(encoded, password string) (bool, error) {
 func CheckPassword(name, password string) error {
 	switch {
 	case len(password) < MinPasswordLen:
-		return &InputError{"password", fmt.Sprintf("at least %d characters", MinPasswordLen)}
+		return &InputError{Name: "password", Problem: fmt.Sprintf("at least %d characters", MinPasswordLen)}
 	case len(password) > MaxPasswordLen:
-		return &InputError{"password", fmt.Sprintf("at most %d bytes", MaxPasswordLen)}
+		return &InputError{Name: "password", Problem: fmt.Sprintf("at most %d bytes", MaxPasswordLen)}
 	case !utf8.ValidString(password):
-		return &InputError{"password", "not valid UTF-8"}
+		return &InputError{Name: "password", Problem: "not valid UTF-8"}
 	case strings.ContainsAny(password, "\x00\r\n"):
-		return &InputError{"password", "contains a control character"}
+		return &InputError{Name: "password", Problem: "contains a control character"}
 	case strings.Contains(strings.ToLower(password), strings.ToLower(name)) && name != "":
-		return &InputError{"password", "must not contain the account name"}
+		return &InputError{Name: "password", Problem: "must not contain the account name"}
 	case strings.Count(password, password[:1]) == len(password):
-		return &InputError{"password", "must not repeat one character"}
+		return &InputError{Name: "password", Problem: "must not repeat one character"}
 	}
 	return nil
 }

@@ -2,9 +2,11 @@ package auth
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strconv"
@@ -14,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"ioc/api"
+	"ioc/config"
 )
 
 // Config is the security layer's settings; zero fields take defaults.
@@ -23,11 +26,19 @@ type Config struct {
 	Hash       HashParams    // default DefaultHashParams
 	// HashConcurrency bounds simultaneous argon2 computations (default 2).
 	HashConcurrency int
-	Login           LoginLimits // default DefaultLoginLimits
+	// HashWait caps a request's wait for a hashing slot; past it the
+	// answer is 503 with Retry-After (default DefaultHashWait).
+	HashWait time.Duration
+	Login    LoginLimits // zero fields take DefaultLoginLimits'
 	// AllowedOrigins are extra origins (scheme://host[:port]) whose browser
 	// pages may send unsafe requests; the request's own host is always
 	// allowed. Needed when a proxy rewrites Host.
 	AllowedOrigins []string
+	// TrustedProxies are the networks of reverse proxies (CIDRs such as
+	// 10.0.0.0/8, or single addresses) whose X-Forwarded-For names the
+	// client. From any other peer the header is ignored, so a client
+	// cannot choose its own address for the login limiter and the audit.
+	TrustedProxies []string
 	// Now is the clock (tests).
 	Now func() time.Time
 }
@@ -42,12 +53,10 @@ func (c *Config) defaults() {
 	if c.Hash == (HashParams{}) {
 		c.Hash = DefaultHashParams
 	}
-	if c.Login == (LoginLimits{}) {
-		c.Login = DefaultLoginLimits
+	if c.HashWait <= 0 {
+		c.HashWait = DefaultHashWait
 	}
-	if c.Login.MaxKeys <= 0 {
-		c.Login.MaxKeys = DefaultLoginLimits.MaxKeys
-	}
+	c.Login.defaults()
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -61,6 +70,11 @@ type Service struct {
 	Auditor  *Auditor
 	limiter  *limiter
 	throttle *throttle
+	proxies  []netip.Prefix
+	// nameKey keys the short tag that lets the audit log tell repeated
+	// unknown names apart without storing them (often a password typed
+	// into the name field). Random per process.
+	nameKey []byte
 }
 
 // New builds the service. It does not touch the database.
@@ -71,14 +85,75 @@ func New(cfg Config, pool *pgxpool.Pool, log *slog.Logger) (*Service, error) {
 			return nil, fmt.Errorf("auth: allowed origin %q: want scheme://host[:port]", o)
 		}
 	}
+	var proxies []netip.Prefix
+	for _, p := range cfg.TrustedProxies {
+		pre, err := config.ParsePrefix(p)
+		if err != nil {
+			return nil, fmt.Errorf("auth: trusted proxy: %w", err)
+		}
+		proxies = append(proxies, pre)
+	}
+	store := NewStore(pool, cfg.Hash, cfg.HashConcurrency)
+	store.hashWait = cfg.HashWait
+	key := make([]byte, 32)
+	rand.Read(key)
 	return &Service{
 		cfg:      cfg,
 		log:      log,
-		Store:    NewStore(pool, cfg.Hash, cfg.HashConcurrency),
+		Store:    store,
 		Auditor:  NewAuditor(pool),
 		limiter:  newLimiter(cfg.Login, cfg.Now),
 		throttle: newThrottle(cfg.Now),
+		proxies:  proxies,
+		nameKey:  key,
 	}, nil
+}
+
+// clientAddr is the address a request came from: the TCP peer, or, when
+// the peer is a trusted proxy, the right-most X-Forwarded-For hop that is
+// not itself a trusted proxy (hops left of it are the client's to write).
+func (s *Service) clientAddr(r *http.Request) string {
+	peer := peerAddr(r)
+	if len(s.proxies) == 0 {
+		return peer
+	}
+	ip, err := netip.ParseAddr(peer)
+	if err != nil || !s.trusted(ip) {
+		return peer
+	}
+	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+	client := ip.Unmap().String()
+	for i := len(hops) - 1; i >= 0; i-- {
+		h := strings.TrimSpace(hops[i])
+		if h == "" {
+			continue
+		}
+		a, err := netip.ParseAddr(h)
+		if err != nil {
+			ap, err2 := netip.ParseAddrPort(h)
+			if err2 != nil {
+				// Garbage from beyond the last trusted hop: that hop is
+				// the best we know.
+				return client
+			}
+			a = ap.Addr()
+		}
+		client = a.Unmap().String()
+		if !s.trusted(a) {
+			return client
+		}
+	}
+	return client
+}
+
+func (s *Service) trusted(a netip.Addr) bool {
+	a = a.Unmap()
+	for _, p := range s.proxies {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
 }
 
 // Install puts the service in front of srv: authenticator and policy,
@@ -152,20 +227,24 @@ func (s *Service) Refused(r *http.Request, c api.Caller, status int, why string)
 		reason = "unauthenticated"
 	}
 	refusals.WithLabelValues(strconv.Itoa(status), reason).Inc()
-	e := Entry{Actor: c.Name, Role: c.Role, Remote: RemoteAddr(r), Action: AuditRefused,
-		Target: r.Method + " " + clipString(r.URL.Path, 200),
-		Detail: map[string]any{"status": status, "why": clipString(why, 200)}}
-	s.recordThrottled(r, e)
+	s.recordThrottled(r, func() Entry {
+		return Entry{Actor: c.Name, Role: c.Role, Remote: RemoteAddr(r), Action: AuditRefused,
+			Target: r.Method + " " + api.ClipN(r.URL.Path, 200),
+			Detail: map[string]any{"status": status, "why": api.ClipN(why, 200)}}
+	})
 }
 
-func (s *Service) recordThrottled(r *http.Request, e Entry) {
-	if e.Actor == "" {
-		e.Actor = "anonymous"
-	}
+// recordThrottled writes the entry build makes, unless the flood throttle
+// says no; build runs only if it says yes.
+func (s *Service) recordThrottled(r *http.Request, build func() Entry) {
 	ok, suppressed := s.throttle.allow(RemoteAddr(r))
 	if !ok {
 		auditSuppressed.Inc()
 		return
+	}
+	e := build()
+	if e.Actor == "" {
+		e.Actor = "anonymous"
 	}
 	if suppressed > 0 {
 		d, _ := e.Detail.(map[string]any)
@@ -208,6 +287,7 @@ const (
 // a websocket handshake carrying the cookie from a foreign Origin.
 func (s *Service) Wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r = r.WithContext(context.WithValue(r.Context(), clientKey{}, s.clientAddr(r)))
 		h := w.Header()
 		h.Set("Content-Security-Policy", ContentSecurityPolicy)
 		h.Set("X-Content-Type-Options", "nosniff")
@@ -229,8 +309,10 @@ func (s *Service) Wrap(next http.Handler) http.Handler {
 		}
 		if why := s.csrfProblem(r); why != "" {
 			refusals.WithLabelValues("403", "csrf").Inc()
-			s.recordThrottled(r, Entry{Remote: RemoteAddr(r), Action: AuditRefused,
-				Target: r.Method + " " + clipString(r.URL.Path, 200), Detail: map[string]any{"status": 403, "why": why}})
+			s.recordThrottled(r, func() Entry {
+				return Entry{Remote: RemoteAddr(r), Action: AuditRefused,
+					Target: r.Method + " " + api.ClipN(r.URL.Path, 200), Detail: map[string]any{"status": 403, "why": why}}
+			})
 			api.Error(w, http.StatusForbidden, "csrf", why)
 			return
 		}
@@ -251,7 +333,7 @@ func headerProblem(r *http.Request) string {
 		for _, v := range vs {
 			n++
 			if len(v) > MaxHeaderValueBytes {
-				return fmt.Sprintf("header %s over %d bytes", clipString(k, 64), MaxHeaderValueBytes)
+				return fmt.Sprintf("header %s over %d bytes", api.Clip(k), MaxHeaderValueBytes)
 			}
 		}
 	}

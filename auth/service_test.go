@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -40,11 +41,18 @@ type env struct {
 
 func newEnv(t *testing.T, lim LoginLimits) *env {
 	t.Helper()
+	return newEnvConfig(t, Config{Login: lim})
+}
+
+// newEnvConfig: a service with cfg (fast hashing unless cfg.Hash is set)
+// on its own database.
+func newEnvConfig(t *testing.T, cfg Config) *env {
+	t.Helper()
 	pool, _ := dbtest.New(t)
-	if lim == (LoginLimits{}) {
-		lim = DefaultLoginLimits
+	if cfg.Hash == (HashParams{}) {
+		cfg.Hash = fastHash
 	}
-	sec, err := New(Config{Hash: fastHash, Login: lim}, pool, testLogger())
+	sec, err := New(cfg, pool, testLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,8 +78,10 @@ func cookie(tok string) reqOpt {
 	return func(r *http.Request) { r.AddCookie(&http.Cookie{Name: "ioc_session", Value: tok}) }
 }
 func header(k, v string) reqOpt { return func(r *http.Request) { r.Header.Set(k, v) } }
-func from(addr string) reqOpt   { return func(r *http.Request) { r.RemoteAddr = addr + ":40000" } }
-func xhr() reqOpt               { return header("X-Requested-With", "XMLHttpRequest") }
+func from(addr string) reqOpt {
+	return func(r *http.Request) { r.RemoteAddr = net.JoinHostPort(addr, "40000") }
+}
+func xhr() reqOpt { return header("X-Requested-With", "XMLHttpRequest") }
 
 func (e *env) do(method, path string, body any, opts ...reqOpt) *httptest.ResponseRecorder {
 	e.t.Helper()
@@ -206,32 +216,37 @@ func TestLoginMeLogout(t *testing.T) {
 	}
 }
 
-func TestLoginWrongPasswordAndLockout(t *testing.T) {
-	e := newEnv(t, LoginLimits{UserMax: 3, UserWindow: time.Hour, UserLock: time.Minute,
-		AddrMax: 6, AddrWindow: time.Hour, AddrLock: time.Hour, MaxKeys: 100})
+func TestLoginWrongPasswordThenDelay(t *testing.T) {
+	e := newEnv(t, LoginLimits{AccountFree: 3, AccountDelay: time.Minute, AccountMaxDelay: time.Hour, AddrMax: 6, Window: time.Hour})
 	e.addUser("bob", RoleDispatcher)
 	bad := map[string]string{"name": "bob", "password": "not-his-password"}
 	for range 3 {
 		wantStatus(t, e.do("POST", "/api/v1/login", bad), 401, "invalid_credentials")
 	}
-	// Locked: even the right password gets 429 with Retry-After.
+	// Delayed: even the right password, from anywhere, gets 429 with
+	// Retry-After, without its password being checked (no oracle).
+	checks := e.sec.Store.checks.Load()
 	w := e.do("POST", "/api/v1/login", map[string]string{"name": "bob", "password": pw("bob")}, from("198.51.100.7"))
 	wantStatus(t, w, 429, "locked_out")
-	if ra := w.Header().Get("Retry-After"); ra == "" || ra == "0" {
-		t.Fatalf("Retry-After %q", ra)
+	if ra := w.Header().Get("Retry-After"); ra != "60" {
+		t.Fatalf("Retry-After %q, want 60", ra)
+	}
+	if e.sec.Store.checks.Load() != checks {
+		t.Fatal("a delayed attempt had its password checked")
 	}
 	// Unknown names answer exactly like wrong passwords.
 	w = e.do("POST", "/api/v1/login", map[string]string{"name": "nobody", "password": "whatever-password"}, from("198.51.100.8"))
 	wantStatus(t, w, 401, "invalid_credentials")
 
-	// The address 192.0.2.10 has 3 failures; 3 more on other names lock it.
+	// The address 192.0.2.10 has 3 failures; 3 more on other names use up
+	// its free attempts, yet an account with no failures still gets in.
 	for _, n := range []string{"carol", "dave", "erin"} {
 		wantStatus(t, e.do("POST", "/api/v1/login", map[string]string{"name": n, "password": "guess-guess-guess"}), 401, "invalid_credentials")
 	}
 	e.addUser("frank", RoleAnalyst)
-	wantStatus(t, e.do("POST", "/api/v1/login", map[string]string{"name": "frank", "password": pw("frank")}), 429, "locked_out")
-	// Another address is not locked out of frank's account.
-	e.login("frank", from("203.0.113.5"))
+	e.login("frank")
+	// carol already failed once: from this address she must wait.
+	wantStatus(t, e.do("POST", "/api/v1/login", map[string]string{"name": "carol", "password": "guess-guess-guess"}), 429, "locked_out")
 
 	failed := e.audit(AuditLoginFailed)
 	if len(failed) != 7 {
@@ -390,7 +405,7 @@ func TestCSRFAndHeaders(t *testing.T) {
 // hostile bodies: each must get a specific 4xx, change nothing and never
 // show database error text.
 func TestHostileBodies(t *testing.T) {
-	e := newEnv(t, LoginLimits{UserMax: 1000, UserWindow: time.Hour, UserLock: time.Minute, AddrMax: 1000, AddrWindow: time.Hour, AddrLock: time.Minute, MaxKeys: 1000})
+	e := newEnv(t, LoginLimits{AccountFree: 1000, AddrMax: 1000, Window: time.Hour, MaxKeys: 1000})
 	e.addUser("root", RoleAdmin)
 	e.addUser("jan", RoleOperator, "00004")
 	admin := e.login("root")

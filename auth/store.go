@@ -7,9 +7,11 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"net/http"
 	"regexp"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -19,20 +21,22 @@ import (
 	"ioc/api"
 )
 
-// Errors callers test with errors.Is.
+// Errors callers test with errors.Is. They are api problems, so api.Fail
+// answers them with their status and code; their text is safe to show.
 var (
-	ErrNotFound       = errors.New("auth: not found")
-	ErrExists         = errors.New("auth: already exists")
-	ErrBadCredentials = errors.New("auth: wrong name or password")
-	ErrLastAdmin      = errors.New("auth: would leave no active city-wide admin")
+	ErrNotFound       = fmt.Errorf("account %w", api.ErrNotFound)
+	ErrTokenNotFound  = fmt.Errorf("active token %w", api.ErrNotFound)
+	ErrExists         = api.NewProblem(http.StatusConflict, "exists", "an account with that name exists")
+	ErrTokenExists    = api.NewProblem(http.StatusConflict, "exists", "an active token with that name exists")
+	ErrBadCredentials = api.NewProblem(http.StatusUnauthorized, "invalid_credentials", "wrong name or password")
+	ErrLastAdmin      = api.NewProblem(http.StatusConflict, "last_admin", "that would leave no enabled city-wide admin")
+	// ErrBusy: no password-hashing slot came free within the wait cap.
+	ErrBusy = fmt.Errorf("too many sign-ins at once: %w", api.ErrUnavailable)
 )
 
-// InputError is a bad field in a request or command; it is safe to show.
-type InputError struct {
-	Field, Problem string
-}
-
-func (e *InputError) Error() string { return e.Field + ": " + e.Problem }
+// InputError is a bad field in a request or command; it is safe to show
+// (api.Fail answers it with 400 bad_parameter).
+type InputError = api.ParamError
 
 // Token prefixes tell a session token from an API token at a glance (and
 // let secret scanners find leaked ones).
@@ -51,11 +55,11 @@ var (
 // NormalizeName lower-cases an account or token name and checks it.
 func NormalizeName(field, name string) (string, error) {
 	if len(name) > 64 {
-		return "", &InputError{field, "at most 64 characters"}
+		return "", &InputError{Name: field, Problem: "at most 64 characters"}
 	}
 	n := strings.ToLower(name)
 	if !nameRE.MatchString(n) {
-		return "", &InputError{field, "1-64 of a-z 0-9 . _ @ - starting with a letter or digit"}
+		return "", &InputError{Name: field, Problem: "1-64 of a-z 0-9 . _ @ - starting with a letter or digit"}
 	}
 	return n, nil
 }
@@ -64,13 +68,13 @@ func NormalizeName(field, name string) (string, error) {
 // without duplicates; nil means every ward.
 func NormalizeWards(wards []string) ([]string, error) {
 	if len(wards) > MaxWards {
-		return nil, &InputError{"wards", fmt.Sprintf("at most %d", MaxWards)}
+		return nil, &InputError{Name: "wards", Problem: fmt.Sprintf("at most %d", MaxWards)}
 	}
 	out := make([]string, 0, len(wards))
 	for _, w := range wards {
 		w = strings.TrimSpace(w)
 		if !wardRE.MatchString(w) {
-			return nil, &InputError{"wards", "each ward is a 5-digit code such as 00004"}
+			return nil, &InputError{Name: "wards", Problem: "each ward is a 5-digit code such as 00004"}
 		}
 		out = append(out, w)
 	}
@@ -85,7 +89,11 @@ type Store struct {
 	// hashing bounds concurrent argon2 computations: each takes
 	// MemoryKiB and a core, so a login flood must queue, not exhaust memory.
 	hashing chan struct{}
-	dummy   string // a hash to verify against for unknown names (same timing)
+	// hashWait caps the wait for a hashing slot (ErrBusy after it).
+	hashWait time.Duration
+	dummy    string // a hash to verify against for unknown names (same timing)
+	// checks counts password verifications (tests; and the metric).
+	checks atomic.Int64
 }
 
 // NewStore returns a store hashing with p (DefaultHashParams if zero),
@@ -98,13 +106,27 @@ func NewStore(pool *pgxpool.Pool, p HashParams, concurrent int) *Store {
 		concurrent = 2
 	}
 	dummy, _ := HashPassword(RandomPassword(), p)
-	return &Store{pool: pool, params: p, hashing: make(chan struct{}, concurrent), dummy: dummy}
+	return &Store{pool: pool, params: p, hashing: make(chan struct{}, concurrent), hashWait: DefaultHashWait, dummy: dummy}
 }
+
+// DefaultHashWait is how long a request waits for a hashing slot: with 2
+// slots and 30-60 ms per hash, about 60 sign-ins queued.
+const DefaultHashWait = 2 * time.Second
 
 func (s *Store) acquire(ctx context.Context) error {
 	select {
 	case s.hashing <- struct{}{}:
 		return nil
+	default:
+	}
+	t := time.NewTimer(s.hashWait)
+	defer t.Stop()
+	select {
+	case s.hashing <- struct{}{}:
+		return nil
+	case <-t.C:
+		hashBusy.Inc()
+		return ErrBusy
 	case <-ctx.Done():
 		return ctx.Err()
 	}
@@ -125,6 +147,8 @@ func (s *Store) verify(ctx context.Context, encoded, password string) (bool, err
 		return false, err
 	}
 	defer s.release()
+	s.checks.Add(1)
+	passwordChecks.Inc()
 	return VerifyPassword(encoded, password)
 }
 
@@ -173,7 +197,7 @@ func (n *NewUser) validate() error {
 		return err
 	}
 	if !ValidRole(n.Role) {
-		return &InputError{"role", "one of " + strings.Join(Roles, ", ")}
+		return &InputError{Name: "role", Problem: "one of " + strings.Join(Roles, ", ")}
 	}
 	if n.Wards, err = NormalizeWards(n.Wards); err != nil {
 		return err
@@ -268,7 +292,7 @@ type UserChange struct {
 // would leave no enabled, city-wide admin.
 func (s *Store) UpdateUser(ctx context.Context, name string, ch UserChange) (User, error) {
 	if ch.Role != nil && !ValidRole(*ch.Role) {
-		return User{}, &InputError{"role", "one of " + strings.Join(Roles, ", ")}
+		return User{}, &InputError{Name: "role", Problem: "one of " + strings.Join(Roles, ", ")}
 	}
 	var wards []string
 	if ch.Wards != nil {
@@ -334,6 +358,16 @@ func (s *Store) UpdateUser(ctx context.Context, name string, ch UserChange) (Use
 	return u, nil
 }
 
+// Exists reports whether an account named name exists (disabled or not).
+func (s *Store) Exists(ctx context.Context, name string) (bool, error) {
+	var ok bool
+	err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM users WHERE name = $1)`, name).Scan(&ok)
+	if err != nil {
+		return false, fmt.Errorf("account lookup: %w", err)
+	}
+	return ok, nil
+}
+
 // CheckLogin returns the enabled account whose password matches, or
 // ErrBadCredentials. Unknown names cost the same hashing time as known
 // ones, so timing does not tell which names exist. reason says why a
@@ -392,7 +426,7 @@ func (s *Store) NewSession(ctx context.Context, u User, ttl time.Duration, remot
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if err := tx.QueryRow(ctx, `INSERT INTO sessions (token_hash, user_id, expires_at, remote_addr, user_agent)
 			VALUES ($1, $2, now() + $3::interval, $4, $5) RETURNING expires_at`,
-			h, u.ID, ttl.String(), clipString(remote, 64), clipString(userAgent, 256)).Scan(&exp); err != nil {
+			h, u.ID, ttl.String(), api.ClipN(remote, 64), api.ClipN(userAgent, 256)).Scan(&exp); err != nil {
 			return err
 		}
 		_, err := tx.Exec(ctx, `UPDATE users SET last_login_at = now() WHERE id = $1`, u.ID)
@@ -498,7 +532,7 @@ func scanToken(row pgx.Row) (APIToken, error) {
 	var t APIToken
 	err := row.Scan(&t.ID, &t.Name, &t.Role, &t.Wards, &t.CreatedBy, &t.CreatedAt, &t.ExpiresAt, &t.RevokedAt, &t.LastUsedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return t, ErrNotFound
+		return t, ErrTokenNotFound
 	}
 	if t.Wards == nil {
 		t.Wards = []string{}
@@ -527,21 +561,21 @@ func (s *Store) CreateToken(ctx context.Context, n NewAPIToken) (APIToken, error
 		return APIToken{}, err
 	}
 	if !ValidRole(n.Role) || n.Role == RoleAdmin {
-		return APIToken{}, &InputError{"role", "one of operator, dispatcher, analyst (no admin tokens)"}
+		return APIToken{}, &InputError{Name: "role", Problem: "one of operator, dispatcher, analyst (no admin tokens)"}
 	}
 	if n.Wards, err = NormalizeWards(n.Wards); err != nil {
 		return APIToken{}, err
 	}
 	if n.ExpiresAt != nil {
 		if until := time.Until(*n.ExpiresAt); until <= 0 || until > MaxTokenLifetime {
-			return APIToken{}, &InputError{"expires_at", "must be in the future and within 3 years"}
+			return APIToken{}, &InputError{Name: "expires_at", Problem: "must be in the future and within 3 years"}
 		}
 	}
 	secret, h := newToken(tokenPrefix)
 	t, err := scanToken(s.pool.QueryRow(ctx, `INSERT INTO api_tokens (name, role, wards, token_hash, created_by, expires_at)
 		VALUES ($1, $2, $3, $4, $5, $6) RETURNING `+tokenCols, n.Name, n.Role, n.Wards, h, n.CreatedBy, n.ExpiresAt))
 	if isUnique(err) {
-		return APIToken{}, ErrExists
+		return APIToken{}, ErrTokenExists
 	}
 	if err != nil {
 		return APIToken{}, fmt.Errorf("create token: %w", err)
@@ -568,12 +602,12 @@ func (s *Store) Tokens(ctx context.Context) ([]APIToken, error) {
 	return out, rows.Err()
 }
 
-// RevokeToken revokes an API token by id; ErrNotFound if there is no
+// RevokeToken revokes an API token by id; ErrTokenNotFound if there is no
 // active token with that id.
 func (s *Store) RevokeToken(ctx context.Context, id int64) (APIToken, error) {
 	t, err := scanToken(s.pool.QueryRow(ctx, `UPDATE api_tokens SET revoked_at = now()
 		WHERE id = $1 AND revoked_at IS NULL RETURNING `+tokenCols, id))
-	if err != nil && !errors.Is(err, ErrNotFound) {
+	if err != nil && !errors.Is(err, ErrTokenNotFound) {
 		return t, fmt.Errorf("revoke token: %w", err)
 	}
 	return t, err
@@ -582,11 +616,4 @@ func (s *Store) RevokeToken(ctx context.Context, id int64) (APIToken, error) {
 func isUnique(err error) bool {
 	var pe *pgconn.PgError
 	return errors.As(err, &pe) && pe.Code == "23505"
-}
-
-func clipString(s string, n int) string {
-	if len(s) > n {
-		s = s[:n]
-	}
-	return strings.ToValidUTF8(s, "?")
 }

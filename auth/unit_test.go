@@ -1,6 +1,8 @@
 package auth
 
 import (
+	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -84,62 +86,132 @@ type fakeClock struct{ t time.Time }
 func (c *fakeClock) now() time.Time      { return c.t }
 func (c *fakeClock) add(d time.Duration) { c.t = c.t.Add(d) }
 func newClock() *fakeClock               { return &fakeClock{time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC)} }
-func limits(userMax, addrMax int) LoginLimits {
-	return LoginLimits{UserMax: userMax, UserWindow: 15 * time.Minute, UserLock: 5 * time.Minute,
-		AddrMax: addrMax, AddrWindow: 15 * time.Minute, AddrLock: 15 * time.Minute, MaxKeys: 1000}
+func limits(free, addrMax int) LoginLimits {
+	return LoginLimits{AccountFree: free, AccountDelay: time.Second, AccountMaxDelay: time.Minute,
+		AddrMax: addrMax, Window: 15 * time.Minute, MaxKeys: 1000}
 }
 
-func TestLimiterLocksUserThenReleases(t *testing.T) {
+// fail reserves and fails one attempt, which must be allowed.
+func fail(t *testing.T, l *limiter, name, addr string) {
+	t.Helper()
+	at, wait := l.reserve(name, addr)
+	if at == nil {
+		t.Fatalf("%s from %s refused for %v", name, addr, wait)
+	}
+	at.failed()
+}
+
+func TestLimiterReservesBeforeTheCheck(t *testing.T) {
 	c := newClock()
 	l := newLimiter(limits(3, 100), c.now)
-	for i := range 2 {
-		if l.fail("alice", "198.51.100.1") {
-			t.Fatalf("locked after %d failures", i+1)
+	var held []*attempt
+	for range 10 {
+		if at, _ := l.reserve("alice", "198.51.100.1"); at != nil {
+			held = append(held, at)
 		}
 	}
-	if !l.fail("alice", "198.51.100.2") {
-		t.Fatal("third failure (any address) did not lock the account")
+	if len(held) != 3 {
+		t.Fatalf("%d attempts in flight at once, want the 3 free ones", len(held))
 	}
-	if w := l.locked("alice", "203.0.113.9"); w != 5*time.Minute {
-		t.Fatalf("alice locked for %v", w)
+	// Given back (no check ran): they cost nothing.
+	for _, at := range held {
+		at.cancel()
 	}
-	if w := l.locked("bob", "198.51.100.1"); w != 0 {
-		t.Fatalf("bob locked for %v", w)
+	for range 3 {
+		fail(t, l, "alice", "198.51.100.1")
 	}
-	c.add(5*time.Minute + time.Second)
-	if w := l.locked("alice", "198.51.100.1"); w != 0 {
-		t.Fatalf("still locked after the lock: %v", w)
+	if at, wait := l.reserve("alice", "198.51.100.1"); at != nil || wait != time.Second {
+		t.Fatalf("after 3 failures: %v, wait %v; want 1 s", at, wait)
 	}
 }
 
-func TestLimiterLocksAddressAcrossNames(t *testing.T) {
+func TestLimiterGrowingDelayNotLock(t *testing.T) {
 	c := newClock()
-	l := newLimiter(limits(100, 4), c.now)
+	l := newLimiter(limits(3, 100), c.now)
+	for range 3 {
+		fail(t, l, "alice", "198.51.100.1")
+	}
+	want := []time.Duration{1, 2, 4, 8, 16, 32, 60, 60}
+	for i, w := range want {
+		// From any address: the delay is the account's.
+		_, wait := l.reserve("alice", "203.0.113."+string(rune('1'+i)))
+		if wait != w*time.Second {
+			t.Fatalf("delay %d: %v, want %v", i, wait, w*time.Second)
+		}
+		c.add(wait)
+		fail(t, l, "alice", "198.51.100.1")
+	}
+	c.add(time.Minute)
+	at, _ := l.reserve("alice", "198.51.100.1")
+	if at == nil {
+		t.Fatal("refused after waiting the longest delay")
+	}
+	at.succeeded()
+	// A success resets the account: the free attempts are back.
+	for range 3 {
+		fail(t, l, "alice", "198.51.100.1")
+	}
+	if w := l.delay(100, time.Minute); w != time.Minute {
+		t.Fatalf("delay after 100 failures %v", w)
+	}
+}
+
+func TestLimiterAddressLosesFreeAttempts(t *testing.T) {
+	c := newClock()
+	l := newLimiter(limits(5, 4), c.now)
 	for i := range 4 {
-		l.fail("user"+string(rune('a'+i)), "2001:db8:1:2::1")
+		fail(t, l, "user"+string(rune('a'+i)), "2001:db8:1:2::1")
 	}
-	// Another address in the same /64, trying a fresh name.
-	if w := l.locked("fresh", "2001:db8:1:2::ffff"); w != 15*time.Minute {
-		t.Fatalf("spraying /64 locked for %v", w)
+	// Same /64, an account nobody has failed on: still gets in (one try).
+	at, wait := l.reserve("fresh", "2001:db8:1:2::ffff")
+	if at == nil {
+		t.Fatalf("clean account refused from a spraying address: %v", wait)
 	}
-	if w := l.locked("fresh", "2001:db8:1:3::1"); w != 0 {
-		t.Fatalf("neighbouring /64 locked for %v", w)
+	at.succeeded()
+	// An account with a failure: no free attempts from this address, only
+	// the growing delay (seconds, not a lock).
+	fail(t, l, "typo", "2001:db8:1:2::ffff")
+	if _, wait := l.reserve("typo", "2001:db8:1:2::ffff"); wait != 2*time.Second {
+		t.Fatalf("account with one failure from a spraying address: wait %v, want 2 s", wait)
 	}
-	// A success resets the name but not the address.
-	l.success("usera")
-	if w := l.locked("usera", "2001:db8:1:2::1"); w == 0 {
-		t.Fatal("success unlocked the address")
+	// From another /64 the same account still has its free attempts.
+	if at, wait := l.reserve("typo", "2001:db8:1:3::1"); at == nil {
+		t.Fatalf("neighbouring /64 refused for %v", wait)
+	} else {
+		at.cancel()
+	}
+	// Sprayed accounts: from the spraying address the delay grows past
+	// the account cap (1 min) to the address cap (15 min); the account's
+	// user elsewhere waits at most the account cap.
+	for range 12 {
+		_, wait := l.reserve("typo", "2001:db8:1:2::ffff")
+		c.add(wait)
+		fail(t, l, "typo", "2001:db8:1:2::ffff")
+	}
+	if _, wait := l.reserve("typo", "2001:db8:1:2::ffff"); wait != 15*time.Minute {
+		t.Fatalf("spraying address, account with 13 failures: wait %v, want 15 min", wait)
+	}
+	if _, wait := l.reserve("typo", "2001:db8:1:3::1"); wait != time.Minute {
+		t.Fatalf("same account from elsewhere: wait %v, want 1 min", wait)
+	}
+	// Waiting the delay out does not wipe the failures (the window counts
+	// from the end of the delay): the next one still waits 15 min.
+	c.add(15*time.Minute + time.Second)
+	fail(t, l, "typo", "2001:db8:1:2::ffff")
+	if _, wait := l.reserve("typo", "2001:db8:1:2::ffff"); wait != 15*time.Minute {
+		t.Fatalf("after waiting out the delay: wait %v, want 15 min again", wait)
 	}
 }
 
 func TestLimiterWindowExpires(t *testing.T) {
 	c := newClock()
 	l := newLimiter(limits(3, 100), c.now)
-	l.fail("alice", "a")
-	l.fail("alice", "a")
+	for range 3 {
+		fail(t, l, "alice", "a")
+	}
 	c.add(16 * time.Minute)
-	if l.fail("alice", "a") {
-		t.Fatal("failures from an old window counted")
+	for range 3 {
+		fail(t, l, "alice", "a")
 	}
 	l.sweep()
 }
@@ -149,7 +221,9 @@ func TestLimiterBoundedMemory(t *testing.T) {
 	l := newLimiter(limits(5, 5), c.now)
 	for i := range 5000 {
 		c.add(time.Millisecond)
-		l.fail("n"+time.Duration(i).String(), "10.0.0.1")
+		if at, _ := l.reserve("n"+time.Duration(i).String(), "10.0.0.1"); at != nil {
+			at.failed()
+		}
 	}
 	if n := len(l.keys); n > 1000 {
 		t.Fatalf("limiter holds %d keys, cap 1000", n)
@@ -183,4 +257,35 @@ func TestThrottle(t *testing.T) {
 	if allowed > 100 {
 		t.Fatalf("%d entries through the global bucket of 100", allowed)
 	}
+}
+
+// X-Forwarded-For is outside input: whatever it holds, the answer is the
+// peer when the peer is not a trusted proxy, and otherwise an address.
+func FuzzClientAddr(f *testing.F) {
+	s := &Service{}
+	for _, p := range []string{"10.0.0.0/8", "2001:db8::/32"} {
+		pre, _ := netip.ParsePrefix(p)
+		s.proxies = append(s.proxies, pre)
+	}
+	f.Add("10.1.1.1:4000", "203.0.113.1, 10.2.2.2")
+	f.Add("198.51.100.1:4000", "10.0.0.1")
+	f.Add("[2001:db8::1]:4000", "[2001:db8::2]:99, ::ffff:1.2.3.4")
+	f.Add("10.1.1.1:4000", ",,, ,garbage,")
+	f.Fuzz(func(t *testing.T, peer, xff string) {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.RemoteAddr = peer
+		r.Header.Set("X-Forwarded-For", xff)
+		got := s.clientAddr(r)
+		p := peerAddr(r)
+		ip, err := netip.ParseAddr(p)
+		if err != nil || !s.trusted(ip) {
+			if got != p {
+				t.Fatalf("untrusted peer %q: client %q", p, got)
+			}
+			return
+		}
+		if _, err := netip.ParseAddr(got); err != nil {
+			t.Fatalf("peer %q xff %q: client %q is not an address", peer, xff, got)
+		}
+	})
 }

@@ -6,8 +6,11 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
+	"net/netip"
 	"net/url"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -28,9 +31,10 @@ type Config struct {
 	RedisURL string `json:"redis_url"`
 	HTTPAddr string `json:"http_addr"`
 	// MetricsAddr, if set, serves /metrics and /debug/pprof without
-	// credentials on a second listener for Prometheus and operators inside
-	// their network (bind it to a private address). /metrics on HTTPAddr
-	// always needs metrics:read.
+	// credentials on a second listener for Prometheus and operators on the
+	// host. It must be a loopback address (a bare ":9090" means
+	// 127.0.0.1:9090) unless MetricsAllowRemote is set. /metrics on
+	// HTTPAddr always needs metrics:read.
 	MetricsAddr string `json:"metrics_addr"`
 
 	AreasFile          string  `json:"areas_file"`
@@ -81,6 +85,35 @@ type Config struct {
 
 	LogLevel  string `json:"log_level"`
 	LogFormat string `json:"log_format"`
+
+	// Auth (auth.Config): sessions, sign-in limits, client addresses and
+	// the browser checks. See docs/security.md.
+	//
+	// MetricsAllowRemote lets metrics_addr name a non-loopback address;
+	// its /debug/pprof has no authentication.
+	MetricsAllowRemote bool     `json:"metrics_allow_remote"`
+	SessionTTL         Duration `json:"session_ttl"`
+	// AllowedOrigins: extra scheme://host[:port] whose pages may send
+	// unsafe requests (a proxy that rewrites Host).
+	AllowedOrigins []string `json:"allowed_origins"`
+	// TrustedProxies: CIDRs (or addresses) of reverse proxies whose
+	// X-Forwarded-For is believed; from anyone else it is ignored.
+	TrustedProxies  []string `json:"trusted_proxies"`
+	HashConcurrency int      `json:"hash_concurrency"`
+	// HashWait caps how long a sign-in waits for a hashing slot (then 503).
+	HashWait Duration `json:"hash_wait"`
+	// Per account: LoginAccountFree failures without delay, then a delay
+	// from LoginAccountDelay doubling per failure up to
+	// LoginAccountMaxDelay. Per address: past LoginAddrMax failures the
+	// address gets no free attempts on any account and its delays may grow
+	// to LoginAddrMaxDelay. Failures are forgotten after LoginWindow
+	// without one.
+	LoginAccountFree     int      `json:"login_account_free"`
+	LoginAccountDelay    Duration `json:"login_account_delay"`
+	LoginAccountMaxDelay Duration `json:"login_account_max_delay"`
+	LoginAddrMax         int      `json:"login_addr_max"`
+	LoginAddrMaxDelay    Duration `json:"login_addr_max_delay"`
+	LoginWindow          Duration `json:"login_window"`
 }
 
 // Default returns the settings used when nothing overrides them.
@@ -111,6 +144,17 @@ func Default() Config {
 		RetentionDays:       90,
 		LogLevel:            "info",
 		LogFormat:           "text",
+
+		// Auth; keep in step with auth's defaults (cmd/iocd TestAuthDefaults).
+		SessionTTL:           Duration(12 * time.Hour),
+		HashConcurrency:      2,
+		HashWait:             Duration(2 * time.Second),
+		LoginAccountFree:     5,
+		LoginAccountDelay:    Duration(time.Second),
+		LoginAccountMaxDelay: Duration(time.Minute),
+		LoginAddrMax:         20,
+		LoginAddrMaxDelay:    Duration(15 * time.Minute),
+		LoginWindow:          Duration(15 * time.Minute),
 	}
 }
 
@@ -143,6 +187,27 @@ func (c *Config) settings() []setting {
 		}
 	}
 	dur := func(p *Duration) func(string) error { return p.Set }
+	list := func(p *[]string) func(string) error {
+		return func(s string) error {
+			*p = nil
+			for _, v := range strings.Split(s, ",") {
+				if v = strings.TrimSpace(v); v != "" {
+					*p = append(*p, v)
+				}
+			}
+			return nil
+		}
+	}
+	boolean := func(p *bool) func(string) error {
+		return func(s string) error {
+			v, err := strconv.ParseBool(s)
+			if err != nil {
+				return fmt.Errorf("want true or false, got %q", s)
+			}
+			*p = v
+			return nil
+		}
+	}
 	return []setting{
 		{"database_url", "IOC_DATABASE_URL", "PostgreSQL with PostGIS", str(&c.DatabaseURL)},
 		{"mqtt_url", "IOC_MQTT_URL", "MQTT broker (tcp:// or ssl://; user:password@ allowed)", str(&c.MQTTURL)},
@@ -176,6 +241,19 @@ func (c *Config) settings() []setting {
 		{"bootstrap_admin_password_file", "IOC_BOOTSTRAP_ADMIN_PASSWORD_FILE", "first admin's password when there are no accounts", str(&c.BootstrapAdminPasswordFile)},
 		{"log_level", "IOC_LOG_LEVEL", "debug, info, warn or error", str(&c.LogLevel)},
 		{"log_format", "IOC_LOG_FORMAT", "text or json", str(&c.LogFormat)},
+
+		{"metrics_allow_remote", "IOC_METRICS_ALLOW_REMOTE", "let metrics_addr be a non-loopback address (pprof has no authentication)", boolean(&c.MetricsAllowRemote)},
+		{"session_ttl", "IOC_SESSION_TTL", "sign-in session lifetime", dur(&c.SessionTTL)},
+		{"allowed_origins", "IOC_ALLOWED_ORIGINS", "comma-separated extra origins (scheme://host[:port]) allowed to send unsafe requests", list(&c.AllowedOrigins)},
+		{"trusted_proxies", "IOC_TRUSTED_PROXIES", "comma-separated CIDRs of proxies whose X-Forwarded-For is trusted", list(&c.TrustedProxies)},
+		{"hash_concurrency", "IOC_HASH_CONCURRENCY", "simultaneous password hashes", num(&c.HashConcurrency)},
+		{"hash_wait", "IOC_HASH_WAIT", "longest wait for a hashing slot before 503", dur(&c.HashWait)},
+		{"login_account_free", "IOC_LOGIN_ACCOUNT_FREE", "failed sign-ins per account before delays start", num(&c.LoginAccountFree)},
+		{"login_account_delay", "IOC_LOGIN_ACCOUNT_DELAY", "first delay once the free attempts are used (doubles per failure)", dur(&c.LoginAccountDelay)},
+		{"login_account_max_delay", "IOC_LOGIN_ACCOUNT_MAX_DELAY", "longest delay between attempts on one account", dur(&c.LoginAccountMaxDelay)},
+		{"login_addr_max", "IOC_LOGIN_ADDR_MAX", "failed sign-ins from one address before it loses the free attempts", num(&c.LoginAddrMax)},
+		{"login_addr_max_delay", "IOC_LOGIN_ADDR_MAX_DELAY", "longest delay for an account from an address past login_addr_max", dur(&c.LoginAddrMaxDelay)},
+		{"login_window", "IOC_LOGIN_WINDOW", "quiet time after which failures are forgotten", dur(&c.LoginWindow)},
 	}
 }
 
@@ -224,7 +302,17 @@ func Load(fs *flag.FlagSet, args []string, getenv func(string) string) (Config, 
 			}
 		}
 	}
+	cfg.MetricsAddr = loopbackByDefault(cfg.MetricsAddr)
 	return cfg, cfg.Validate()
+}
+
+// loopbackByDefault gives a port-only listen address (":9090") the
+// loopback host, so profiles are not served to the network by accident.
+func loopbackByDefault(addr string) string {
+	if host, port, err := net.SplitHostPort(addr); err == nil && host == "" {
+		return net.JoinHostPort("127.0.0.1", port)
+	}
+	return addr
 }
 
 func (c *Config) readFile(path string) error {
@@ -247,10 +335,10 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{key}, a...)...))
 	}
 	if u, err := url.Parse(c.DatabaseURL); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
-		bad("database_url", "want postgres://..., got %q", redact(c.DatabaseURL))
+		bad("database_url", "want postgres://..., got %q", Redact(c.DatabaseURL))
 	}
 	if u, err := url.Parse(c.MQTTURL); err != nil || !oneOf(u.Scheme, "tcp", "ssl", "tls", "mqtt", "mqtts", "ws", "wss") || u.Host == "" {
-		bad("mqtt_url", "want tcp://host:port or ssl://host:port, got %q", redact(c.MQTTURL))
+		bad("mqtt_url", "want tcp://host:port or ssl://host:port, got %q", Redact(c.MQTTURL))
 	}
 	if c.MQTTTopicPrefix == "" || strings.ContainsAny(c.MQTTTopicPrefix, "+#") {
 		bad("mqtt_topic_prefix", "must be non-empty without wildcards, got %q", c.MQTTTopicPrefix)
@@ -263,12 +351,12 @@ func (c Config) Validate() error {
 	}
 	if c.RedisURL != "" {
 		if u, err := url.Parse(c.RedisURL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") {
-			bad("redis_url", "want redis://host:port, got %q", redact(c.RedisURL))
+			bad("redis_url", "want redis://host:port, got %q", Redact(c.RedisURL))
 		}
 	}
 	if c.WebhookURL != "" {
 		if u, err := url.Parse(c.WebhookURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			bad("webhook_url", "want an http or https URL, got %q", redact(c.WebhookURL))
+			bad("webhook_url", "want an http or https URL, got %q", Redact(c.WebhookURL))
 		}
 	}
 	if c.HTTPAddr == "" {
@@ -331,29 +419,237 @@ func (c Config) Validate() error {
 	if !oneOf(c.LogFormat, "text", "json") {
 		bad("log_format", "want text or json, got %q", c.LogFormat)
 	}
+
+	// Auth.
+	if c.MetricsAddr != "" {
+		if host, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {
+			bad("metrics_addr", "want host:port, got %q", c.MetricsAddr)
+		} else if !isLoopback(host) && !c.MetricsAllowRemote {
+			bad("metrics_addr", "%q is not a loopback address and /debug/pprof there has no authentication; "+
+				"bind 127.0.0.1:PORT, or set metrics_allow_remote to expose it on purpose", c.MetricsAddr)
+		}
+	}
+	if c.SessionTTL < Duration(5*time.Minute) || c.SessionTTL > Duration(7*24*time.Hour) {
+		bad("session_ttl", "want 5m-168h, got %v", c.SessionTTL)
+	}
+	for _, o := range c.AllowedOrigins {
+		if u, err := url.Parse(o); err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") || (u.Path != "" && u.Path != "/") {
+			bad("allowed_origins", "want scheme://host[:port], got %q", o)
+		}
+	}
+	for _, p := range c.TrustedProxies {
+		if _, err := ParsePrefix(p); err != nil {
+			bad("trusted_proxies", "%v", err)
+		}
+	}
+	if c.HashConcurrency < 1 || c.HashConcurrency > 64 {
+		bad("hash_concurrency", "want 1-64, got %d", c.HashConcurrency)
+	}
+	if c.HashWait < Duration(10*time.Millisecond) || c.HashWait > Duration(30*time.Second) {
+		bad("hash_wait", "want 10ms-30s, got %v", c.HashWait)
+	}
+	if c.LoginAccountFree < 1 || c.LoginAccountFree > 100 {
+		bad("login_account_free", "want 1-100, got %d", c.LoginAccountFree)
+	}
+	if c.LoginAccountDelay < Duration(10*time.Millisecond) || c.LoginAccountDelay > c.LoginAccountMaxDelay {
+		bad("login_account_delay", "want 10ms up to login_account_max_delay, got %v", c.LoginAccountDelay)
+	}
+	if c.LoginAccountMaxDelay > Duration(time.Hour) {
+		bad("login_account_max_delay", "want at most 1h, got %v", c.LoginAccountMaxDelay)
+	}
+	if c.LoginAddrMax < 1 || c.LoginAddrMax > 100_000 {
+		bad("login_addr_max", "want 1-100000, got %d", c.LoginAddrMax)
+	}
+	if c.LoginAddrMaxDelay < c.LoginAccountMaxDelay || c.LoginAddrMaxDelay > Duration(24*time.Hour) {
+		bad("login_addr_max_delay", "want login_account_max_delay up to 24h, got %v", c.LoginAddrMaxDelay)
+	}
+	if c.LoginWindow < Duration(time.Minute) || c.LoginWindow > Duration(24*time.Hour) {
+		bad("login_window", "want 1m-24h, got %v", c.LoginWindow)
+	}
 	return errors.Join(errs...)
 }
 
-// Redacted returns the configuration as JSON with passwords hidden, for
+// Redacted returns the configuration as JSON with secrets hidden, for
 // `iocd checkconfig` and the start-up log.
 func (c Config) Redacted() string {
-	c.DatabaseURL = redact(c.DatabaseURL)
-	c.MQTTURL = redact(c.MQTTURL)
-	c.RedisURL = redact(c.RedisURL)
-	c.WebhookURL = redact(c.WebhookURL)
+	c.DatabaseURL = Redact(c.DatabaseURL)
+	c.MQTTURL = Redact(c.MQTTURL)
+	c.RedisURL = Redact(c.RedisURL)
+	c.WebhookURL = Redact(c.WebhookURL)
 	b, _ := json.MarshalIndent(c, "", "  ")
 	return string(b)
 }
 
-func redact(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil || u.User == nil {
-		return raw
+// Hidden replaces what Redact hides.
+const Hidden = "xxxxx"
+
+var (
+	// kvSecret finds password=... in a key=value connection string
+	// (libpq's "host=db user=ioc password=secret").
+	kvSecret = regexp.MustCompile(`(?i)\b([a-z_]*(?:pass|pwd|secret|token|key)[a-z_]*)\s*=\s*('(?:[^'\\]|\\.)*'|\S+)`)
+	// secretWords: a query parameter whose name holds one of these is a
+	// secret (password, sslpassword, token, access_token, api_key, sig...).
+	secretWords = []string{"pass", "pwd", "secret", "token", "key", "auth", "sig", "credential", "session"}
+)
+
+// Redact returns raw, a URL or a key=value connection string, fit to print
+// in logs, errors and checkconfig: the password of user:password@ and the
+// value of every query parameter whose name says secret become xxxxx; for
+// URLs other than database and broker ones (webhooks carry their token in
+// the path or as the user) the user part and every path segment after the
+// first are hidden too.
+// What does not parse as a URL is hidden but for its scheme.
+func Redact(raw string) string {
+	if raw == "" {
+		return ""
 	}
-	if _, ok := u.User.Password(); ok {
-		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	scheme, _, isURL := strings.Cut(raw, "://")
+	if !isURL {
+		return kvSecret.ReplaceAllString(raw, "${1}="+Hidden)
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return scheme + "://" + Hidden + " (not a valid URL)"
+	}
+	web := pathMaySecret(u.Scheme)
+	if u.User != nil {
+		if _, ok := u.User.Password(); ok {
+			u.User = url.UserPassword(u.User.Username(), Hidden)
+		} else if web {
+			u.User = url.User(Hidden)
+		}
+	}
+	if u.RawQuery != "" {
+		if q, err := url.ParseQuery(u.RawQuery); err != nil {
+			u.RawQuery = Hidden
+		} else {
+			for k := range q {
+				if secretName(k) {
+					q[k] = []string{Hidden}
+				}
+			}
+			u.RawQuery = q.Encode()
+		}
+	}
+	if u.Fragment != "" {
+		u.Fragment, u.RawFragment = Hidden, ""
+	}
+	if web {
+		switch segs := strings.Split(strings.Trim(u.Path, "/"), "/"); {
+		case len(segs) > 1:
+			u.Path = "/" + segs[0] + "/" + Hidden
+		case len(segs[0]) > 20:
+			u.Path = "/" + Hidden
+		}
+		u.RawPath = ""
 	}
 	return u.String()
+}
+
+// pathMaySecret: only in database and broker URLs is the path known to be
+// harmless (a database name, a Redis database number).
+func pathMaySecret(scheme string) bool {
+	return !oneOf(strings.ToLower(scheme), "postgres", "postgresql", "redis", "rediss", "tcp", "ssl", "tls", "mqtt", "mqtts")
+}
+
+func secretName(k string) bool {
+	k = strings.ToLower(k)
+	for _, w := range secretWords {
+		if strings.Contains(k, w) {
+			return true
+		}
+	}
+	return false
+}
+
+// Scrub hides, in text such as an error message or a log line, c's
+// secret-bearing URLs (each replaced by its Redact form) and the secrets
+// they carry, wherever a library may have copied them.
+func (c Config) Scrub(text string) string { return c.Scrubber().Replace(text) }
+
+// Scrubber is Scrub prepared once, for a logger to apply to every line.
+func (c Config) Scrubber() *strings.Replacer {
+	var urls, secrets []string
+	for _, raw := range []string{c.DatabaseURL, c.MQTTURL, c.RedisURL, c.WebhookURL} {
+		if raw == "" {
+			continue
+		}
+		if red := Redact(raw); red != raw {
+			urls = append(urls, raw, red)
+		}
+		for _, s := range secretsOf(raw) {
+			if len(s) < 4 || s == Hidden {
+				continue
+			}
+			secrets = append(secrets, s, Hidden)
+			if e := url.QueryEscape(s); e != s {
+				secrets = append(secrets, e, Hidden)
+			}
+		}
+	}
+	// Whole URLs first: at one position the first listed pair wins.
+	return strings.NewReplacer(append(urls, secrets...)...)
+}
+
+// secretsOf lists the values Redact hides in raw.
+func secretsOf(raw string) []string {
+	var out []string
+	if !strings.Contains(raw, "://") {
+		for _, m := range kvSecret.FindAllStringSubmatch(raw, -1) {
+			out = append(out, strings.Trim(m[2], "'"))
+		}
+		return out
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return out
+	}
+	web := pathMaySecret(u.Scheme)
+	if u.User != nil {
+		if p, ok := u.User.Password(); ok {
+			out = append(out, p)
+		} else if web {
+			out = append(out, u.User.Username())
+		}
+	}
+	if q, err := url.ParseQuery(u.RawQuery); err == nil {
+		for k, vs := range q {
+			if secretName(k) {
+				out = append(out, vs...)
+			}
+		}
+	}
+	if web {
+		if segs := strings.Split(strings.Trim(u.Path, "/"), "/"); len(segs) > 1 {
+			out = append(out, segs[1:]...)
+		} else if len(segs[0]) > 20 {
+			out = append(out, segs[0])
+		}
+	}
+	return out
+}
+
+// ParsePrefix reads a trusted proxy: a CIDR (10.0.0.0/8) or one address.
+func ParsePrefix(s string) (netip.Prefix, error) {
+	s = strings.TrimSpace(s)
+	if p, err := netip.ParsePrefix(s); err == nil {
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("want a CIDR such as 10.0.0.0/8 or an address, got %q", s)
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+// isLoopback: 127.0.0.0/8, ::1 or localhost.
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.Unmap().IsLoopback()
 }
 
 func oneOf(s string, options ...string) bool {

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -31,7 +32,7 @@ func main() {
 	}
 }
 
-func run(args []string) error {
+func run(args []string) (err error) {
 	cmd := "serve"
 	if len(args) > 0 && args[0] != "" && args[0][0] != '-' {
 		cmd, args = args[0], args[1:]
@@ -41,6 +42,12 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
+	// A library may copy a URL with its password into an error.
+	defer func() {
+		if err != nil {
+			err = scrubbed{cfg.Scrub(err.Error()), err}
+		}
+	}()
 	log := newLogger(cfg)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -60,7 +67,7 @@ func run(args []string) error {
 		}
 		return err
 	case "checkconfig":
-		fmt.Println(cfg.Redacted())
+		fmt.Fprintln(stdout, cfg.Redacted())
 		return nil
 	case "areas":
 		return runAreas(ctx, cfg, fs.Args(), log)
@@ -71,12 +78,40 @@ func run(args []string) error {
 	}
 }
 
-func newLogger(cfg config.Config) *slog.Logger {
+// scrubbed is an error whose text has had the configured secrets hidden;
+// errors.Is still sees the original.
+type scrubbed struct {
+	msg string
+	err error
+}
+
+func (e scrubbed) Error() string { return e.msg }
+func (e scrubbed) Unwrap() error { return e.err }
+
+// stdout receives checkconfig's output (tests replace it).
+var stdout io.Writer = os.Stdout
+
+func newLogger(cfg config.Config) *slog.Logger { return newLoggerTo(cfg, os.Stderr) }
+
+// newLoggerTo writes iocd's log to w, with the configured secrets hidden
+// from every string and error attribute (config.Scrub).
+func newLoggerTo(cfg config.Config, w io.Writer) *slog.Logger {
 	var level slog.Level
 	level.UnmarshalText([]byte(cfg.LogLevel))
-	opts := &slog.HandlerOptions{Level: level}
+	scrub := cfg.Scrubber()
+	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+		switch a.Value.Kind() {
+		case slog.KindString:
+			a.Value = slog.StringValue(scrub.Replace(a.Value.String()))
+		case slog.KindAny:
+			if err, ok := a.Value.Any().(error); ok {
+				a.Value = slog.StringValue(scrub.Replace(err.Error()))
+			}
+		}
+		return a
+	}}
 	if cfg.LogFormat == "json" {
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+		return slog.New(slog.NewJSONHandler(w, opts))
 	}
-	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+	return slog.New(slog.NewTextHandler(w, opts))
 }

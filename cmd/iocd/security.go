@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"log/slog"
+	"net"
 	"os"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -11,6 +12,25 @@ import (
 	"ioc/auth"
 	"ioc/config"
 )
+
+// authConfig carries iocd's settings into the security layer.
+func authConfig(cfg config.Config) auth.Config {
+	return auth.Config{
+		SessionTTL:      cfg.SessionTTL.Std(),
+		HashConcurrency: cfg.HashConcurrency,
+		HashWait:        cfg.HashWait.Std(),
+		Login: auth.LoginLimits{
+			AccountFree:     cfg.LoginAccountFree,
+			AccountDelay:    cfg.LoginAccountDelay.Std(),
+			AccountMaxDelay: cfg.LoginAccountMaxDelay.Std(),
+			AddrMax:         cfg.LoginAddrMax,
+			AddrMaxDelay:    cfg.LoginAddrMaxDelay.Std(),
+			Window:          cfg.LoginWindow.Std(),
+		},
+		AllowedOrigins: cfg.AllowedOrigins,
+		TrustedProxies: cfg.TrustedProxies,
+	}
+}
 
 // setupSecurity puts authentication, the role policy, security headers,
 // CSRF checks and the refusal audit in front of every route of srv,
@@ -21,7 +41,7 @@ import (
 // Call it after the schema is migrated; routes may be registered on srv
 // before or after.
 func setupSecurity(ctx context.Context, cfg config.Config, pool *pgxpool.Pool, srv *api.Server, log *slog.Logger) (run func(context.Context) error, err error) {
-	sec, err := auth.New(auth.Config{}, pool, log.With("part", "auth"))
+	sec, err := auth.New(authConfig(cfg), pool, log.With("part", "auth"))
 	if err != nil {
 		return nil, err
 	}
@@ -29,5 +49,21 @@ func setupSecurity(ctx context.Context, cfg config.Config, pool *pgxpool.Pool, s
 		return nil, err
 	}
 	sec.Install(srv)
+	warnRemoteMetrics(cfg, log)
 	return sec.Run, nil
+}
+
+// warnRemoteMetrics: config refuses a non-loopback metrics_addr unless
+// metrics_allow_remote is set; when it is, say at every start that
+// profiles are open to the network.
+func warnRemoteMetrics(cfg config.Config, log *slog.Logger) {
+	if cfg.MetricsAddr == "" {
+		return
+	}
+	host, _, _ := net.SplitHostPort(cfg.MetricsAddr)
+	if ip := net.ParseIP(host); host == "localhost" || (ip != nil && ip.IsLoopback()) {
+		return
+	}
+	log.Warn("metrics_addr is not a loopback address: /metrics and /debug/pprof there need no credentials; "+
+		"anyone who can reach it can read profiles and traces of this process", "metrics_addr", cfg.MetricsAddr)
 }

@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"ioc/config"
 	"ioc/sim"
 	"ioc/sim/load"
 )
@@ -144,8 +145,7 @@ func runCmd(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(os.Stderr, "iocsim: %v devices, simulated start %s, publishing to %s under %s/\n",
-		s.Devices(), s.Start().Format(time.RFC3339), cfg.Broker, cfg.Prefix)
+	fmt.Fprint(os.Stderr, startLine(s.Devices(), s.Start(), cfg.Broker, cfg.Prefix))
 	runErr := s.Run(ctx)
 	sum := s.Stats()
 	sum.WriteText(os.Stderr)
@@ -155,6 +155,13 @@ func runCmd(ctx context.Context, args []string) error {
 		}
 	}
 	return runErr
+}
+
+// startLine is the run command's first line on stderr. The broker URL may
+// carry the simulator account's password: it is redacted.
+func startLine(devices any, start time.Time, broker, prefix string) string {
+	return fmt.Sprintf("iocsim: %v devices, simulated start %s, publishing to %s under %s/\n",
+		devices, start.Format(time.RFC3339), config.Redact(broker), prefix)
 }
 
 func writeJSON(path string, v any) error {
@@ -211,6 +218,7 @@ func loadCmd(ctx context.Context, args []string) error {
 	}
 	rep, err := l.Run(ctx)
 	if rep != nil {
+		rep.Config.Broker = config.Redact(rep.Config.Broker)
 		rep.WriteText(os.Stdout)
 		if *jsonOut != "" {
 			if jerr := writeJSON(*jsonOut, rep); jerr != nil {

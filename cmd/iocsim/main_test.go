@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -45,5 +46,15 @@ func TestRunCommand(t *testing.T) {
 	}
 	if err := runCmd(ctx, []string{"--bad-ratio", "2", "--wards", "../../../shared/data/hanoi/wards.geojson"}); err == nil {
 		t.Error("bad ratio 2 accepted")
+	}
+}
+
+// The broker URL iocsim prints carries no password (finding 11).
+func TestStartLineRedactsBroker(t *testing.T) {
+	for _, broker := range []string{"ssl://iocsim:s3cret@broker:8884", "tcp://broker:1883?password=s3cret"} {
+		line := startLine(map[string]int{"traffic": 1}, time.Now(), broker, "city")
+		if strings.Contains(line, "s3cret") || !strings.Contains(line, "broker") {
+			t.Errorf("start line %q", line)
+		}
 	}
 }
