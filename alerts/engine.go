@@ -87,10 +87,12 @@ type activeRules struct {
 	// emergency are the set's emergency rules, compiled: stateless, so
 	// ingest's writers may evaluate them concurrently (InTx).
 	emergency []*crule
+	// kinds are the incident kinds known under the set (IncidentKinds).
+	kinds []string
 }
 
 func newActiveRules(set *RuleSet, raw json.RawMessage, version int64) *activeRules {
-	a := &activeRules{set: set, raw: raw, version: version}
+	a := &activeRules{set: set, raw: raw, version: version, kinds: set.IncidentKinds()}
 	for _, c := range compile(set, nil).byKind[ingest.KindEmergency] {
 		if c.typ == ruleEmergency {
 			a.emergency = append(a.emergency, c)
@@ -203,7 +205,7 @@ func (e *Engine) RulesDocument() (json.RawMessage, int64) {
 
 // SetRules validates and stores a new rule set for every instance. A set
 // that does not validate is refused (a *ValidationError) and the running
-// set stays. ifVersion > 0 makes it conditional (ErrVersionConflict).
+// set stays. ifVersion > 0 makes it conditional (ErrRulesConflict).
 func (e *Engine) SetRules(ctx context.Context, raw []byte, ifVersion int64, actor string, audit func(ctx context.Context, tx pgx.Tx, version int64) error) (int64, error) {
 	set, err := ParseRules(raw)
 	if err != nil {
@@ -217,7 +219,7 @@ func (e *Engine) SetRules(ctx context.Context, raw []byte, ifVersion int64, acto
 			return fmt.Errorf("store rules: %w", err)
 		}
 		if ifVersion != 0 && version != ifVersion {
-			return ErrVersionConflict
+			return fmt.Errorf("%w: it is at version %d", ErrRulesConflict, version)
 		}
 		if unchanged {
 			// The same set again (a SIGHUP with the file as it was):

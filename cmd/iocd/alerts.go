@@ -51,6 +51,7 @@ func setupAlerts(ctx context.Context, cfg config.Config, a *app) error {
 	eng.Register(a.srv, alerts.HTTPOptions{
 		NearestUnits: a.geo.WriteNearestUnits,
 		UnitKnown:    func(id string) bool { _, ok := units.Get(id); return ok },
+		KnownWard:    a.geo.KnownWard,
 	})
 	a.runs["alerts"] = eng.Run
 	a.observers = append(a.observers, eng.Observe)
