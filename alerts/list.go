@@ -38,6 +38,34 @@ func likeEscape(s string) string {
 // List returns the incidents matching f, newest first, and the next
 // page's cursor.
 func (s *Store) List(ctx context.Context, f IncidentFilter) ([]*Incident, string, error) {
+	sql, args := listQuery(f)
+	rows, err := s.pool.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, "", fmt.Errorf("list incidents: %w", err)
+	}
+	defer rows.Close()
+	out := []*Incident{}
+	for rows.Next() {
+		x, err := s.scanIncident(rows)
+		if err != nil {
+			return nil, "", fmt.Errorf("list incidents: %w", err)
+		}
+		out = append(out, x)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, "", fmt.Errorf("list incidents: %w", err)
+	}
+	next := ""
+	if len(out) > f.Limit {
+		out = out[:f.Limit]
+		last := out[f.Limit-1]
+		next = api.EncodeCursor(listCursor{last.OpenedAt, last.ID})
+	}
+	return out, next, nil
+}
+
+// listQuery is List's statement and its arguments.
+func listQuery(f IncidentFilter) (string, []any) {
 	args := []any{f.Wards}
 	where := []string{`($1::text[] IS NULL OR i.ward_code = ANY($1))`}
 	arg := func(v any) string {
@@ -70,27 +98,5 @@ func (s *Store) List(ctx context.Context, f IncidentFilter) ([]*Incident, string
 	}
 	sql := `SELECT ` + incidentCols + ` FROM incidents i WHERE ` + strings.Join(where, " AND ") +
 		` ORDER BY i.opened_at DESC, i.id DESC LIMIT ` + arg(f.Limit+1)
-	rows, err := s.pool.Query(ctx, sql, args...)
-	if err != nil {
-		return nil, "", fmt.Errorf("list incidents: %w", err)
-	}
-	defer rows.Close()
-	out := []*Incident{}
-	for rows.Next() {
-		x, err := s.scanIncident(rows)
-		if err != nil {
-			return nil, "", fmt.Errorf("list incidents: %w", err)
-		}
-		out = append(out, x)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, "", fmt.Errorf("list incidents: %w", err)
-	}
-	next := ""
-	if len(out) > f.Limit {
-		out = out[:f.Limit]
-		last := out[f.Limit-1]
-		next = api.EncodeCursor(listCursor{last.OpenedAt, last.ID})
-	}
-	return out, next, nil
+	return sql, args
 }
