@@ -72,6 +72,11 @@ type Config struct {
 
 	LogLevel  string `json:"log_level"`
 	LogFormat string `json:"log_format"`
+
+	// Alert engine (alerts). AlertQueueSize: committed batches waiting for
+	// evaluation; when full, ingest's writers wait for room (backpressure,
+	// docs/alerts.md) rather than the engine skipping observations.
+	AlertQueueSize int `json:"alert_queue_size"`
 }
 
 // Default returns the settings used when nothing overrides them.
@@ -99,6 +104,9 @@ func Default() Config {
 		RetentionDays:       90,
 		LogLevel:            "info",
 		LogFormat:           "text",
+
+		// Alert engine.
+		AlertQueueSize: 4096,
 	}
 }
 
@@ -161,6 +169,8 @@ func (c *Config) settings() []setting {
 		{"bootstrap_admin_password_file", "IOC_BOOTSTRAP_ADMIN_PASSWORD_FILE", "first admin's password when there are no accounts", str(&c.BootstrapAdminPasswordFile)},
 		{"log_level", "IOC_LOG_LEVEL", "debug, info, warn or error", str(&c.LogLevel)},
 		{"log_format", "IOC_LOG_FORMAT", "text or json", str(&c.LogFormat)},
+		// Alert engine.
+		{"alert_queue_size", "IOC_ALERT_QUEUE_SIZE", "committed batches waiting for the alert engine; when full, ingest waits", num(&c.AlertQueueSize)},
 	}
 }
 
@@ -306,6 +316,10 @@ func (c Config) Validate() error {
 	}
 	if !oneOf(c.LogFormat, "text", "json") {
 		bad("log_format", "want text or json, got %q", c.LogFormat)
+	}
+	// Alert engine.
+	if c.AlertQueueSize < 16 || c.AlertQueueSize > 1<<20 {
+		bad("alert_queue_size", "want 16-1048576, got %d", c.AlertQueueSize)
 	}
 	return errors.Join(errs...)
 }

@@ -26,6 +26,7 @@ func setupAlerts(ctx context.Context, cfg config.Config, a *app) error {
 	acfg := alerts.Config{
 		RulesFile:  rulesFile,
 		WebhookURL: cfg.WebhookURL,
+		QueueSize:  cfg.AlertQueueSize,
 		Geo:        geoAdapter{a.geo},
 		Registerer: a.reg,
 	}
