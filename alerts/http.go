@@ -95,10 +95,7 @@ func (h *handlers) list(w http.ResponseWriter, r *http.Request) {
 		To:       q.Time("to"),
 		Text:     q.String("q", 200),
 		Limit:    q.Int("limit", 100, 1, 1000),
-	}
-	var cur listCursor
-	if q.Cursor("cursor", &cur) {
-		f.Cursor = &cur
+		Cursor:   q.String("cursor", 1024),
 	}
 	if api.BadParam(w, q.Err()) {
 		return

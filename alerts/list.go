@@ -24,9 +24,10 @@ type IncidentFilter struct {
 	// literally), the id or the kind.
 	Text string
 	// Wards limits the answer to these wards (nil: every ward).
-	Wards  []string
-	Limit  int
-	Cursor *listCursor
+	Wards []string
+	Limit int
+	// Cursor is a previous page's next cursor ("" for the first page).
+	Cursor string
 }
 
 // likeEscape makes s match itself literally inside a LIKE pattern
@@ -37,8 +38,13 @@ func likeEscape(s string) string {
 
 // List returns the incidents matching f, newest first, and the next
 // page's cursor.
+// A cursor no page made is ErrBadCursor. The list route, exports and
+// snapshots call it, so they select alike.
 func (s *Store) List(ctx context.Context, f IncidentFilter) ([]*Incident, string, error) {
-	sql, args := listQuery(f)
+	sql, args, err := listQuery(f)
+	if err != nil {
+		return nil, "", err
+	}
 	rows, err := s.pool.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, "", fmt.Errorf("list incidents: %w", err)
@@ -65,7 +71,7 @@ func (s *Store) List(ctx context.Context, f IncidentFilter) ([]*Incident, string
 }
 
 // listQuery is List's statement and its arguments.
-func listQuery(f IncidentFilter) (string, []any) {
+func listQuery(f IncidentFilter) (string, []any, error) {
 	args := []any{f.Wards}
 	where := []string{`($1::text[] IS NULL OR i.ward_code = ANY($1))`}
 	arg := func(v any) string {
@@ -93,10 +99,14 @@ func listQuery(f IncidentFilter) (string, []any) {
 		q := arg(f.Text)
 		where = append(where, "(i.title ILIKE "+p+` ESCAPE '\' OR i.id = `+q+" OR i.kind = "+q+")")
 	}
-	if f.Cursor != nil {
-		where = append(where, fmt.Sprintf("(i.opened_at, i.id) < (%s, %s)", arg(f.Cursor.T), arg(f.Cursor.I)))
+	if f.Cursor != "" {
+		var c listCursor
+		if err := api.DecodeCursor(f.Cursor, &c); err != nil {
+			return "", nil, ErrBadCursor
+		}
+		where = append(where, fmt.Sprintf("(i.opened_at, i.id) < (%s, %s)", arg(c.T), arg(c.I)))
 	}
 	sql := `SELECT ` + incidentCols + ` FROM incidents i WHERE ` + strings.Join(where, " AND ") +
 		` ORDER BY i.opened_at DESC, i.id DESC LIMIT ` + arg(f.Limit+1)
-	return sql, args
+	return sql, args, nil
 }

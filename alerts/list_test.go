@@ -1,6 +1,7 @@
 package alerts
 
 import (
+	"errors"
 	"strings"
 	"testing"
 
@@ -27,9 +28,12 @@ func TestTextSearchUsesTrigramIndex(t *testing.T) {
 	if _, err := v.pool.Exec(v.ctx, `ANALYZE incidents`); err != nil {
 		t.Fatal(err)
 	}
-	sql, args := listQuery(IncidentFilter{Text: "50% hướng 9f", Limit: 100})
+	sql, args, err := listQuery(IncidentFilter{Text: "50% hướng 9f", Limit: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
 	var plan []string
-	err := pgx.BeginFunc(v.ctx, v.pool, func(tx pgx.Tx) error {
+	err = pgx.BeginFunc(v.ctx, v.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(v.ctx, `SET LOCAL enable_seqscan = off`); err != nil {
 			return err
 		}
@@ -56,5 +60,17 @@ func TestTextSearchUsesTrigramIndex(t *testing.T) {
 		if items, _, err := v.e.store.List(v.ctx, IncidentFilter{Text: q, Limit: 10}); err != nil || len(items) != 0 {
 			t.Fatalf("q=%s matched %d titles (none has it): %v", q, len(items), err)
 		}
+	}
+	// Keyset pages: the second starts where the first ended.
+	p1, next, err := v.e.store.List(v.ctx, IncidentFilter{Kind: "traffic_congestion", Limit: 10})
+	if err != nil || len(p1) != 10 || next == "" {
+		t.Fatalf("first page: %v %d %q", err, len(p1), next)
+	}
+	p2, _, err := v.e.store.List(v.ctx, IncidentFilter{Kind: "traffic_congestion", Limit: 10, Cursor: next})
+	if err != nil || len(p2) != 10 || !p2[0].OpenedAt.Before(p1[9].OpenedAt) {
+		t.Fatalf("second page: %v %d", err, len(p2))
+	}
+	if _, _, err := v.e.store.List(v.ctx, IncidentFilter{Limit: 10, Cursor: "not-a-cursor"}); !errors.Is(err, ErrBadCursor) {
+		t.Fatalf("bad cursor: %v", err)
 	}
 }
