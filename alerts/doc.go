@@ -6,7 +6,8 @@
 //	emergency signal: Engine.InTx inside ingest's own transaction opens or
 //	  joins its incident (stateless rules: no queue, no second transaction);
 //	  after the commit the event goes to this instance's subscribers at once
-//	ingest commit ─▶ Engine.Observe (the hook; never blocks) ─▶ bounded queue
+//	ingest commit ─▶ Engine.Observe (the hook) ─▶ bounded queue, two lanes
+//	  (emergency batches first; when full, Observe waits: backpressure)
 //	  ─▶ evaluation goroutine: the rules of deploy/rules.json, compiled
 //	     (threshold held over a window per device, count within a radius and
 //	     window, event match, emergency signal, geofence filters)
@@ -42,7 +43,11 @@
 //   - Open-or-join runs under a transaction-scoped advisory lock, so two
 //     triggers (or two instances) never both open an incident for one event.
 //
-// Concurrency: Observe is safe from any goroutine and never blocks. The
+// Concurrency: Observe is safe from any goroutine; when the queue is full
+// it waits for room (never skips a committed observation), which cannot
+// deadlock because it runs after the commit holding nothing and the
+// evaluator never waits on ingest. A panic in evaluation, in a write or
+// in InTx is recovered, logged with its stack and counted. The
 // evaluator's state (windows per device and rule) belongs to the one
 // evaluation goroutine and needs no lock. Store, Events and Notifier are
 // safe for concurrent use; Events holds a mutex over its subscriber set,

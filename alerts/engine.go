@@ -3,23 +3,27 @@ package alerts
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"os"
 	"os/signal"
+	"runtime/debug"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 
 	"ioc/auth"
+	"ioc/db"
 	"ioc/ingest"
 )
 
@@ -29,7 +33,9 @@ type Config struct {
 	RulesFile string
 	// WebhookURL, if set, overrides the rules' notify.webhook_url.
 	WebhookURL string
-	// QueueSize caps the committed batches waiting for evaluation (4096).
+	// QueueSize caps the committed batches waiting for evaluation (4096);
+	// when it is full, ingest's writer waits for room (Observe). Batches
+	// with emergency signals have a lane of their own (urgentQueue).
 	QueueSize int
 	// Tick is the period of the maintenance round: escalation, resolving
 	// cleared conditions, silence, rule changes of other instances (2 s).
@@ -64,12 +70,19 @@ type Engine struct {
 
 	rules atomic.Pointer[activeRules]
 	queue chan []*ingest.Observation
+	// urgent carries the batches with emergency signals (ingest's
+	// emergency lane), taken before queue: the emergency writer never
+	// waits behind the bulk backlog.
+	urgent chan []*ingest.Observation
 	// stopped is closed when Run returns, releasing Observe calls waiting
 	// for room in queue.
 	stopped chan struct{}
-	trig    chan Trigger
-	reload  chan struct{}  // capacity 1: the evaluator recompiles the rules
-	hup     chan os.Signal // SIGHUP: reload the rules file; nil with NoSignals
+	// testHook, set by tests only, sees every observation just before it
+	// is evaluated (to inject a panic or a slow evaluator).
+	testHook func(*ingest.Observation)
+	trig     chan Trigger
+	reload   chan struct{}  // capacity 1: the evaluator recompiles the rules
+	hup      chan os.Signal // SIGHUP: reload the rules file; nil with NoSignals
 
 	mu      sync.Mutex // guards started
 	started time.Time
@@ -87,10 +100,12 @@ type activeRules struct {
 	// emergency are the set's emergency rules, compiled: stateless, so
 	// ingest's writers may evaluate them concurrently (InTx).
 	emergency []*crule
+	// kinds are the incident kinds known under the set (IncidentKinds).
+	kinds []string
 }
 
 func newActiveRules(set *RuleSet, raw json.RawMessage, version int64) *activeRules {
-	a := &activeRules{set: set, raw: raw, version: version}
+	a := &activeRules{set: set, raw: raw, version: version, kinds: set.IncidentKinds()}
 	for _, c := range compile(set, nil).byKind[ingest.KindEmergency] {
 		if c.typ == ruleEmergency {
 			a.emergency = append(a.emergency, c)
@@ -123,7 +138,8 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool, log *slog.Logger) 
 		}
 	}
 	e := &Engine{cfg: cfg, pool: pool, log: log, audit: auth.NewAuditor(pool),
-		queue: make(chan []*ingest.Observation, cfg.QueueSize), stopped: make(chan struct{}), trig: make(chan Trigger, 1024),
+		queue: make(chan []*ingest.Observation, cfg.QueueSize), urgent: make(chan []*ingest.Observation, urgentQueue),
+		stopped: make(chan struct{}), trig: make(chan Trigger, 1024),
 		reload: make(chan struct{}, 1)}
 	e.events = NewEvents(pool, log)
 	e.store = &Store{events: e.events, pool: pool, geo: cfg.Geo, rules: e.Rules, now: cfg.Now}
@@ -203,7 +219,7 @@ func (e *Engine) RulesDocument() (json.RawMessage, int64) {
 
 // SetRules validates and stores a new rule set for every instance. A set
 // that does not validate is refused (a *ValidationError) and the running
-// set stays. ifVersion > 0 makes it conditional (ErrVersionConflict).
+// set stays. ifVersion > 0 makes it conditional (ErrRulesConflict).
 func (e *Engine) SetRules(ctx context.Context, raw []byte, ifVersion int64, actor string, audit func(ctx context.Context, tx pgx.Tx, version int64) error) (int64, error) {
 	set, err := ParseRules(raw)
 	if err != nil {
@@ -217,7 +233,7 @@ func (e *Engine) SetRules(ctx context.Context, raw []byte, ifVersion int64, acto
 			return fmt.Errorf("store rules: %w", err)
 		}
 		if ifVersion != 0 && version != ifVersion {
-			return ErrVersionConflict
+			return fmt.Errorf("%w: it is at version %d", ErrRulesConflict, version)
 		}
 		if unchanged {
 			// The same set again (a SIGHUP with the file as it was):
@@ -266,31 +282,76 @@ func (e *Engine) ReloadFile(ctx context.Context) error {
 	return err
 }
 
-// Observe is the hook ingest calls after each commit. A batch is queued,
-// or, when the queue is full, dropped and counted (the replay at the next
-// start recovers it) — except a batch carrying an emergency signal whose
-// incident is not made yet (InTx failed, or was not used): that one waits
-// for room. Ingest sends emergency signals in batches of their own from a
-// writer reserved for them and acknowledges them only after Observe
-// returns, so waiting holds back only emergency traffic, and a 115 call is
-// never dropped on its way to becoming an incident. Nothing waits once Run
-// has ended.
+// urgentQueue is the capacity of the emergency lane's queue, in batches.
+const urgentQueue = 256
+
+// Observe is the hook ingest calls after each commit. No committed
+// observation is skipped: when the queue is full, Observe waits for room,
+// holding the ingest writer that called it (backpressure: ingest stops
+// taking messages, the broker holds them unacknowledged). It waits only
+// for the evaluation goroutine, which never waits on ingest: Observe runs
+// after the commit, with no transaction, lock or connection held, and the
+// evaluator's way out (triggers → writer → its own transactions) needs
+// nothing an ingest writer holds, so the wait cannot deadlock. Batches
+// with an emergency signal go to a lane of their own, evaluated first:
+// ingest's emergency writer (which ran Engine.InTx) never waits behind the
+// bulk backlog, only if 256 emergency batches wait. Once Run has ended
+// nothing waits; what is left is counted dropped and replayed at the next
+// start. Do not call Observe from the engine's own goroutines.
 func (e *Engine) Observe(obs []*ingest.Observation) {
+	q := e.queue
+	if hasEmergency(obs) {
+		q = e.urgent
+	}
 	select {
-	case e.queue <- obs:
-		metricQueueDepth.Set(float64(len(e.queue)))
+	case q <- obs:
+		e.queueDepth()
 		return
 	default:
 	}
-	if hasUnsettledEmergency(obs) {
-		select {
-		case e.queue <- obs:
-			metricQueueDepth.Set(float64(len(e.queue)))
-			return
-		case <-e.stopped:
+	metricQueueFull.Inc()
+	start := time.Now()
+	select {
+	case q <- obs:
+		metricQueueWait.Add(time.Since(start).Seconds())
+		e.queueDepth()
+	case <-e.stopped:
+		metricDropped.Add(float64(len(obs)))
+	}
+}
+
+func (e *Engine) queueDepth() {
+	metricQueueDepth.Set(float64(len(e.queue) + len(e.urgent)))
+}
+
+func hasEmergency(obs []*ingest.Observation) bool {
+	for _, o := range obs {
+		if o.Kind == ingest.KindEmergency {
+			return true
 		}
 	}
-	metricDropped.Add(float64(len(obs)))
+	return false
+}
+
+// next takes the next batch of this instance's queues, the emergency
+// lane first; nil when ctx ends.
+func (e *Engine) next(ctx context.Context) []*ingest.Observation {
+	select {
+	case obs := <-e.urgent:
+		e.queueDepth()
+		return obs
+	default:
+	}
+	select {
+	case <-ctx.Done():
+		return nil
+	case obs := <-e.urgent:
+		e.queueDepth()
+		return obs
+	case obs := <-e.queue:
+		e.queueDepth()
+		return obs
+	}
 }
 
 // InTx is ingest's in-transaction hook (ingest.Config.InTx): the
@@ -301,7 +362,20 @@ func (e *Engine) Observe(obs []*ingest.Observation) {
 // commit. The evaluation loop skips the emergency rules for these
 // observations (Settled); it still replays them after a restart, which
 // adds nothing (evidence is keyed by observation).
-func (e *Engine) InTx(ctx context.Context, tx pgx.Tx, obs []*ingest.Observation) (func(), error) {
+//
+// A panic in it (a bug in a rule or in open-or-join) is recovered, logged
+// with its stack and counted, and returned as an error: ingest rolls the
+// transaction back and writes the batch again without the hook, and the
+// queued path takes the signals over.
+func (e *Engine) InTx(ctx context.Context, tx pgx.Tx, obs []*ingest.Observation) (after func(), err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			metricPanics.WithLabelValues("intx").Inc()
+			e.log.Error("alert engine: in-transaction hook panicked; ingest rolls the batch back and writes it without the hook",
+				"panic", v, "stack", string(debug.Stack()))
+			after, err = nil, fmt.Errorf("%w in the in-transaction hook: %v", errPanicked, v)
+		}
+	}()
 	rules := e.rules.Load().emergency
 	var done []*ingest.Observation
 	var evs []Event
@@ -344,6 +418,49 @@ func hasUnsettledEmergency(obs []*ingest.Observation) bool {
 		}
 	}
 	return false
+}
+
+// errPanicked marks a recovered panic.
+var errPanicked = errors.New("panic")
+
+// observeAll evaluates obs in order. A panic evaluating one observation
+// is recovered, logged with its stack and counted; that observation is
+// skipped and the rest of the batch, and the engine, go on.
+func (e *Engine) observeAll(ev *evaluator, obs []*ingest.Observation, emit func(Trigger)) {
+	for i := 0; i < len(obs); {
+		i = e.observeFrom(ev, obs, i, emit)
+	}
+}
+
+func (e *Engine) observeFrom(ev *evaluator, obs []*ingest.Observation, from int, emit func(Trigger)) (next int) {
+	defer func() {
+		if v := recover(); v != nil {
+			o := obs[next]
+			metricPanics.WithLabelValues("evaluate").Inc()
+			e.log.Error("alert engine: evaluating an observation panicked; it is skipped, evaluation goes on",
+				"panic", v, "kind", o.Kind, "device", o.DeviceID, "ts", o.TS, "msg_id", o.MsgID, "stack", string(debug.Stack()))
+			next++
+		}
+	}()
+	for next = from; next < len(obs); next++ {
+		if e.testHook != nil {
+			e.testHook(obs[next])
+		}
+		ev.observe(obs[next], emit)
+	}
+	return next
+}
+
+// recovered runs f, turning a panic into a logged, counted error.
+func (e *Engine) recovered(op string, f func() error) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			metricPanics.WithLabelValues(op).Inc()
+			e.log.Error("alert engine: panic recovered; going on", "op", op, "panic", v, "stack", string(debug.Stack()))
+			err = fmt.Errorf("%w in %s: %v", errPanicked, op, v)
+		}
+	}()
+	return f()
 }
 
 // Run evaluates, writes, escalates, notifies and publishes events until
@@ -399,6 +516,12 @@ type source struct {
 func (e *Engine) localSource() source {
 	return source{next: func(ctx context.Context) ([]*ingest.Observation, error) {
 		select {
+		case obs := <-e.urgent:
+			e.queueDepth()
+			return obs, nil
+		default:
+		}
+		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		case <-e.reload:
@@ -407,8 +530,11 @@ func (e *Engine) localSource() source {
 			default:
 			}
 			return nil, nil
+		case obs := <-e.urgent:
+			e.queueDepth()
+			return obs, nil
 		case obs := <-e.queue:
-			metricQueueDepth.Set(float64(len(e.queue)))
+			e.queueDepth()
 			return obs, nil
 		}
 	}}
@@ -460,9 +586,7 @@ func (e *Engine) evaluate(ctx context.Context, src source) error {
 		if err != nil {
 			return err
 		}
-		for _, o := range obs {
-			ev.observe(o, emit)
-		}
+		e.observeAll(ev, obs, emit)
 		metricObserved.Add(float64(len(obs)))
 		e.evaluated.Add(int64(len(obs)))
 	}
@@ -555,7 +679,7 @@ func (e *Engine) replay(ctx context.Context, ev *evaluator, emit func(Trigger)) 
 				rows.Close()
 				return fmt.Errorf("replay %s: %w", q.kind, err)
 			}
-			ev.observe(&o, emit)
+			e.observeAll(ev, []*ingest.Observation{&o}, emit)
 			n++
 		}
 		rows.Close()
@@ -568,34 +692,47 @@ func (e *Engine) replay(ctx context.Context, ev *evaluator, emit func(Trigger)) 
 }
 
 // writeLoop records triggers in PostgreSQL, retrying until it succeeds or
-// ctx ends: a conclusion is never dropped while the database is down.
+// ctx ends: a conclusion is never dropped while the database is down. A
+// trigger that can never be written (a panic in open-or-join, data the
+// database refuses: SQLSTATE classes 22 and 23) is logged, counted and
+// left, so one bad conclusion cannot stall evaluation and, through the
+// queue, ingest.
 func (e *Engine) writeLoop(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case t := <-e.trig:
-			backoff := 100 * time.Millisecond
+			backoff := db.Backoff{Min: 100 * time.Millisecond, Max: 5 * time.Second}
 			for {
-				_, _, err := e.store.Apply(ctx, t)
+				err := e.recovered("apply", func() error { _, _, err := e.store.Apply(ctx, t); return err })
 				if err == nil {
 					break
 				}
 				if ctx.Err() != nil {
 					return nil
 				}
-				metricWriteErrors.WithLabelValues("apply").Inc()
-				e.log.Warn("alert engine: recording a trigger failed; retrying", "rule", t.Rule, "err", err, "in", backoff)
-				select {
-				case <-ctx.Done():
-					return nil
-				case <-time.After(backoff*3/4 + time.Duration(rand.Int64N(int64(backoff/2)))):
+				if errors.Is(err, errPanicked) || refusedData(err) {
+					metricWriteErrors.WithLabelValues("apply_refused").Inc()
+					e.log.Error("alert engine: a trigger cannot be recorded; left", "rule", t.Rule, "device", t.DeviceID, "at", t.At, "err", err)
+					break
 				}
-				backoff = min(backoff*2, 5*time.Second)
+				metricWriteErrors.WithLabelValues("apply").Inc()
+				e.log.Warn("alert engine: recording a trigger failed; retrying", "rule", t.Rule, "err", err)
+				if backoff.Wait(ctx) != nil {
+					return nil
+				}
 			}
 			e.applied.Add(1)
 		}
 	}
+}
+
+// refusedData: PostgreSQL refused the values themselves (data exception,
+// integrity violation), so trying again cannot help.
+func refusedData(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && (strings.HasPrefix(pe.Code, "22") || strings.HasPrefix(pe.Code, "23"))
 }
 
 func (e *Engine) maintLoop(ctx context.Context) error {
@@ -608,7 +745,7 @@ func (e *Engine) maintLoop(ctx context.Context) error {
 			return nil
 		case <-t.C:
 		}
-		e.Maintain(ctx)
+		e.recovered("maintain", func() error { e.Maintain(ctx); return nil })
 		if time.Since(lastTrim) > time.Hour {
 			lastTrim = time.Now()
 			if err := e.events.Trim(ctx, e.cfg.Now()); err != nil && ctx.Err() == nil {

@@ -1,7 +1,6 @@
 package alerts
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,10 +8,9 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"net/url"
 	"slices"
-	"strconv"
 	"strings"
-	"time"
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
@@ -29,26 +27,34 @@ type HTTPOptions struct {
 	// UnitVisible, if set, refuses dispatching units nobody has heard of
 	// or that are outside the caller's wards (geo.Service.UnitVisible).
 	UnitVisible func(c api.Caller, id string) bool
+	// KnownWard tells a loaded ward code (geo.Service.KnownWard): a ward
+	// parameter or body field naming anything else is a 400 unknown_ward.
+	// nil refuses every ward code.
+	KnownWard func(code string) bool
 }
 
 // Register adds the incident and rule routes:
 //
 //	GET  /api/v1/incidents                      incidents:read   ?status=&kind=&severity=&ward=&bbox=&from=&to=&q=&limit=&cursor=
 //	POST /api/v1/incidents                      incidents:open
-//	GET  /api/v1/incidents/{id}                 incidents:read   with evidence and timeline
+//	GET  /api/v1/incidents/{id}                 incidents:read   with the first page of evidence and timeline
+//	GET  /api/v1/incidents/{id}/evidence        incidents:read   ?limit=&cursor=
+//	GET  /api/v1/incidents/{id}/timeline        incidents:read   ?limit=&cursor=
 //	POST /api/v1/incidents/{id}/ack             incidents:ack       If-Match
 //	POST /api/v1/incidents/{id}/dispatch        incidents:dispatch  If-Match {unit_ids}
 //	POST /api/v1/incidents/{id}/resolve         incidents:resolve   If-Match {resolution, note}
 //	POST /api/v1/incidents/{id}/reopen          incidents:reopen    If-Match
 //	POST /api/v1/incidents/{id}/comments        incidents:comment   {text}; If-Match optional
 //	GET  /api/v1/incidents/{id}/nearest-units   incidents:read   ?kind=&limit=
-//	GET  /api/v1/rules                          rules:read
+//	GET  /api/v1/rules                          rules:read       webhook_url in full for admins only
 //	PUT  /api/v1/rules                          rules:write      If-Match optional
 func (e *Engine) Register(srv *api.Server, opts HTTPOptions) {
 	h := &handlers{e: e, opts: opts}
 	srv.Handle("GET", "/api/v1/incidents", auth.ActIncidentsRead, h.list)
 	srv.Handle("POST", "/api/v1/incidents", auth.ActIncidentsOpen, h.open)
 	srv.Handle("GET", "/api/v1/incidents/{id}", auth.ActIncidentsRead, h.get)
+	srv.Handle("GET", "/api/v1/incidents/{id}/evidence", auth.ActIncidentsRead, h.evidence)
+	srv.Handle("GET", "/api/v1/incidents/{id}/timeline", auth.ActIncidentsRead, h.timeline)
 	srv.Handle("POST", "/api/v1/incidents/{id}/ack", auth.ActIncidentsAck, h.act("ack", auth.ActIncidentsAck))
 	srv.Handle("POST", "/api/v1/incidents/{id}/dispatch", auth.ActIncidentsDispatch, h.act("dispatch", auth.ActIncidentsDispatch))
 	srv.Handle("POST", "/api/v1/incidents/{id}/resolve", auth.ActIncidentsResolve, h.act("resolve", auth.ActIncidentsResolve))
@@ -66,132 +72,116 @@ type handlers struct {
 
 var statuses = []string{StatusNew, StatusAcknowledged, StatusDispatched, StatusResolved}
 
-type listCursor struct {
-	T time.Time `json:"t"`
-	I string    `json:"i"`
+// errIfMatchRequired: a state change sent without the version it was decided on.
+var errIfMatchRequired = api.NewProblem(http.StatusPreconditionRequired, "if_match_required", "send If-Match with the incident's version")
+
+// bodyProblem is a 400 about one field of a request body.
+func bodyProblem(field, problem string) error {
+	return api.Problemf(http.StatusBadRequest, "bad_parameter", "%s: %s", field, problem)
+}
+
+func (h *handlers) knownWard(code string) bool {
+	return h.opts.KnownWard != nil && h.opts.KnownWard(code)
 }
 
 func (h *handlers) list(w http.ResponseWriter, r *http.Request) {
 	q := api.NewQuery(r, "status", "kind", "severity", "ward", "bbox", "from", "to", "q", "limit", "cursor")
-	status := q.Enum("status", statuses...)
-	kind := q.String("kind", 40)
-	sev := q.Enum("severity", severities...)
-	ward := q.String("ward", 16)
-	bbox := q.BBox("bbox")
-	from, to := q.Time("from"), q.Time("to")
-	text := q.String("q", 200)
-	limit := q.Int("limit", 100, 1, 1000)
-	var cur listCursor
-	hasCur := q.Cursor("cursor", &cur)
+	f := IncidentFilter{
+		Status:   q.Enum("status", statuses...),
+		Kind:     q.Enum("kind", h.e.rules.Load().kinds...),
+		Severity: q.Enum("severity", severities...),
+		Ward:     q.Ward("ward", h.knownWard),
+		BBox:     q.BBox("bbox"),
+		From:     q.Time("from"),
+		To:       q.Time("to"),
+		Text:     q.String("q", 200),
+		Limit:    q.Int("limit", 100, 1, 1000),
+		Cursor:   q.String("cursor", 1024),
+	}
 	if api.BadParam(w, q.Err()) {
 		return
 	}
 	c := api.CallerFrom(r.Context())
-	if api.ForbidWard(w, c, ward) {
+	if api.ForbidWard(w, c, f.Ward) {
 		return
 	}
-	args := []any{c.WardFilter()}
-	where := []string{`($1::text[] IS NULL OR i.ward_code = ANY($1))`}
-	add := func(cond string, v any) {
-		args = append(args, v)
-		where = append(where, strings.ReplaceAll(cond, "?", "$"+strconv.Itoa(len(args))))
-	}
-	if status != "" {
-		add("i.status = ?", status)
-	}
-	if kind != "" {
-		add("i.kind = ?", kind)
-	}
-	if sev != "" {
-		add("i.severity = ?", sev)
-	}
-	if ward != "" {
-		add("i.ward_code = ?", ward)
-	}
-	if bbox != nil {
-		args = append(args, bbox[0], bbox[1], bbox[2], bbox[3])
-		n := len(args)
-		where = append(where, fmt.Sprintf("i.geom && ST_MakeEnvelope($%d, $%d, $%d, $%d, 4326)", n-3, n-2, n-1, n))
-	}
-	if !from.IsZero() {
-		add("i.opened_at >= ?", from)
-	}
-	if !to.IsZero() {
-		add("i.opened_at < ?", to)
-	}
-	if text != "" {
-		add("(i.title ILIKE '%' || ? || '%' OR i.id = ? OR i.kind = ?)", text)
-	}
-	if hasCur {
-		args = append(args, cur.T, cur.I)
-		where = append(where, fmt.Sprintf("(i.opened_at, i.id) < ($%d, $%d)", len(args)-1, len(args)))
-	}
-	args = append(args, limit+1)
-	sql := `SELECT ` + incidentCols + ` FROM incidents i WHERE ` + strings.Join(where, " AND ") +
-		` ORDER BY i.opened_at DESC, i.id DESC LIMIT $` + strconv.Itoa(len(args))
-	rows, err := h.e.pool.Query(r.Context(), sql, args...)
+	f.Wards = c.WardFilter()
+	items, next, err := h.e.store.List(r.Context(), f)
 	if err != nil {
-		api.Internal(w, h.e.log, r, err)
+		api.Fail(w, r, err)
 		return
 	}
-	out := api.List[*Incident]{Items: []*Incident{}}
-	for rows.Next() {
-		x, err := h.e.store.scanIncident(rows)
-		if err != nil {
-			rows.Close()
-			api.Internal(w, h.e.log, r, err)
-			return
-		}
-		out.Items = append(out.Items, x)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		api.Internal(w, h.e.log, r, err)
-		return
-	}
-	if len(out.Items) > limit {
-		out.Items = out.Items[:limit]
-		last := out.Items[limit-1]
-		out.NextCursor = api.EncodeCursor(listCursor{last.OpenedAt, last.ID})
-	}
-	api.JSON(w, http.StatusOK, out)
+	api.JSON(w, http.StatusOK, api.List[*Incident]{Items: items, NextCursor: next})
 }
 
-// visible fetches the incident and hides it (404) outside the caller's wards.
-func (h *handlers) visible(w http.ResponseWriter, r *http.Request, details bool) *Incident {
+// visible fetches the incident and hides it (not found) outside the
+// caller's wards.
+func (h *handlers) visible(r *http.Request, details bool) (*Incident, error) {
 	id := r.PathValue("id")
 	if !validID(id) {
-		api.NotFound(w, "incident")
-		return nil
+		return nil, ErrNotFound
 	}
 	x, err := h.e.store.get(r.Context(), h.e.pool, id, details)
-	if errors.Is(err, ErrNotFound) {
-		api.NotFound(w, "incident")
-		return nil
-	}
 	if err != nil {
-		api.Internal(w, h.e.log, r, err)
-		return nil
+		return nil, err
 	}
 	ward := ""
 	if x.Ward != nil {
 		ward = x.Ward.Code
 	}
 	if c := api.CallerFrom(r.Context()); c.Scoped() && !c.SeesWard(ward) {
-		api.NotFound(w, "incident")
-		return nil
+		return nil, ErrNotFound
 	}
-	return x
+	return x, nil
 }
 
 func (h *handlers) get(w http.ResponseWriter, r *http.Request) {
 	if api.BadParam(w, api.NewQuery(r).Err()) {
 		return
 	}
-	if x := h.visible(w, r, true); x != nil {
-		w.Header().Set("ETag", strconv.Quote(strconv.FormatInt(x.Version, 10)))
-		api.JSON(w, http.StatusOK, x)
+	x, err := h.visible(r, true)
+	if err != nil {
+		api.Fail(w, r, err)
+		return
 	}
+	api.SetETag(w, x.Version)
+	api.JSON(w, http.StatusOK, x)
+}
+
+// evidence and timeline page through what an incident's own answer only
+// begins.
+func (h *handlers) evidence(w http.ResponseWriter, r *http.Request) {
+	h.page(w, r, func(id string, limit int, cursor string) (any, error) {
+		items, next, err := h.e.store.EvidencePage(r.Context(), id, limit, cursor)
+		return api.List[Evidence]{Items: items, NextCursor: next}, err
+	})
+}
+
+func (h *handlers) timeline(w http.ResponseWriter, r *http.Request) {
+	h.page(w, r, func(id string, limit int, cursor string) (any, error) {
+		items, next, err := h.e.store.TimelinePage(r.Context(), id, limit, cursor)
+		return api.List[TimelineEntry]{Items: items, NextCursor: next}, err
+	})
+}
+
+func (h *handlers) page(w http.ResponseWriter, r *http.Request, read func(id string, limit int, cursor string) (any, error)) {
+	q := api.NewQuery(r, "limit", "cursor")
+	limit := q.Int("limit", detailPage, 1, 1000)
+	cursor := q.String("cursor", 1024)
+	if api.BadParam(w, q.Err()) {
+		return
+	}
+	x, err := h.visible(r, false)
+	if err != nil {
+		api.Fail(w, r, err)
+		return
+	}
+	out, err := read(x.ID, limit, cursor)
+	if err != nil {
+		api.Fail(w, r, err)
+		return
+	}
+	api.JSON(w, http.StatusOK, out)
 }
 
 func (h *handlers) nearest(w http.ResponseWriter, r *http.Request) {
@@ -201,8 +191,9 @@ func (h *handlers) nearest(w http.ResponseWriter, r *http.Request) {
 	if api.BadParam(w, q.Err()) {
 		return
 	}
-	x := h.visible(w, r, false)
-	if x == nil {
+	x, err := h.visible(r, false)
+	if err != nil {
+		api.Fail(w, r, err)
 		return
 	}
 	if h.opts.NearestUnits == nil {
@@ -212,152 +203,98 @@ func (h *handlers) nearest(w http.ResponseWriter, r *http.Request) {
 	h.opts.NearestUnits(w, r, x.Location.Coordinates[0], x.Location.Coordinates[1], kind, limit)
 }
 
-// decodeBody reads a JSON object strictly; an empty body is {}.
-func decodeBody(r *http.Request, v any) error {
-	b, err := io.ReadAll(r.Body)
-	if err != nil {
-		return fmt.Errorf("body: %w", err)
-	}
-	if len(bytes.TrimSpace(b)) == 0 {
-		return nil
-	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("body: %v", err)
-	}
-	if dec.More() {
-		return errors.New("body: trailing data after the JSON object")
-	}
-	return nil
-}
-
-// ifMatch parses If-Match: a version, quoted or not (W/ tolerated).
-func ifMatch(r *http.Request) (int64, bool, error) {
-	s := strings.TrimSpace(r.Header.Get("If-Match"))
-	if s == "" {
-		return 0, false, nil
-	}
-	s = strings.Trim(strings.TrimPrefix(s, "W/"), `"`)
-	v, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || v < 1 {
-		return 0, true, errors.New("If-Match: want the incident's version, a positive integer")
-	}
-	return v, true, nil
-}
-
 func (h *handlers) act(action, auditAction string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if api.BadParam(w, api.NewQuery(r).Err()) {
-			return
-		}
-		id := r.PathValue("id")
-		if !validID(id) {
-			api.NotFound(w, "incident")
-			return
-		}
-		var body struct {
-			UnitIDs    []string `json:"unit_ids"`
-			Resolution string   `json:"resolution"`
-			Note       string   `json:"note"`
-			Text       string   `json:"text"`
-		}
-		if err := decodeBody(r, &body); err != nil {
-			api.Error(w, http.StatusBadRequest, "bad_body", err.Error())
-			return
-		}
-		version, has, err := ifMatch(r)
+		x, err := h.change(r, action, auditAction)
 		if err != nil {
-			api.Error(w, http.StatusBadRequest, "bad_parameter", err.Error())
+			api.Fail(w, r, err)
 			return
 		}
-		if !has && action != "comment" {
-			api.Error(w, http.StatusPreconditionRequired, "if_match_required", "send If-Match with the incident's version")
-			return
-		}
-		c := api.CallerFrom(r.Context())
-		ch := Change{Action: action, Actor: c.Name, IfVersion: version, Visible: func(ward string) bool {
-			return !c.Scoped() || (ward != "" && c.SeesWard(ward))
-		}}
-		bad := func(field, problem string) {
-			api.Error(w, http.StatusBadRequest, "bad_body", field+": "+problem)
-		}
-		switch action {
-		case "dispatch":
-			if len(body.UnitIDs) == 0 || len(body.UnitIDs) > 50 {
-				bad("unit_ids", "want 1 to 50 unit ids")
-				return
-			}
-			for _, u := range body.UnitIDs {
-				if !validID(u) {
-					bad("unit_ids", fmt.Sprintf("%q is not a unit id", clipStr(u)))
-					return
-				}
-				if h.opts.UnitVisible != nil && !h.opts.UnitVisible(api.CallerFrom(r.Context()), u) {
-					api.Error(w, http.StatusUnprocessableEntity, "unknown_unit", fmt.Sprintf("no unit %q has reported in your wards", clipStr(u)))
-					return
-				}
-			}
-			ch.UnitIDs = body.UnitIDs
-		case "resolve":
-			if !slices.Contains(resolutions, body.Resolution) {
-				bad("resolution", "want one of "+strings.Join(resolutions, ", "))
-				return
-			}
-			if len(body.Note) > 2000 || !utf8.ValidString(body.Note) {
-				bad("note", "at most 2000 bytes of UTF-8")
-				return
-			}
-			ch.Resolution, ch.Note = body.Resolution, body.Note
-		case "comment":
-			if strings.TrimSpace(body.Text) == "" || len(body.Text) > 4000 || !utf8.ValidString(body.Text) {
-				bad("text", "want 1 to 4000 bytes of UTF-8")
-				return
-			}
-			ch.Text = body.Text
-		}
-		if (action == "ack" || action == "reopen") && (body.UnitIDs != nil || body.Resolution != "" || body.Text != "") {
-			bad("body", "this action takes no fields")
-			return
-		}
-		ch.Audit = func(ctx context.Context, tx pgx.Tx, id string, detail map[string]any) error {
-			return h.e.audit.RecordTx(ctx, tx, auth.EntryFrom(r, auditAction, "incident/"+id, detail))
-		}
-		x, err := h.e.store.Act(r.Context(), id, ch)
-		if h.changeError(w, r, err) {
-			return
-		}
-		w.Header().Set("ETag", strconv.Quote(strconv.FormatInt(x.Version, 10)))
+		api.SetETag(w, x.Version)
 		api.JSON(w, http.StatusOK, x)
 	}
 }
 
-func (h *handlers) changeError(w http.ResponseWriter, r *http.Request, err error) bool {
-	switch {
-	case err == nil:
-		return false
-	case errors.Is(err, ErrNotFound):
-		api.NotFound(w, "incident")
-	case errors.Is(err, ErrVersionConflict):
-		api.Error(w, http.StatusConflict, "version_conflict", err.Error())
-	case errors.Is(err, ErrInvalidTransition):
-		api.Error(w, http.StatusUnprocessableEntity, "invalid_transition", err.Error())
-	default:
-		api.Internal(w, h.e.log, r, err)
+// change parses and applies a person's action on an incident.
+func (h *handlers) change(r *http.Request, action, auditAction string) (*Incident, error) {
+	if err := api.NewQuery(r).Err(); err != nil {
+		return nil, err
 	}
-	return true
-}
-
-func clipStr(s string) string {
-	if len(s) > 64 {
-		s = s[:64] + "…"
+	id := r.PathValue("id")
+	if !validID(id) {
+		return nil, ErrNotFound
 	}
-	return strings.ToValidUTF8(s, "?")
+	var body struct {
+		UnitIDs    []string `json:"unit_ids"`
+		Resolution string   `json:"resolution"`
+		Note       string   `json:"note"`
+		Text       string   `json:"text"`
+	}
+	if err := api.DecodeJSON(r, &body); err != nil {
+		return nil, err
+	}
+	version, err := api.IfMatch(r)
+	if err != nil {
+		return nil, err
+	}
+	if version == 0 && action != "comment" {
+		return nil, errIfMatchRequired
+	}
+	c := api.CallerFrom(r.Context())
+	ch := Change{Action: action, Actor: c.Name, IfVersion: version, Visible: func(ward string) bool {
+		return !c.Scoped() || (ward != "" && c.SeesWard(ward))
+	}}
+	switch action {
+	case "dispatch":
+		if len(body.UnitIDs) == 0 || len(body.UnitIDs) > 50 {
+			return nil, bodyProblem("unit_ids", "want 1 to 50 unit ids")
+		}
+		for _, u := range body.UnitIDs {
+			if !validID(u) {
+				return nil, bodyProblem("unit_ids", fmt.Sprintf("%q is not a unit id", api.Clip(u)))
+			}
+			if h.opts.UnitVisible != nil && !h.opts.UnitVisible(api.CallerFrom(r.Context()), u) {
+				return nil, api.Problemf(http.StatusUnprocessableEntity, "unknown_unit", "no unit %q has reported in your wards", api.Clip(u))
+			}
+		}
+		ch.UnitIDs = body.UnitIDs
+	case "resolve":
+		if !slices.Contains(resolutions, body.Resolution) {
+			return nil, bodyProblem("resolution", "want one of "+strings.Join(resolutions, ", "))
+		}
+		if len(body.Note) > 2000 || !utf8.ValidString(body.Note) {
+			return nil, bodyProblem("note", "at most 2000 bytes of UTF-8")
+		}
+		ch.Resolution, ch.Note = body.Resolution, body.Note
+	case "comment":
+		if strings.TrimSpace(body.Text) == "" || len(body.Text) > 4000 || !utf8.ValidString(body.Text) {
+			return nil, bodyProblem("text", "want 1 to 4000 bytes of UTF-8")
+		}
+		ch.Text = body.Text
+	}
+	if (action == "ack" || action == "reopen") && (body.UnitIDs != nil || body.Resolution != "" || body.Text != "") {
+		return nil, bodyProblem("body", "this action takes no fields")
+	}
+	ch.Audit = func(ctx context.Context, tx pgx.Tx, id string, detail map[string]any) error {
+		return h.e.audit.RecordTx(ctx, tx, auth.EntryFrom(r, auditAction, "incident/"+id, detail))
+	}
+	return h.e.store.Act(r.Context(), id, ch)
 }
 
 func (h *handlers) open(w http.ResponseWriter, r *http.Request) {
-	if api.BadParam(w, api.NewQuery(r).Err()) {
+	x, err := h.openIncident(r)
+	if err != nil {
+		api.Fail(w, r, err)
 		return
+	}
+	w.Header().Set("Location", "/api/v1/incidents/"+x.ID)
+	api.SetETag(w, x.Version)
+	api.JSON(w, http.StatusCreated, x)
+}
+
+func (h *handlers) openIncident(r *http.Request) (*Incident, error) {
+	if err := api.NewQuery(r).Err(); err != nil {
+		return nil, err
 	}
 	var body struct {
 		Kind     string `json:"kind"`
@@ -365,53 +302,50 @@ func (h *handlers) open(w http.ResponseWriter, r *http.Request) {
 		Title    string `json:"title"`
 		Note     string `json:"note"`
 		Location *Point `json:"location"`
+		// Ward, optional, names the ward when the location is outside
+		// every ward's outline; else it must be the location's.
+		Ward string `json:"ward"`
 	}
-	if err := decodeBody(r, &body); err != nil {
-		api.Error(w, http.StatusBadRequest, "bad_body", err.Error())
-		return
+	if err := api.DecodeJSON(r, &body); err != nil {
+		return nil, err
 	}
-	bad := func(problem string) { api.Error(w, http.StatusBadRequest, "bad_body", problem) }
+	kinds := h.e.rules.Load().kinds
 	switch {
-	case !kindRe.MatchString(body.Kind):
-		bad("kind: want a lower-case incident kind such as accident")
-		return
+	case !slices.Contains(kinds, body.Kind):
+		return nil, bodyProblem("kind", fmt.Sprintf("want one of %s, got %q", strings.Join(kinds, ", "), api.Clip(body.Kind)))
 	case sevRank(body.Severity) < 0:
-		bad("severity: want one of " + strings.Join(severities, ", "))
-		return
+		return nil, bodyProblem("severity", "want one of "+strings.Join(severities, ", "))
 	case body.Location == nil || body.Location.Type != "Point":
-		bad(`location: want a GeoJSON Point {"type":"Point","coordinates":[lon,lat]}`)
-		return
+		return nil, bodyProblem("location", `want a GeoJSON Point {"type":"Point","coordinates":[lon,lat]}`)
 	case len(body.Title) > 200 || !utf8.ValidString(body.Title):
-		bad("title: at most 200 bytes of UTF-8")
-		return
+		return nil, bodyProblem("title", "at most 200 bytes of UTF-8")
 	case len(body.Note) > 2000 || !utf8.ValidString(body.Note):
-		bad("note: at most 2000 bytes of UTF-8")
-		return
+		return nil, bodyProblem("note", "at most 2000 bytes of UTF-8")
+	case body.Ward != "" && !h.knownWard(body.Ward):
+		return nil, &api.ParamError{Name: "ward", Code: "unknown_ward",
+			Problem: fmt.Sprintf("%q is not a ward code (5 digits, see GET /api/v1/wards)", api.Clip(body.Ward))}
 	}
 	lon, lat := body.Location.Coordinates[0], body.Location.Coordinates[1]
 	if math.IsNaN(lon) || math.IsNaN(lat) || lon < -180 || lon > 180 || lat < -90 || lat > 90 || (lon == 0 && lat == 0) {
-		bad("location: coordinates out of range")
-		return
+		return nil, bodyProblem("location", "coordinates out of range")
 	}
 	m := Manual{Kind: body.Kind, Severity: body.Severity, Title: body.Title, Note: body.Note, Lon: lon, Lat: lat}
 	if h.e.cfg.Geo != nil {
 		m.Ward, _ = h.e.cfg.Geo.Ward(lon, lat)
 	}
+	switch {
+	case body.Ward != "" && m.Ward != "" && body.Ward != m.Ward:
+		return nil, bodyProblem("ward", fmt.Sprintf("the location is in ward %s, not %s", m.Ward, body.Ward))
+	case body.Ward != "":
+		m.Ward = body.Ward
+	}
 	c := api.CallerFrom(r.Context())
 	if c.Scoped() && (m.Ward == "" || !c.SeesWard(m.Ward)) {
-		api.Error(w, http.StatusForbidden, "forbidden", "the location is outside your wards")
-		return
+		return nil, fmt.Errorf("the location is outside your wards: %w", api.ErrForbidden)
 	}
-	x, err := h.e.store.Open(r.Context(), m, c.Name, func(ctx context.Context, tx pgx.Tx, id string, detail map[string]any) error {
+	return h.e.store.Open(r.Context(), m, c.Name, func(ctx context.Context, tx pgx.Tx, id string, detail map[string]any) error {
 		return h.e.audit.RecordTx(ctx, tx, auth.EntryFrom(r, auth.ActIncidentsOpen, "incident/"+id, detail))
 	})
-	if err != nil {
-		api.Internal(w, h.e.log, r, err)
-		return
-	}
-	w.Header().Set("Location", "/api/v1/incidents/"+x.ID)
-	w.Header().Set("ETag", strconv.Quote(strconv.FormatInt(x.Version, 10)))
-	api.JSON(w, http.StatusCreated, x)
 }
 
 func (h *handlers) getRules(w http.ResponseWriter, r *http.Request) {
@@ -419,10 +353,43 @@ func (h *handlers) getRules(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	raw, version := h.e.RulesDocument()
-	w.Header().Set("ETag", strconv.Quote(strconv.FormatInt(version, 10)))
+	if api.CallerFrom(r.Context()).Role != auth.RoleAdmin {
+		raw = redactWebhook(raw)
+	}
+	api.SetETag(w, version)
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.WriteHeader(http.StatusOK)
 	w.Write(raw)
+}
+
+// redactWebhook hides the secret parts of the rule set's notify.webhook_url
+// (credentials, path, query: webhook tokens live there) from those who
+// may not change it: they see the scheme and host only.
+func redactWebhook(raw json.RawMessage) json.RawMessage {
+	var doc map[string]json.RawMessage
+	if json.Unmarshal(raw, &doc) != nil || doc["notify"] == nil {
+		return raw
+	}
+	var notify map[string]json.RawMessage
+	if json.Unmarshal(doc["notify"], &notify) != nil || notify["webhook_url"] == nil {
+		return raw
+	}
+	var s string
+	json.Unmarshal(notify["webhook_url"], &s)
+	if s == "" {
+		return raw
+	}
+	shown := "(redacted)"
+	if u, err := url.Parse(s); err == nil && u.Host != "" {
+		shown = u.Scheme + "://" + u.Host + "/(redacted)"
+	}
+	notify["webhook_url"], _ = json.Marshal(shown)
+	doc["notify"], _ = json.Marshal(notify)
+	out, err := json.Marshal(doc)
+	if err != nil {
+		return raw
+	}
+	return out
 }
 
 func (h *handlers) putRules(w http.ResponseWriter, r *http.Request) {
@@ -431,12 +398,12 @@ func (h *handlers) putRules(w http.ResponseWriter, r *http.Request) {
 	}
 	b, err := io.ReadAll(io.LimitReader(r.Body, maxRulesBytes+1))
 	if err != nil {
-		api.Error(w, http.StatusBadRequest, "bad_body", "could not read the body")
+		api.Fail(w, r, err)
 		return
 	}
-	version, _, err := ifMatch(r)
+	version, err := api.IfMatch(r)
 	if err != nil {
-		api.Error(w, http.StatusBadRequest, "bad_parameter", strings.Replace(err.Error(), "incident's", "rule set's", 1))
+		api.Fail(w, r, err)
 		return
 	}
 	v, err := h.e.SetRules(r.Context(), b, version, api.CallerFrom(r.Context()).Name, func(ctx context.Context, tx pgx.Tx, v int64) error {
@@ -454,15 +421,12 @@ func (h *handlers) putRules(w http.ResponseWriter, r *http.Request) {
 		body.Problems = ve.Problems
 		api.JSON(w, http.StatusUnprocessableEntity, body)
 		return
-	case errors.Is(err, ErrVersionConflict):
-		api.Error(w, http.StatusConflict, "version_conflict", "the rule set changed since that version")
-		return
 	case err != nil:
-		api.Internal(w, h.e.log, r, err)
+		api.Fail(w, r, err)
 		return
 	}
 	raw, _ := h.e.RulesDocument()
-	w.Header().Set("ETag", strconv.Quote(strconv.FormatInt(v, 10)))
+	api.SetETag(w, v)
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.WriteHeader(http.StatusOK)
 	w.Write(raw)

@@ -31,27 +31,36 @@ type WardRef struct {
 
 // Incident is what an operator works (CONTRACT section 2).
 type Incident struct {
-	ID              string          `json:"id"`
-	Kind            string          `json:"kind"`
-	Severity        string          `json:"severity"`
-	Status          string          `json:"status"`
-	Resolution      *string         `json:"resolution,omitempty"`
-	Title           string          `json:"title,omitempty"`
-	Location        Point           `json:"location"`
-	Ward            *WardRef        `json:"ward"`
-	OpenedBy        string          `json:"opened_by"`
-	AutoResolve     bool            `json:"auto_resolve"`
-	OpenedAt        time.Time       `json:"opened_at"`
-	UpdatedAt       time.Time       `json:"updated_at"`
-	AcknowledgedAt  *time.Time      `json:"acknowledged_at"`
-	DispatchedAt    *time.Time      `json:"dispatched_at"`
-	ResolvedAt      *time.Time      `json:"resolved_at"`
-	EscalationLevel int             `json:"escalation_level"`
-	Units           []string        `json:"units"`
-	Version         int64           `json:"version"`
-	EvidenceCount   int             `json:"evidence_count"`
-	Evidence        []Evidence      `json:"evidence,omitempty"`
-	Timeline        []TimelineEntry `json:"timeline,omitempty"`
+	ID              string     `json:"id"`
+	Kind            string     `json:"kind"`
+	Severity        string     `json:"severity"`
+	Status          string     `json:"status"`
+	Resolution      *string    `json:"resolution,omitempty"`
+	Title           string     `json:"title,omitempty"`
+	Location        Point      `json:"location"`
+	Ward            *WardRef   `json:"ward"`
+	OpenedBy        string     `json:"opened_by"`
+	AutoResolve     bool       `json:"auto_resolve"`
+	OpenedAt        time.Time  `json:"opened_at"`
+	UpdatedAt       time.Time  `json:"updated_at"`
+	AcknowledgedAt  *time.Time `json:"acknowledged_at"`
+	DispatchedAt    *time.Time `json:"dispatched_at"`
+	ResolvedAt      *time.Time `json:"resolved_at"`
+	EscalationLevel int        `json:"escalation_level"`
+	Units           []string   `json:"units"`
+	// Version moves with what an operator acts on (status, units,
+	// resolution, kind, severity), not with evidence or comments: it is
+	// what If-Match protects (docs/alerts.md, "Versions"). Order events by
+	// their seq, not by this.
+	Version       int64 `json:"version"`
+	EvidenceCount int   `json:"evidence_count"`
+	// Evidence and Timeline, in one incident's answer, are their first
+	// pages; the cursors, when set, continue them
+	// (GET /incidents/{id}/evidence, /timeline).
+	Evidence     []Evidence      `json:"evidence,omitempty"`
+	EvidenceNext string          `json:"evidence_next_cursor,omitempty"`
+	Timeline     []TimelineEntry `json:"timeline,omitempty"`
+	TimelineNext string          `json:"timeline_next_cursor,omitempty"`
 }
 
 // TimelineEntry is one change of an incident: who, what, when.

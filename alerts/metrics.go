@@ -12,8 +12,17 @@ var (
 		Name: "ioc_alerts_queue_depth", Help: "Observation batches waiting for the alert engine.",
 	})
 	metricDropped = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "ioc_alerts_dropped_total", Help: "Observations dropped because the engine's queue was full (recovered by the replay at the next start only).",
+		Name: "ioc_alerts_dropped_total", Help: "Observations not evaluated live: committed while the engine was stopping, or refused by Redis on the way to the leader (recovered by the replay at the next start or leader change).",
 	})
+	metricQueueFull = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "ioc_alerts_queue_full_total", Help: "Committed batches that found the engine's queue full and held their ingest writer until there was room (backpressure).",
+	})
+	metricQueueWait = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "ioc_alerts_queue_wait_seconds_total", Help: "Time ingest writers spent waiting for room in the engine's queue.",
+	})
+	metricPanics = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "ioc_alerts_panics_total", Help: "Panics recovered, by where (evaluate, apply, intx, maintain); each is logged with its stack.",
+	}, []string{"op"})
 	metricObserved = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "ioc_alerts_observations_total", Help: "Observations evaluated.",
 	})
@@ -51,7 +60,7 @@ var (
 
 // RegisterMetrics registers the package's metrics with reg (again is fine).
 func RegisterMetrics(reg prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{metricQueueDepth, metricDropped, metricObserved, metricTriggers,
+	for _, c := range []prometheus.Collector{metricQueueDepth, metricDropped, metricQueueFull, metricQueueWait, metricPanics, metricObserved, metricTriggers,
 		metricOpened, metricJoined, metricReplayed, metricAutoResolved, metricEscalated, metricEvents,
 		metricWriteErrors, metricNotify, metricSubscriberDrops} {
 		if err := reg.Register(c); err != nil {

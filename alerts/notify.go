@@ -6,12 +6,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"ioc/db"
 )
 
 // Notifier drains the outbox (alert_outbox) to a webhook: each row is
@@ -122,9 +123,7 @@ func (n *Notifier) DrainOnce(ctx context.Context) (int, error) {
 			metricNotify.WithLabelValues("dead").Inc()
 			n.log.Error("notification dead-lettered", "id", r.id, "attempts", r.attempts, "err", derr)
 		default:
-			d := n.Backoff << min(r.attempts-1, 20)
-			d = min(d, n.MaxBackoff)
-			d = d*3/4 + time.Duration(rand.Int64N(int64(d/2)+1)) // ±25 %
+			d := db.Delay(r.attempts-1, n.Backoff, n.MaxBackoff)
 			q = `UPDATE alert_outbox SET next_at = $2::timestamptz + $4::interval, last_error = $3 WHERE id = $1`
 			args = append(args, derr.Error(), d)
 			metricNotify.WithLabelValues("retry").Inc()

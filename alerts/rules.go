@@ -479,3 +479,34 @@ func (rs *RuleSet) rule(id string) *Rule {
 	}
 	return nil
 }
+
+// contractKinds are the incident kinds CONTRACT section 2 names; a
+// deployment's rules may add more.
+var contractKinds = []string{"traffic_congestion", "accident", "fire", "medical", "crime", "crowd", "intrusion",
+	"flooding", "hazmat", "device_offline", "rescue", "other"}
+
+// IncidentKinds lists, sorted, every kind an incident can have under this
+// set: the contract's and those the rules and correlation name. A kind
+// filter or a hand-opened incident of any other kind is refused.
+func (rs *RuleSet) IncidentKinds() []string {
+	out := slices.Clone(contractKinds)
+	add := func(k string) {
+		if k != "" && !slices.Contains(out, k) {
+			out = append(out, k)
+		}
+	}
+	for _, r := range rs.Rules {
+		add(r.IncidentKind)
+		for _, k := range r.Types {
+			add(k)
+		}
+	}
+	for _, c := range rs.Correlation {
+		add(c.Kind)
+		for _, k := range c.Joins {
+			add(k)
+		}
+	}
+	slices.Sort(out)
+	return out
+}

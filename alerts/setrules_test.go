@@ -2,6 +2,7 @@ package alerts
 
 import (
 	"encoding/json"
+	"errors"
 	"testing"
 )
 
@@ -28,7 +29,7 @@ func TestSetRulesUnchangedKeepsVersion(t *testing.T) {
 	if got, err = v.e.SetRules(v.ctx, changed, v1, "test", nil); err != nil || got != v1+1 {
 		t.Fatalf("changed set: version %d, %v; want %d", got, err, v1+1)
 	}
-	if _, err := v.e.SetRules(v.ctx, changed, v1, "test", nil); err != ErrVersionConflict {
+	if _, err := v.e.SetRules(v.ctx, changed, v1, "test", nil); !errors.Is(err, ErrRulesConflict) {
 		t.Fatalf("stale If-Match: %v, want a version conflict", err)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
 
+	"ioc/db"
 	"ioc/ingest"
 )
 
@@ -53,23 +54,23 @@ const sharedStreamLen = 100000
 // (the next leader's replay recovers it).
 func (e *Engine) forwardLoop(ctx context.Context) error {
 	for {
-		var obs []*ingest.Observation
-		select {
-		case <-ctx.Done():
+		obs := e.next(ctx)
+		if ctx.Err() != nil {
 			return nil
-		case obs = <-e.queue:
 		}
-		metricQueueDepth.Set(float64(len(e.queue)))
 		// Take what else is waiting: one entry for several batches.
 		for more := true; more && len(obs) < 5000; {
 			select {
+			case o := <-e.urgent:
+				obs = append(obs, o...)
 			case o := <-e.queue:
 				obs = append(obs, o...)
 			default:
 				more = false
 			}
 		}
-		backoff := 100 * time.Millisecond
+		e.queueDepth()
+		backoff := db.Backoff{Min: 100 * time.Millisecond, Max: 5 * time.Second}
 		for {
 			err := e.forward(ctx, obs)
 			if err == nil {
@@ -84,13 +85,10 @@ func (e *Engine) forwardLoop(ctx context.Context) error {
 				metricDropped.Add(float64(len(obs)))
 				break
 			}
-			e.log.Warn("alert engine: forwarding an emergency signal failed; retrying", "err", err, "in", backoff)
-			select {
-			case <-ctx.Done():
+			e.log.Warn("alert engine: forwarding an emergency signal failed; retrying", "err", err)
+			if backoff.Wait(ctx) != nil {
 				return nil
-			case <-time.After(backoff):
 			}
-			backoff = min(backoff*2, 5*time.Second)
 		}
 	}
 }

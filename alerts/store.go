@@ -9,14 +9,21 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"ioc/api"
 )
 
-// Errors of incident changes, for errors.Is.
+// Errors of incident changes, for errors.Is. They are the contract's
+// problems (api.Fail writes them: 404 not_found, 409 version_conflict,
+// 422 invalid_transition); what wraps them is safe to show.
 var (
-	ErrNotFound          = errors.New("incident not found")
-	ErrVersionConflict   = errors.New("incident version conflict")
-	ErrInvalidTransition = errors.New("invalid transition")
+	ErrNotFound          = fmt.Errorf("incident %w", api.ErrNotFound)
+	ErrVersionConflict   = fmt.Errorf("incident %w", api.ErrVersionConflict)
+	ErrInvalidTransition = fmt.Errorf("transition %w", api.ErrInvalidState)
+	// ErrRulesConflict: PUT /rules with an If-Match the rule set has moved past.
+	ErrRulesConflict = fmt.Errorf("rule set %w", api.ErrVersionConflict)
 )
 
 // correlationLock is the advisory lock key taken by every open-or-join, so
@@ -36,6 +43,9 @@ type Store struct {
 	geo    Geo
 	rules  func() *RuleSet
 	now    func() time.Time
+	// testHook, set by tests only, runs at the start of every open-or-join
+	// (a panic injected there stands for a bug in it).
+	testHook func(Trigger)
 }
 
 const incidentCols = `i.id, i.kind, i.severity, i.status, i.resolution, i.title, ST_X(i.geom), ST_Y(i.geom),
@@ -68,10 +78,15 @@ type querier interface {
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 }
 
-// Get returns an incident with its evidence and timeline.
+// Get returns an incident with the first page of its evidence and of its
+// timeline (EvidencePage, TimelinePage for the rest).
 func (s *Store) Get(ctx context.Context, id string) (*Incident, error) {
 	return s.get(ctx, s.pool, id, true)
 }
+
+// detailPage is how much evidence and timeline an incident's own answer
+// carries; the rest is paged (GET /incidents/{id}/evidence, /timeline).
+var detailPage = 100
 
 func (s *Store) get(ctx context.Context, q querier, id string, details bool) (*Incident, error) {
 	x, err := s.scanIncident(q.QueryRow(ctx, `SELECT `+incidentCols+` FROM incidents i WHERE i.id = $1`, id))
@@ -84,12 +99,51 @@ func (s *Store) get(ctx context.Context, q querier, id string, details bool) (*I
 	if !details {
 		return x, nil
 	}
-	rows, err := q.Query(ctx, `SELECT device_id, kind, ts, msg_id, rule_id, detail, ST_X(geom), ST_Y(geom)
-		FROM incident_evidence WHERE incident_id = $1 ORDER BY ts, device_id, msg_id`, id)
-	if err != nil {
-		return nil, fmt.Errorf("read evidence: %w", err)
+	if x.Evidence, x.EvidenceNext, err = s.evidencePage(ctx, q, id, detailPage, ""); err != nil {
+		return nil, err
 	}
-	x.Evidence, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (Evidence, error) {
+	if x.Timeline, x.TimelineNext, err = s.timelinePage(ctx, q, id, detailPage, ""); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// ErrBadCursor: a page cursor that no earlier page made.
+var ErrBadCursor = &api.ParamError{Name: "cursor", Problem: "not a cursor from a previous page"}
+
+type evidenceCursor struct {
+	T time.Time `json:"t"`
+	D string    `json:"d"`
+	M string    `json:"m"`
+}
+
+// EvidencePage returns up to limit pieces of an incident's evidence in
+// observation order, after cursor ("" from the start), and the cursor of
+// the next page ("" on the last).
+func (s *Store) EvidencePage(ctx context.Context, id string, limit int, cursor string) ([]Evidence, string, error) {
+	return s.evidencePage(ctx, s.pool, id, limit, cursor)
+}
+
+func (s *Store) evidencePage(ctx context.Context, q querier, id string, limit int, cursor string) ([]Evidence, string, error) {
+	var c *evidenceCursor
+	if cursor != "" {
+		c = new(evidenceCursor)
+		if err := api.DecodeCursor(cursor, c); err != nil {
+			return nil, "", ErrBadCursor
+		}
+	}
+	args := []any{id, limit + 1}
+	after := ``
+	if c != nil {
+		args = append(args, c.T, c.D, c.M)
+		after = ` AND (ts, device_id, msg_id) > ($3, $4, $5)`
+	}
+	rows, err := q.Query(ctx, `SELECT device_id, kind, ts, msg_id, rule_id, detail, ST_X(geom), ST_Y(geom)
+		FROM incident_evidence WHERE incident_id = $1`+after+` ORDER BY ts, device_id, msg_id LIMIT $2`, args...)
+	if err != nil {
+		return nil, "", fmt.Errorf("read evidence: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Evidence, error) {
 		var e Evidence
 		var lon, lat *float64
 		err := r.Scan(&e.DeviceID, &e.Kind, &e.ObservedAt, &e.MsgID, &e.Rule, &e.Detail, &lon, &lat)
@@ -99,21 +153,62 @@ func (s *Store) get(ctx context.Context, q querier, id string, details bool) (*I
 		return e, err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("read evidence: %w", err)
+		return nil, "", fmt.Errorf("read evidence: %w", err)
 	}
-	rows, err = q.Query(ctx, `SELECT at, actor, action, detail FROM incident_timeline WHERE incident_id = $1 ORDER BY id`, id)
+	next := ""
+	if len(out) > limit {
+		out = out[:limit]
+		last := out[limit-1]
+		next = api.EncodeCursor(evidenceCursor{last.ObservedAt, last.DeviceID, last.MsgID})
+	}
+	if out == nil {
+		out = []Evidence{}
+	}
+	return out, next, nil
+}
+
+type timelineCursor struct {
+	I int64 `json:"i"`
+}
+
+// TimelinePage returns up to limit timeline entries in the order they
+// were written, after cursor ("" from the start), and the next cursor.
+func (s *Store) TimelinePage(ctx context.Context, id string, limit int, cursor string) ([]TimelineEntry, string, error) {
+	return s.timelinePage(ctx, s.pool, id, limit, cursor)
+}
+
+func (s *Store) timelinePage(ctx context.Context, q querier, id string, limit int, cursor string) ([]TimelineEntry, string, error) {
+	var c timelineCursor
+	if cursor != "" {
+		if err := api.DecodeCursor(cursor, &c); err != nil || c.I < 0 {
+			return nil, "", ErrBadCursor
+		}
+	}
+	rows, err := q.Query(ctx, `SELECT id, at, actor, action, detail FROM incident_timeline
+		WHERE incident_id = $1 AND id > $2 ORDER BY id LIMIT $3`, id, c.I, limit+1)
 	if err != nil {
-		return nil, fmt.Errorf("read timeline: %w", err)
+		return nil, "", fmt.Errorf("read timeline: %w", err)
 	}
-	x.Timeline, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (TimelineEntry, error) {
+	var ids []int64
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (TimelineEntry, error) {
 		var t TimelineEntry
-		err := r.Scan(&t.At, &t.Actor, &t.Action, &t.Detail)
+		var n int64
+		err := r.Scan(&n, &t.At, &t.Actor, &t.Action, &t.Detail)
+		ids = append(ids, n)
 		return t, err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("read timeline: %w", err)
+		return nil, "", fmt.Errorf("read timeline: %w", err)
 	}
-	return x, nil
+	next := ""
+	if len(out) > limit {
+		out = out[:limit]
+		next = api.EncodeCursor(timelineCursor{ids[limit-1]})
+	}
+	if out == nil {
+		out = []TimelineEntry{}
+	}
+	return out, next, nil
 }
 
 func timeline(ctx context.Context, tx pgx.Tx, id string, at time.Time, actor, action string, detail map[string]any) error {
@@ -134,31 +229,29 @@ func timeline(ctx context.Context, tx pgx.Tx, id string, at time.Time, actor, ac
 // transaction has committed.
 func (s *Store) publish(ctx context.Context, tx pgx.Tx, x *Incident, op string) (Event, error) {
 	var b pgx.Batch
-	read, err := s.queuePublish(&b, x, op)
-	if err != nil {
+	var ev Event
+	if err := s.queuePublish(&b, x, op, &ev); err != nil {
 		return Event{}, err
 	}
-	var ev Event
-	err = withBatch(ctx, tx, &b, func(br pgx.BatchResults) (err error) {
-		ev, err = read(br)
-		return err
-	})
-	return ev, err
+	if err := sendBatch(ctx, tx, &b); err != nil {
+		return Event{}, fmt.Errorf("store event: %w", err)
+	}
+	return ev, nil
 }
 
-// queuePublish adds publish's statement to b; read takes its result.
-func (s *Store) queuePublish(b *pgx.Batch, x *Incident, op string) (read func(pgx.BatchResults) (Event, error), err error) {
+// queuePublish adds publish's statement to b; its callback fills *ev.
+func (s *Store) queuePublish(b *pgx.Batch, x *Incident, op string, ev *Event) error {
 	body, err := json.Marshal(x)
 	if err != nil {
-		return nil, fmt.Errorf("encode event: %w", err)
+		return fmt.Errorf("encode event: %w", err)
 	}
-	ev := Event{Op: op, At: s.now(), Incident: body}
+	*ev = Event{Op: op, At: s.now(), Incident: body}
 	// The notification carries the event itself ("<seq> <json without
 	// seq>"), so listeners need not read it back; one too long for NOTIFY
 	// carries the seq alone.
-	note, err := json.Marshal(ev)
+	note, err := json.Marshal(*ev)
 	if err != nil {
-		return nil, fmt.Errorf("encode event: %w", err)
+		return fmt.Errorf("encode event: %w", err)
 	}
 	if len(note) > maxNotifyBody {
 		note = nil
@@ -168,15 +261,15 @@ func (s *Store) queuePublish(b *pgx.Batch, x *Incident, op string) (read func(pg
 		     e AS (INSERT INTO incident_events (seq, at, incident_id, op, incident)
 		           SELECT seq, $1, $2, $3, $4 FROM s RETURNING seq)
 		SELECT seq, pg_notify($5, seq::text || coalesce(' ' || $6::text, ''))::text FROM e`,
-		ev.At, x.ID, op, body, notifyChannel, nullString(note))
-	return func(br pgx.BatchResults) (Event, error) {
+		ev.At, x.ID, op, body, notifyChannel, nullString(note)).QueryRow(func(row pgx.Row) error {
 		var notified string
-		if err := br.QueryRow().Scan(&ev.Seq, &notified); err != nil {
-			return Event{}, fmt.Errorf("store event: %w", err)
+		if err := row.Scan(&ev.Seq, &notified); err != nil {
+			return fmt.Errorf("store event: %w", err)
 		}
 		metricEvents.Inc()
-		return ev, nil
-	}, nil
+		return nil
+	})
+	return nil
 }
 
 // publishID reads incident id and publishes its change.
@@ -213,7 +306,10 @@ func (s *Store) offer(evs ...Event) {
 func (s *Store) outbox(ctx context.Context, tx pgx.Tx, x *Incident, reason string, extra map[string]any) error {
 	var b pgx.Batch
 	s.queueOutbox(&b, x, reason, extra)
-	return withBatch(ctx, tx, &b, readOutbox)
+	if err := sendBatch(ctx, tx, &b); err != nil {
+		return fmt.Errorf("outbox: %w", err)
+	}
+	return nil
 }
 
 func (s *Store) queueOutbox(b *pgx.Batch, x *Incident, reason string, extra map[string]any) {
@@ -223,15 +319,12 @@ func (s *Store) queueOutbox(b *pgx.Batch, x *Incident, reason string, extra map[
 	}
 	b.Queue(`WITH o AS (INSERT INTO alert_outbox (created_at, incident_id, reason, payload, next_at)
 			VALUES ($1, $2, $3, $4, $1) RETURNING id)
-		SELECT pg_notify('ioc_alert_outbox', '') FROM o`, s.now(), x.ID, reason, payload)
+		SELECT pg_notify('ioc_alert_outbox', '') FROM o`, s.now(), x.ID, reason, payload).Exec(noTag)
 }
 
-func readOutbox(br pgx.BatchResults) error {
-	if _, err := br.Exec(); err != nil {
-		return fmt.Errorf("outbox: %w", err)
-	}
-	return nil
-}
+// noTag is the callback of a batched statement whose only result is
+// success or its error.
+func noTag(pgconn.CommandTag) error { return nil }
 
 func (s *Store) notifyWorthy(sev string) bool {
 	min := s.rules().Notify.MinSeverity
@@ -268,8 +361,11 @@ func (s *Store) Apply(ctx context.Context, t Trigger) (string, bool, error) {
 // apply records trigger t in tx (see Apply); the event is nil when
 // nothing changed. Emergency signals come here inside ingest's own
 // transaction (Engine.InTx), so it keeps round trips few: every step is
-// one pipelined batch of statements.
+// one pipelined batch of statements, each read by its own callback.
 func (s *Store) apply(ctx context.Context, tx pgx.Tx, t Trigger) (string, *Event, error) {
+	if s.testHook != nil {
+		s.testHook(t)
+	}
 	n := len(t.Evidence)
 	devs, tss, msgs := make([]string, n), make([]time.Time, n), make([]string, n)
 	for i, e := range t.Evidence {
@@ -282,49 +378,38 @@ func (s *Store) apply(ctx context.Context, tx pgx.Tx, t Trigger) (string, *Event
 	// replay or a redelivery) and the open incident this would join.
 	// Evidence is written only under the lock, so what is not known now
 	// is new.
+	known := map[int]string{} // evidence index: the incident holding it
+	var cur struct{ id, kind, sev string }
+	open := false
 	var b pgx.Batch
-	b.Queue(`SELECT pg_advisory_xact_lock($1)`, int64(correlationLock))
+	b.Queue(`SELECT pg_advisory_xact_lock($1)`, int64(correlationLock)).Exec(noTag)
 	b.Queue(`SELECT k.i, e.incident_id FROM incident_evidence e
 		JOIN unnest($1::text[], $2::timestamptz[], $3::text[]) WITH ORDINALITY AS k(d, t, m, i)
 		  ON e.device_id = k.d AND e.ts = k.t AND e.msg_id = k.m`,
-		devs, tss, msgs)
+		devs, tss, msgs).Query(func(rows pgx.Rows) error {
+		var i int
+		var inc string
+		_, err := pgx.ForEachRow(rows, []any{&i, &inc}, func() error {
+			known[i-1] = inc
+			return nil
+		})
+		return err
+	})
 	b.Queue(`SELECT id, kind, severity FROM incidents
 		WHERE status <> 'resolved' AND kind = ANY($1) AND last_evidence_at >= $2
 		  AND geom && ST_Expand(ST_SetSRID(ST_MakePoint($3, $4), 4326), $5 * 1.02 / (111000 * cos(radians($4))), $5 * 1.02 / 111000)
 		  AND ST_DWithin(geom::geography, ST_SetSRID(ST_MakePoint($3, $4), 4326)::geography, $5, false)
 		ORDER BY ST_Distance(geom::geography, ST_SetSRID(ST_MakePoint($3, $4), 4326)::geography, false), opened_at
 		LIMIT 1 FOR UPDATE`,
-		corr.Joins, t.At.Add(-corr.Window.Std()), t.Lon, t.Lat, corr.RadiusM)
-	known := map[int]string{} // evidence index: the incident holding it
-	var cur struct{ id, kind, sev string }
-	open := false
-	err := withBatch(ctx, tx, &b, func(br pgx.BatchResults) error {
-		if _, err := br.Exec(); err != nil {
-			return err
-		}
-		rows, err := br.Query()
-		if err != nil {
-			return err
-		}
-		var i int
-		var inc string
-		if _, err := pgx.ForEachRow(rows, []any{&i, &inc}, func() error {
-			known[i-1] = inc
-			return nil
-		}); err != nil {
-			return err
-		}
-		err = br.QueryRow().Scan(&cur.id, &cur.kind, &cur.sev)
+		corr.Joins, t.At.Add(-corr.Window.Std()), t.Lon, t.Lat, corr.RadiusM).QueryRow(func(row pgx.Row) error {
+		err := row.Scan(&cur.id, &cur.kind, &cur.sev)
 		if errors.Is(err, pgx.ErrNoRows) {
 			open, err = true, nil
 		}
-		if err != nil {
-			return fmt.Errorf("correlate: %w", err)
-		}
-		return nil
+		return err
 	})
-	if err != nil {
-		return "", nil, err
+	if err := sendBatch(ctx, tx, &b); err != nil {
+		return "", nil, fmt.Errorf("correlate: %w", err)
 	}
 	if len(known) == n {
 		if t.Condition && n > 0 {
@@ -365,7 +450,7 @@ func (s *Store) apply(ctx context.Context, tx pgx.Tx, t Trigger) (string, *Event
 		b.Queue(`INSERT INTO incidents (id, kind, severity, status, title, geom, ward_code, opened_by,
 				auto_resolve, opened_at, updated_at, last_evidence_at)
 			VALUES ($1, $2, $3, 'new', $4, ST_SetSRID(ST_MakePoint($5, $6), 4326), $7, $8, $9, $10, $10, $11)`,
-			id, t.Kind, t.Severity, t.Title, t.Lon, t.Lat, wardArg, actor, t.Condition, now, t.At)
+			id, t.Kind, t.Severity, t.Title, t.Lon, t.Lat, wardArg, actor, t.Condition, now, t.At).Exec(noTag)
 	} else {
 		if rs.rank(t.Kind) > rs.rank(cur.kind) {
 			kind = t.Kind
@@ -381,9 +466,14 @@ func (s *Store) apply(ctx context.Context, tx pgx.Tx, t Trigger) (string, *Event
 		if sev != cur.sev {
 			detail["severity"] = map[string]string{"from": cur.sev, "to": sev}
 		}
+		// Evidence alone does not move the version an operator's
+		// If-Match names (docs/alerts.md, "Versions"): only a kind or a
+		// severity the operator has not seen yet does.
 		b.Queue(`UPDATE incidents SET kind = $2, severity = $3, auto_resolve = auto_resolve AND $4,
-				last_evidence_at = greatest(last_evidence_at, $5), updated_at = $6, version = version + 1 WHERE id = $1`,
-			id, kind, sev, t.Condition, t.At, now)
+				last_evidence_at = greatest(last_evidence_at, $5), updated_at = $6,
+				version = version + CASE WHEN kind <> $2 OR severity <> $3 THEN 1 ELSE 0 END
+			WHERE id = $1`,
+			id, kind, sev, t.Condition, t.At, now).Exec(noTag)
 	}
 	for i, e := range t.Evidence {
 		if _, ok := known[i]; !ok {
@@ -391,58 +481,35 @@ func (s *Store) apply(ctx context.Context, tx pgx.Tx, t Trigger) (string, *Event
 		}
 	}
 	b.Queue(`INSERT INTO incident_timeline (incident_id, at, actor, action, detail) VALUES ($1, $2, $3, $4, $5)`,
-		id, now, actor, action, detail)
+		id, now, actor, action, detail).Exec(noTag)
 	if t.Condition {
-		b.Queue(holdConditionSQL, t.Rule, t.DeviceID, id, t.At)
+		b.Queue(holdConditionSQL, t.Rule, t.DeviceID, id, t.At).Exec(noTag)
 	}
 	// The incident as it now is, for the notification and the event: a
 	// new one is known here to the field, so both go in this same round
 	// trip; a joined one is read back first (TestBuiltIncidentMatchesStored
 	// holds the two to the same result).
 	var x *Incident
-	var finish func(pgx.BatchResults) (Event, error)
+	var ev Event
 	if open {
 		x = &Incident{ID: id, Kind: t.Kind, Severity: t.Severity, Status: StatusNew, Title: t.Title,
 			Location: Point{Type: "Point", Coordinates: [2]float64{t.Lon, t.Lat}}, Ward: s.wardRef(ward),
 			OpenedBy: actor, AutoResolve: t.Condition, OpenedAt: now, UpdatedAt: now, Units: []string{},
 			Version: 1, EvidenceCount: len(added)}
-		if finish, err = s.queueFinish(&b, x, t, true); err != nil {
+		if err := s.queueFinish(&b, x, t, true, &ev); err != nil {
 			return "", nil, err
 		}
 	} else {
-		b.Queue(`SELECT `+incidentCols+` FROM incidents i WHERE i.id = $1`, id)
+		b.Queue(`SELECT `+incidentCols+` FROM incidents i WHERE i.id = $1`, id).QueryRow(func(row pgx.Row) (err error) {
+			x, err = s.scanIncident(row)
+			return err
+		})
 	}
-	var ev Event
-	err = withBatch(ctx, tx, &b, func(br pgx.BatchResults) error {
-		if _, err := br.Exec(); err != nil {
-			if open {
-				return fmt.Errorf("open incident: %w", err)
-			}
-			return fmt.Errorf("join incident: %w", err)
-		}
-		for range added {
-			if _, err := br.Exec(); err != nil {
-				return fmt.Errorf("evidence: %w", err)
-			}
-		}
-		if _, err := br.Exec(); err != nil {
-			return fmt.Errorf("timeline: %w", err)
-		}
-		if t.Condition {
-			if _, err := br.Exec(); err != nil {
-				return fmt.Errorf("condition: %w", err)
-			}
-		}
-		var err error
+	if err := sendBatch(ctx, tx, &b); err != nil {
 		if open {
-			ev, err = finish(br)
-		} else {
-			x, err = s.scanIncident(br.QueryRow())
+			return "", nil, fmt.Errorf("open incident: %w", err)
 		}
-		return err
-	})
-	if err != nil {
-		return "", nil, err
+		return "", nil, fmt.Errorf("join incident: %w", err)
 	}
 	if open {
 		return id, &ev, nil
@@ -450,47 +517,29 @@ func (s *Store) apply(ctx context.Context, tx pgx.Tx, t Trigger) (string, *Event
 
 	// Step 3, for a joined incident: its event.
 	b = pgx.Batch{}
-	if finish, err = s.queueFinish(&b, x, t, false); err != nil {
+	if err := s.queueFinish(&b, x, t, false, &ev); err != nil {
 		return "", nil, err
 	}
-	err = withBatch(ctx, tx, &b, func(br pgx.BatchResults) (err error) {
-		ev, err = finish(br)
-		return err
-	})
-	if err != nil {
-		return "", nil, err
+	if err := sendBatch(ctx, tx, &b); err != nil {
+		return "", nil, fmt.Errorf("join incident: %w", err)
 	}
 	return id, &ev, nil
 }
 
 // queueFinish adds to b the last statements of open-or-join: the
-// notification of a new incident worth one, and the event. finish reads
-// their results.
-func (s *Store) queueFinish(b *pgx.Batch, x *Incident, t Trigger, opened bool) (finish func(pgx.BatchResults) (Event, error), err error) {
+// notification of a new incident worth one, and the event (into *ev).
+func (s *Store) queueFinish(b *pgx.Batch, x *Incident, t Trigger, opened bool, ev *Event) error {
 	op := "updated"
-	notify := false
 	if opened {
 		op = "opened"
-		notify = s.notifyWorthy(t.Severity)
+		if s.notifyWorthy(t.Severity) {
+			s.queueOutbox(b, x, "opened", nil)
+		}
 		metricOpened.WithLabelValues(t.Kind).Inc()
 	} else {
 		metricJoined.WithLabelValues(t.Kind).Inc()
 	}
-	if notify {
-		s.queueOutbox(b, x, "opened", nil)
-	}
-	readEvent, err := s.queuePublish(b, x, op)
-	if err != nil {
-		return nil, err
-	}
-	return func(br pgx.BatchResults) (Event, error) {
-		if notify {
-			if err := readOutbox(br); err != nil {
-				return Event{}, err
-			}
-		}
-		return readEvent(br)
-	}, nil
+	return s.queuePublish(b, x, op, ev)
 }
 
 // wardRef names a ward code ("" is none).
@@ -505,15 +554,10 @@ func (s *Store) wardRef(code string) *WardRef {
 	return w
 }
 
-// withBatch sends b in one round trip and lets read take its results in
-// order.
-func withBatch(ctx context.Context, tx pgx.Tx, b *pgx.Batch, read func(pgx.BatchResults) error) error {
-	br := tx.SendBatch(ctx, b)
-	err := read(br)
-	if cerr := br.Close(); err == nil {
-		err = cerr
-	}
-	return err
+// sendBatch sends b in one round trip; each statement's callback reads
+// its own result, and the first error is returned.
+func sendBatch(ctx context.Context, tx pgx.Tx, b *pgx.Batch) error {
+	return tx.SendBatch(ctx, b).Close()
 }
 
 // queueEvidence adds the insert of one piece of evidence to b.
@@ -528,7 +572,7 @@ func queueEvidence(b *pgx.Batch, id, rule string, e Evidence, now time.Time) {
 	}
 	b.Queue(`INSERT INTO incident_evidence (incident_id, device_id, ts, msg_id, kind, rule_id, added_at, detail, geom)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, CASE WHEN $9::float8 IS NULL THEN NULL ELSE ST_SetSRID(ST_MakePoint($9, $10), 4326) END)
-		ON CONFLICT DO NOTHING`, id, e.DeviceID, e.ObservedAt, e.MsgID, e.Kind, rule, now, detail, lon, lat)
+		ON CONFLICT DO NOTHING`, id, e.DeviceID, e.ObservedAt, e.MsgID, e.Kind, rule, now, detail, lon, lat).Exec(noTag)
 }
 
 const holdConditionSQL = `INSERT INTO incident_conditions (rule_id, device_id, incident_id, active, changed_at)
@@ -677,8 +721,10 @@ func (s *Store) Escalate(ctx context.Context) (int, error) {
 			if esc.RaiseSeverity && sevRank(sev) < len(severities)-1 {
 				newSev = severities[sevRank(sev)+1]
 			}
+			// The version moves only if the severity does: the level
+			// alone changes nothing an operator's action depends on.
 			if _, err := tx.Exec(ctx, `UPDATE incidents SET severity = $2, escalation_level = escalation_level + 1, escalated_at = $3,
-				updated_at = $3, version = version + 1 WHERE id = $1`, d.id, newSev, now); err != nil {
+				updated_at = $3, version = version + CASE WHEN severity <> $2 THEN 1 ELSE 0 END WHERE id = $1`, d.id, newSev, now); err != nil {
 				return err
 			}
 			detail := map[string]any{"level": level + 1, "unacknowledged_for": now.Sub(d.since).Round(time.Second).String()}
@@ -787,12 +833,17 @@ func (s *Store) Act(ctx context.Context, id string, c Change) (*Incident, error)
 			q = `status = 'acknowledged', resolution = NULL, resolved_at = NULL, auto_resolve = false,
 				acknowledged_at = coalesce(acknowledged_at, $2)`
 		case "comment":
+			// A comment changes no state an If-Match protects: it leaves
+			// the version, so it never makes someone's ack a conflict.
 			q = `kind = kind`
 			detail["text"] = c.Text
 		default:
 			return fmt.Errorf("%w: unknown action %q", ErrInvalidTransition, c.Action)
 		}
-		if _, err := tx.Exec(ctx, `UPDATE incidents SET `+q+`, updated_at = $2, version = version + 1 WHERE id = $1`, args...); err != nil {
+		if c.Action != "comment" {
+			q += `, version = version + 1`
+		}
+		if _, err := tx.Exec(ctx, `UPDATE incidents SET `+q+`, updated_at = $2 WHERE id = $1`, args...); err != nil {
 			return fmt.Errorf("%s incident: %w", c.Action, err)
 		}
 		action := map[string]string{"ack": "acknowledged", "dispatch": "dispatched", "resolve": "resolved",

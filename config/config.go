@@ -114,6 +114,10 @@ type Config struct {
 	LoginAddrMax         int      `json:"login_addr_max"`
 	LoginAddrMaxDelay    Duration `json:"login_addr_max_delay"`
 	LoginWindow          Duration `json:"login_window"`
+	// Alert engine (alerts). AlertQueueSize: committed batches waiting for
+	// evaluation; when full, ingest's writers wait for room (backpressure,
+	// docs/alerts.md) rather than the engine skipping observations.
+	AlertQueueSize int `json:"alert_queue_size"`
 }
 
 // Default returns the settings used when nothing overrides them.
@@ -155,6 +159,8 @@ func Default() Config {
 		LoginAddrMax:         20,
 		LoginAddrMaxDelay:    Duration(15 * time.Minute),
 		LoginWindow:          Duration(15 * time.Minute),
+		// Alert engine.
+		AlertQueueSize: 4096,
 	}
 }
 
@@ -254,6 +260,8 @@ func (c *Config) settings() []setting {
 		{"login_addr_max", "IOC_LOGIN_ADDR_MAX", "failed sign-ins from one address before it loses the free attempts", num(&c.LoginAddrMax)},
 		{"login_addr_max_delay", "IOC_LOGIN_ADDR_MAX_DELAY", "longest delay for an account from an address past login_addr_max", dur(&c.LoginAddrMaxDelay)},
 		{"login_window", "IOC_LOGIN_WINDOW", "quiet time after which failures are forgotten", dur(&c.LoginWindow)},
+		// Alert engine.
+		{"alert_queue_size", "IOC_ALERT_QUEUE_SIZE", "committed batches waiting for the alert engine; when full, ingest waits", num(&c.AlertQueueSize)},
 	}
 }
 
@@ -465,6 +473,10 @@ func (c Config) Validate() error {
 	}
 	if c.LoginWindow < Duration(time.Minute) || c.LoginWindow > Duration(24*time.Hour) {
 		bad("login_window", "want 1m-24h, got %v", c.LoginWindow)
+	}
+	// Alert engine.
+	if c.AlertQueueSize < 16 || c.AlertQueueSize > 1<<20 {
+		bad("alert_queue_size", "want 16-1048576, got %d", c.AlertQueueSize)
 	}
 	return errors.Join(errs...)
 }

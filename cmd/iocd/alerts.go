@@ -26,6 +26,7 @@ func setupAlerts(ctx context.Context, cfg config.Config, a *app) error {
 	acfg := alerts.Config{
 		RulesFile:  rulesFile,
 		WebhookURL: cfg.WebhookURL,
+		QueueSize:  cfg.AlertQueueSize,
 		Geo:        geoAdapter{a.geo},
 		Registerer: a.reg,
 	}
@@ -50,6 +51,7 @@ func setupAlerts(ctx context.Context, cfg config.Config, a *app) error {
 	eng.Register(a.srv, alerts.HTTPOptions{
 		NearestUnits: a.geo.WriteNearestUnits,
 		UnitVisible:  a.geo.UnitVisible,
+		KnownWard:    a.geo.KnownWard,
 	})
 	a.runs["alerts"] = eng.Run
 	a.observers = append(a.observers, eng.Observe)

@@ -325,7 +325,8 @@ func TestIncidentAndRulesAPI(t *testing.T) {
 	if code, x = e.do(t, "POST", path+"/comments", disp, "", `{"text":"đã liên hệ 115"}`); code != 200 {
 		t.Fatalf("comment: %d %v", code, x)
 	}
-	if code, x = e.do(t, "POST", path+"/resolve", disp, `3`, `{"resolution":"handled","note":"ok"}`); code != 200 || x["status"] != "resolved" {
+	// The comment left the version at 2 (it changes no state an If-Match protects).
+	if code, x = e.do(t, "POST", path+"/resolve", disp, `2`, `{"resolution":"handled","note":"ok"}`); code != 200 || x["status"] != "resolved" {
 		t.Fatalf("resolve: %d %v", code, x)
 	}
 	code, x = e.do(t, "GET", path, disp, "", "")
@@ -398,3 +399,100 @@ func testRedisURL() string {
 	}
 	return "redis://127.0.0.1:6379/0"
 }
+
+// Hostile and careless parameters (issue 9, findings 3, 6 and 11): every
+// ward must be a known ward code, kinds, severities and statuses known
+// values, in the query and in the body of a hand-opened incident; q takes
+// LIKE's wildcards literally; the rules' webhook URL, which carries its
+// token, is shown in full to administrators only.
+func TestIncidentParametersAreChecked(t *testing.T) {
+	e := newAlertsEnv(t)
+	disp := e.session(t, "disp", "dispatcher")
+	for _, q := range []string{"ward=../../etc", "ward=99999", "ward=%27%20OR%201=1", "kind=nonsense", "kind=../x",
+		"severity=catastrophic", "status=done"} {
+		code, x := e.do(t, "GET", "/api/v1/incidents?"+q, disp, "", "")
+		if code != 400 {
+			t.Errorf("GET /incidents?%s: %d %v, want 400", q, code, x)
+		}
+		if er, _ := x["error"].(map[string]any); strings.HasPrefix(q, "ward=") && (er == nil || er["code"] != "unknown_ward") {
+			t.Errorf("GET /incidents?%s: %v, want unknown_ward", q, x)
+		}
+	}
+	at := `"location":{"type":"Point","coordinates":[105.8522,21.0287]}`
+	for _, body := range []string{
+		`{"kind":"bogus_kind","severity":"severe",` + at + `}`,
+		`{"kind":"medical","severity":"severe","ward":"../../etc",` + at + `}`,
+		`{"kind":"medical","severity":"severe","ward":"00008",` + at + `}`, // the point is in another ward
+	} {
+		if code, x := e.do(t, "POST", "/api/v1/incidents", disp, "", body); code != 400 {
+			t.Errorf("POST /incidents %s: %d %v, want 400", body, code, x)
+		}
+	}
+	code, x := e.do(t, "POST", "/api/v1/incidents", disp, "", `{"kind":"medical","severity":"severe","title":"50% làn đường bị chặn",`+at+`}`)
+	if code != 201 {
+		t.Fatalf("open: %d %v", code, x)
+	}
+	ward := x["ward"].(map[string]any)["code"].(string)
+	for _, title := range []string{"500 người tụ tập", "5_0 ngã tư", `a\b`} {
+		if code, x := e.do(t, "POST", "/api/v1/incidents", disp, "", `{"kind":"crowd","severity":"minor","title":`+strconvQuote(title)+`,`+at+`}`); code != 201 {
+			t.Fatalf("open %q: %d %v", title, code, x)
+		}
+	}
+	titles := func(q string) []string {
+		code, x := e.do(t, "GET", "/api/v1/incidents?q="+q+"&ward="+ward, disp, "", "")
+		if code != 200 {
+			t.Fatalf("q=%s: %d %v", q, code, x)
+		}
+		var out []string
+		for _, it := range x["items"].([]any) {
+			out = append(out, it.(map[string]any)["title"].(string))
+		}
+		return out
+	}
+	if got := titles("50%25"); len(got) != 1 || got[0] != "50% làn đường bị chặn" {
+		t.Errorf("q=50%%: %q, want only the literal 50%%", got)
+	}
+	if got := titles("5_0"); len(got) != 1 || got[0] != "5_0 ngã tư" {
+		t.Errorf("q=5_0: %q, want only the literal 5_0", got)
+	}
+	if got := titles(`a%5C`); len(got) != 1 || got[0] != `a\b` {
+		t.Errorf(`q=a\: %q`, got)
+	}
+
+	// The webhook URL: in full for an admin, scheme and host for others.
+	admin := e.session(t, "adm", "admin")
+	get := func(tok string) string {
+		r := httptest.NewRequest("GET", "/api/v1/rules", nil)
+		r.Header.Set("Authorization", "Bearer "+tok)
+		w := httptest.NewRecorder()
+		e.h.ServeHTTP(w, r)
+		if w.Code != 200 {
+			t.Fatalf("get rules: %d", w.Code)
+		}
+		return w.Body.String()
+	}
+	doc := get(admin)
+	var rs map[string]any
+	json.Unmarshal([]byte(doc), &rs)
+	rs["notify"].(map[string]any)["webhook_url"] = "https://ops:hunter2@hooks.example.org/services/T0/B0/SECRETTOKEN?token=abc123"
+	b, _ := json.Marshal(rs)
+	if code, x := e.do(t, "PUT", "/api/v1/rules", admin, "", string(b)); code != 200 {
+		t.Fatalf("put rules: %d %v", code, x)
+	}
+	if d := get(admin); !strings.Contains(d, "SECRETTOKEN") || !strings.Contains(d, "abc123") {
+		t.Errorf("an admin does not see the webhook URL: %.300s", d)
+	}
+	for _, role := range []string{"operator", "dispatcher", "analyst"} {
+		d := get(e.session(t, "rules-"+role, role))
+		for _, secret := range []string{"SECRETTOKEN", "abc123", "hunter2", "services/T0"} {
+			if strings.Contains(d, secret) {
+				t.Errorf("GET /rules as %s shows %q of the webhook URL", role, secret)
+			}
+		}
+		if !strings.Contains(d, "hooks.example.org") {
+			t.Errorf("GET /rules as %s: the webhook host is gone too: %.300s", role, d)
+		}
+	}
+}
+
+func strconvQuote(s string) string { b, _ := json.Marshal(s); return string(b) }

@@ -46,6 +46,8 @@ var pendingRoutes = []api.Route{
 	{Method: "GET", Pattern: "/api/v1/incidents", Action: auth.ActIncidentsRead},
 	{Method: "POST", Pattern: "/api/v1/incidents", Action: auth.ActIncidentsOpen},
 	{Method: "GET", Pattern: "/api/v1/incidents/{id}", Action: auth.ActIncidentsRead},
+	{Method: "GET", Pattern: "/api/v1/incidents/{id}/evidence", Action: auth.ActIncidentsRead},
+	{Method: "GET", Pattern: "/api/v1/incidents/{id}/timeline", Action: auth.ActIncidentsRead},
 	{Method: "POST", Pattern: "/api/v1/incidents/{id}/ack", Action: auth.ActIncidentsAck},
 	{Method: "POST", Pattern: "/api/v1/incidents/{id}/dispatch", Action: auth.ActIncidentsDispatch},
 	{Method: "POST", Pattern: "/api/v1/incidents/{id}/resolve", Action: auth.ActIncidentsResolve},
