@@ -25,9 +25,10 @@ import (
 type HTTPOptions struct {
 	// NearestUnits answers GET /incidents/{id}/nearest-units for a point
 	// (geo.Service.WriteNearestUnits).
-	NearestUnits func(w http.ResponseWriter, lon, lat float64, kind string, limit int)
-	// UnitKnown, if set, refuses dispatching units nobody has heard of.
-	UnitKnown func(id string) bool
+	NearestUnits func(w http.ResponseWriter, r *http.Request, lon, lat float64, kind string, limit int)
+	// UnitVisible, if set, refuses dispatching units nobody has heard of
+	// or that are outside the caller's wards (geo.Service.UnitVisible).
+	UnitVisible func(c api.Caller, id string) bool
 }
 
 // Register adds the incident and rule routes:
@@ -208,7 +209,7 @@ func (h *handlers) nearest(w http.ResponseWriter, r *http.Request) {
 		api.JSON(w, http.StatusOK, api.List[any]{Items: []any{}})
 		return
 	}
-	h.opts.NearestUnits(w, x.Location.Coordinates[0], x.Location.Coordinates[1], kind, limit)
+	h.opts.NearestUnits(w, r, x.Location.Coordinates[0], x.Location.Coordinates[1], kind, limit)
 }
 
 // decodeBody reads a JSON object strictly; an empty body is {}.
@@ -292,8 +293,8 @@ func (h *handlers) act(action, auditAction string) http.HandlerFunc {
 					bad("unit_ids", fmt.Sprintf("%q is not a unit id", clipStr(u)))
 					return
 				}
-				if h.opts.UnitKnown != nil && !h.opts.UnitKnown(u) {
-					api.Error(w, http.StatusUnprocessableEntity, "unknown_unit", fmt.Sprintf("no unit %q has reported", clipStr(u)))
+				if h.opts.UnitVisible != nil && !h.opts.UnitVisible(api.CallerFrom(r.Context()), u) {
+					api.Error(w, http.StatusUnprocessableEntity, "unknown_unit", fmt.Sprintf("no unit %q has reported in your wards", clipStr(u)))
 					return
 				}
 			}

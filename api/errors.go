@@ -32,7 +32,11 @@ func NewProblem(status int, code, message string) *Problem {
 
 // Problemf makes a one-off Problem with a formatted message.
 func Problemf(status int, code, format string, args ...any) *Problem {
-	return &Problem{Status: status, Code: code, Message: fmt.Sprintf(format, args...)}
+	p := &Problem{Status: status, Code: code, Message: fmt.Sprintf(format, args...)}
+	if status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable {
+		p.RetryAfter = 2
+	}
+	return p
 }
 
 // The contract's common problems. A domain sentinel wraps one of these

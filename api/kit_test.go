@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -127,3 +129,52 @@ func TestQueryWard(t *testing.T) {
 		}
 	}
 }
+
+// A caller's heavy requests beyond its share get 429 at once, while another
+// caller's still run.
+func TestHeavyPerCaller(t *testing.T) {
+	s := New(":0", slog.New(slog.NewTextHandler(io.Discard, nil)))
+	s.SetAuth(namedCaller{}, namedCaller{})
+	s.SetHeavyLimit(2)
+	release := make(chan struct{})
+	started := make(chan struct{}, 10)
+	s.HandleHeavy("GET", "/search", "x:read", func(w http.ResponseWriter, r *http.Request) {
+		started <- struct{}{}
+		<-release
+		w.WriteHeader(200)
+	})
+	h := s.Handler()
+	do := func(who string) *httptest.ResponseRecorder {
+		r := httptest.NewRequest("GET", "/search", nil)
+		r.Header.Set("Authorization", "Bearer "+who)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		return rec
+	}
+	done := make(chan int, 2)
+	for i := 0; i < 2; i++ {
+		go func() { done <- do("ana").Code }()
+		<-started
+	}
+	if rec := do("ana"); rec.Code != 429 || rec.Header().Get("Retry-After") == "" {
+		t.Fatalf("third heavy request of one caller: %d (Retry-After %q), want 429", rec.Code, rec.Header().Get("Retry-After"))
+	}
+	go func() { done <- do("bao").Code }()
+	<-started // another caller is not held back by ana's share
+	close(release)
+	for i := 0; i < 3; i++ {
+		if c := <-done; c != 200 {
+			t.Fatalf("request in its share: %d", c)
+		}
+	}
+	if rec := do("ana"); rec.Code != 200 {
+		t.Fatalf("after the share freed: %d", rec.Code)
+	}
+}
+
+type namedCaller struct{}
+
+func (namedCaller) Authenticate(r *http.Request) (Caller, error) {
+	return Caller{Name: strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "), Role: "analyst"}, nil
+}
+func (namedCaller) Allow(Caller, string) bool { return true }

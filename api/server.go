@@ -29,7 +29,8 @@ type Server struct {
 	policy Policy
 	routes []Route
 	// Wrap, if set, wraps the whole handler (security headers, CSRF, ...).
-	Wrap func(http.Handler) http.Handler
+	Wrap  func(http.Handler) http.Handler
+	heavy heavyGate
 	// Audit, if set, is told of every refused request.
 	Refused func(r *http.Request, c Caller, status int, why string)
 }

@@ -57,6 +57,15 @@ type Config struct {
 	// reading refreshes it. Keeps one UPDATE per reading off the hot path.
 	DeviceTouchInterval Duration `json:"device_touch_interval"`
 
+	// The API reads through a pool of its own, so no number of slow API
+	// queries can take the connections ingest writes with. Every API
+	// statement is cancelled after APIStatementTimeout, and one caller may
+	// run at most APIHeavyPerCaller expensive requests (searches,
+	// telemetry ranges, exports) at once; more get 429.
+	APIMaxConns         int      `json:"api_max_conns"`
+	APIStatementTimeout Duration `json:"api_statement_timeout"`
+	APIHeavyPerCaller   int      `json:"api_heavy_per_caller"`
+
 	// RulesFile: the alert rules loaded at first start (later the stored set
 	// wins; SIGHUP or PUT /api/v1/rules replaces it). Empty: deploy/rules.json
 	// if present in the working directory, else the built-in defaults.
@@ -96,6 +105,9 @@ func Default() Config {
 		IngestBuffer:        20000,
 		IngestWriters:       2,
 		DeviceTouchInterval: Duration(15 * time.Second),
+		APIMaxConns:         8,
+		APIStatementTimeout: Duration(10 * time.Second),
+		APIHeavyPerCaller:   2,
 		RetentionDays:       90,
 		LogLevel:            "info",
 		LogFormat:           "text",
@@ -155,6 +167,9 @@ func (c *Config) settings() []setting {
 		{"ingest_buffer", "IOC_INGEST_BUFFER", "messages held between broker and database", num(&c.IngestBuffer)},
 		{"ingest_writers", "IOC_INGEST_WRITERS", "concurrent database writers", num(&c.IngestWriters)},
 		{"device_touch_interval", "IOC_DEVICE_TOUCH_INTERVAL", "how stale a device's last_seen may get", dur(&c.DeviceTouchInterval)},
+		{"api_max_conns", "IOC_API_MAX_CONNS", "connections of the API's own database pool", num(&c.APIMaxConns)},
+		{"api_statement_timeout", "IOC_API_STATEMENT_TIMEOUT", "longest an API query may run before PostgreSQL cancels it", dur(&c.APIStatementTimeout)},
+		{"api_heavy_per_caller", "IOC_API_HEAVY_PER_CALLER", "expensive API requests one caller may run at once (more get 429)", num(&c.APIHeavyPerCaller)},
 		{"retention_days", "IOC_RETENTION_DAYS", "days of telemetry kept", num(&c.RetentionDays)},
 		{"rules_file", "IOC_RULES_FILE", "alert rules loaded at first start (default deploy/rules.json if present)", str(&c.RulesFile)},
 		{"webhook_url", "IOC_WEBHOOK_URL", "notification webhook, overriding the rules' notify.webhook_url", str(&c.WebhookURL)},
@@ -282,6 +297,15 @@ func (c Config) Validate() error {
 	}
 	if c.FutureSkew < 0 || c.FutureSkew > Duration(24*time.Hour) {
 		bad("future_skew", "want 0-24h, got %v", c.FutureSkew)
+	}
+	if c.APIMaxConns < 1 || c.APIMaxConns > 200 {
+		bad("api_max_conns", "want 1-200, got %d", c.APIMaxConns)
+	}
+	if c.APIStatementTimeout < Duration(100*time.Millisecond) || c.APIStatementTimeout > Duration(10*time.Minute) {
+		bad("api_statement_timeout", "want 100ms-10m, got %v", c.APIStatementTimeout)
+	}
+	if c.APIHeavyPerCaller < 1 || c.APIHeavyPerCaller > 100 {
+		bad("api_heavy_per_caller", "want 1-100, got %d", c.APIHeavyPerCaller)
 	}
 	if c.IngestBatchSize < 1 || c.IngestBatchSize > 50_000 {
 		bad("ingest_batch_size", "want 1-50000, got %d", c.IngestBatchSize)

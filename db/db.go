@@ -10,17 +10,45 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// Open connects a pool and checks the server answers. It does not migrate.
+// PoolConfig shapes one pool. iocd opens two on the same database: one
+// for ingest and the alert engine, one for the API, so that no number of
+// slow API queries can take the connections ingest writes with.
+type PoolConfig struct {
+	// MaxConns and MinConns: 0 means 8 and 4 (MinConns are kept open and
+	// warm, see registerGeometry).
+	MaxConns, MinConns int32
+	// StatementTimeout, if positive, is the server-side limit on every
+	// statement the pool runs (SQLSTATE 57014 when it strikes).
+	StatementTimeout time.Duration
+	// AppName shows in pg_stat_activity.
+	AppName string
+}
+
+// Open connects a pool with the default shape and checks the server
+// answers. It does not migrate.
 func Open(ctx context.Context, url string) (*pgxpool.Pool, error) {
+	return OpenWith(ctx, url, PoolConfig{})
+}
+
+// OpenWith is Open with a chosen shape.
+func OpenWith(ctx context.Context, url string, pc PoolConfig) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("parse database url: %w", err)
 	}
-	if cfg.MaxConns < 8 {
-		cfg.MaxConns = 8
+	if pc.MaxConns <= 0 {
+		pc.MaxConns = 8
 	}
-	if cfg.MinConns == 0 {
-		cfg.MinConns = 4 // kept open and warm (see registerGeometry)
+	if pc.MinConns <= 0 {
+		pc.MinConns = 4
+	}
+	cfg.MaxConns = max(cfg.MaxConns, pc.MaxConns)
+	cfg.MinConns = min(max(cfg.MinConns, pc.MinConns), cfg.MaxConns)
+	if pc.StatementTimeout > 0 {
+		cfg.ConnConfig.RuntimeParams["statement_timeout"] = fmt.Sprint(pc.StatementTimeout.Milliseconds())
+	}
+	if pc.AppName != "" {
+		cfg.ConnConfig.RuntimeParams["application_name"] = pc.AppName
 	}
 	cfg.HealthCheckPeriod = 5 * time.Second
 	cfg.AfterConnect = registerGeometry

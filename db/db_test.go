@@ -1,7 +1,10 @@
 package db_test
 
 import (
+	"errors"
+
 	"context"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"testing"
 	"time"
 
@@ -51,5 +54,51 @@ func TestPartitions(t *testing.T) {
 	pool.QueryRow(ctx, `SELECT count(*) FROM traffic_readings WHERE ts < $1`, old.AddDate(0, 0, 1)).Scan(&n)
 	if n != 0 {
 		t.Fatalf("%d rows left in a dropped day", n)
+	}
+}
+
+// The API pool's statement timeout cancels a slow query on the server
+// (SQLSTATE 57014), and a pool's connections are its own: a full API pool
+// leaves the other pool's connections free.
+func TestPoolStatementTimeoutAndIsolation(t *testing.T) {
+	_, url := dbtest.New(t)
+	ctx := context.Background()
+	apiPool, err := db.OpenWith(ctx, url, db.PoolConfig{MaxConns: 2, MinConns: 1, StatementTimeout: 200 * time.Millisecond, AppName: "iocd-api"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer apiPool.Close()
+	ingestPool, err := db.OpenWith(ctx, url, db.PoolConfig{MaxConns: 2, MinConns: 1, AppName: "iocd-ingest"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ingestPool.Close()
+
+	_, err = apiPool.Exec(ctx, `SELECT pg_sleep(5)`)
+	var sc interface{ SQLState() string }
+	if !errors.As(err, &sc) || sc.SQLState() != "57014" {
+		t.Fatalf("slow API query: %v, want a statement timeout (57014)", err)
+	}
+	// Hold every API connection; the ingest pool still answers at once.
+	var held []*pgxpool.Conn
+	for i := 0; i < 2; i++ {
+		c, err := apiPool.Acquire(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+	}
+	qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	var app string
+	if err := ingestPool.QueryRow(qctx, `SELECT current_setting('application_name')`).Scan(&app); err != nil || app != "iocd-ingest" {
+		t.Fatalf("ingest pool while the API pool is exhausted: %q %v", app, err)
+	}
+	var timeout string
+	if err := held[0].QueryRow(ctx, `SHOW statement_timeout`).Scan(&timeout); err != nil || timeout != "200ms" {
+		t.Fatalf("API statement_timeout = %q %v", timeout, err)
+	}
+	for _, c := range held {
+		c.Release()
 	}
 }

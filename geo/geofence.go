@@ -1,6 +1,8 @@
 package geo
 
 import (
+	"ioc/api"
+
 	"bytes"
 	"cmp"
 	"encoding/json"
@@ -180,7 +182,7 @@ func DecodeGeofence(body []byte, lim GeofenceLimits) (*Geofence, error) {
 	seen := map[string]bool{}
 	for i, t := range f.Tags {
 		if !tagRE.MatchString(t) {
-			return nil, invalid(fmt.Sprintf("tags[%d]", i), "a tag is 1-40 of a-z 0-9 _ starting with a letter or digit, got %q", clip(t))
+			return nil, invalid(fmt.Sprintf("tags[%d]", i), "a tag is 1-40 of a-z 0-9 _ starting with a letter or digit, got %q", api.Clip(t))
 		}
 		if seen[t] {
 			return nil, invalid(fmt.Sprintf("tags[%d]", i), "%q given twice", t)
@@ -232,18 +234,7 @@ func jsonProblem(err error) string {
 	case errors.As(err, &te):
 		return fmt.Sprintf("%s must be %s", te.Field, te.Type)
 	}
-	return clip(err.Error())
-}
-
-func clip(s string) string {
-	if len(s) > 60 {
-		s = s[:60]
-		for !utf8.ValidString(s) {
-			s = s[:len(s)-1]
-		}
-		return s + "…"
-	}
-	return s
+	return api.Clip(err.Error())
 }
 
 func validateName(name string, lim GeofenceLimits) error {
@@ -286,10 +277,10 @@ func validateHours(hs []ActiveHours, lim GeofenceLimits) error {
 		}
 		var ok bool
 		if h.from, ok = parseHHMM(h.From); !ok || h.from == 24*60 {
-			return invalid(field+".from", "want HH:MM from 00:00 to 23:59, got %q", clip(h.From))
+			return invalid(field+".from", "want HH:MM from 00:00 to 23:59, got %q", api.Clip(h.From))
 		}
 		if h.to, ok = parseHHMM(h.To); !ok {
-			return invalid(field+".to", "want HH:MM from 00:00 to 24:00, got %q", clip(h.To))
+			return invalid(field+".to", "want HH:MM from 00:00 to 24:00, got %q", api.Clip(h.To))
 		}
 		if h.from == h.to {
 			return invalid(field, "from and to are equal; leave active_hours empty for always")
@@ -343,7 +334,7 @@ func decodePolygonGeometry(raw json.RawMessage, lim GeofenceLimits) (*geom.Multi
 	case "":
 		return nil, invalid("geometry.type", "missing")
 	default:
-		return nil, invalid("geometry.type", "want Polygon or MultiPolygon, got %q", clip(g.Type))
+		return nil, invalid("geometry.type", "want Polygon or MultiPolygon, got %q", api.Clip(g.Type))
 	}
 	if len(g.Coordinates) == 0 {
 		return nil, invalid("geometry.coordinates", "missing")
@@ -425,7 +416,7 @@ func (s *coordScanner) number() (float64, error) {
 	}
 	v, err := strconv.ParseFloat(string(s.src[start:s.pos]), 64)
 	if err != nil || s.src[start] == '+' {
-		return 0, s.fail("%q is not a number", clip(string(s.src[start:s.pos])))
+		return 0, s.fail("%q is not a number", api.Clip(string(s.src[start:s.pos])))
 	}
 	return v, nil
 }

@@ -1,6 +1,8 @@
 package geo
 
 import (
+	"ioc/api"
+
 	"cmp"
 	"context"
 	crand "crypto/rand"
@@ -25,10 +27,10 @@ import (
 	"github.com/twpayne/go-geom/encoding/ewkb"
 )
 
-// Errors of geofence writes, for errors.Is.
+// Errors of geofence writes, for errors.Is; api.Fail answers them.
 var (
-	ErrNotFound        = errors.New("geo: not found")
-	ErrVersionConflict = errors.New("geo: version conflict")
+	ErrNotFound        = fmt.Errorf("geofence %w", api.ErrNotFound)
+	ErrVersionConflict = fmt.Errorf("geofence %w", api.ErrVersionConflict)
 )
 
 // Metrics of the package. Registered with RegisterMetrics (iocd passes its

@@ -123,7 +123,16 @@ func containsString(l []string, s string) bool {
 	return false
 }
 
+// errCityWideFences: geofences apply to the whole city (a fence can span
+// wards, and every rule sees every fence), so only city-wide users change
+// them; a ward-limited user reads them.
+var errCityWideFences = api.NewProblem(http.StatusForbidden, "forbidden", "geofences are city-wide: only a user without a ward limit may change them")
+
 func (s *Service) handleCreateFence(w http.ResponseWriter, r *http.Request) {
+	if api.CallerFrom(r.Context()).Scoped() {
+		api.Fail(w, r, errCityWideFences)
+		return
+	}
 	f, ok := s.readFence(w, r)
 	if !ok {
 		return
@@ -136,7 +145,7 @@ func (s *Service) handleCreateFence(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Location", fmt.Sprintf("/api/v1/geofences/%d", out.ID))
-	w.Header().Set("ETag", strconv.Quote(strconv.FormatInt(out.Version, 10)))
+	api.SetETag(w, out.Version)
 	api.JSON(w, http.StatusCreated, out)
 }
 
@@ -150,17 +159,22 @@ func (s *Service) handleGetFence(w http.ResponseWriter, r *http.Request) {
 		api.NotFound(w, "geofence")
 		return
 	}
-	w.Header().Set("ETag", strconv.Quote(strconv.FormatInt(f.Version, 10)))
+	api.SetETag(w, f.Version)
 	api.JSON(w, http.StatusOK, f)
 }
 
 func (s *Service) handleUpdateFence(w http.ResponseWriter, r *http.Request) {
+	if api.CallerFrom(r.Context()).Scoped() {
+		api.Fail(w, r, errCityWideFences)
+		return
+	}
 	id, ok := fenceID(w, r)
 	if !ok {
 		return
 	}
-	ifVersion, ok := ifMatch(w, r)
-	if !ok {
+	ifVersion, err := api.IfMatch(r)
+	if err != nil {
+		api.Fail(w, r, err)
 		return
 	}
 	f, ok := s.readFence(w, r)
@@ -171,17 +185,22 @@ func (s *Service) handleUpdateFence(w http.ResponseWriter, r *http.Request) {
 	if s.writeFenceError(w, r, err) {
 		return
 	}
-	w.Header().Set("ETag", strconv.Quote(strconv.FormatInt(out.Version, 10)))
+	api.SetETag(w, out.Version)
 	api.JSON(w, http.StatusOK, out)
 }
 
 func (s *Service) handleDeleteFence(w http.ResponseWriter, r *http.Request) {
+	if api.CallerFrom(r.Context()).Scoped() {
+		api.Fail(w, r, errCityWideFences)
+		return
+	}
 	id, ok := fenceID(w, r)
 	if !ok {
 		return
 	}
-	ifVersion, ok := ifMatch(w, r)
-	if !ok {
+	ifVersion, err := api.IfMatch(r)
+	if err != nil {
+		api.Fail(w, r, err)
 		return
 	}
 	if s.writeFenceError(w, r, s.fences.Delete(r.Context(), id, ifVersion)) {
@@ -190,39 +209,33 @@ func (s *Service) handleDeleteFence(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
+// readFence decodes a geofence body with geo's own decoder (it caps what a
+// hostile GeoJSON may allocate), not api.DecodeJSON.
 func (s *Service) readFence(w http.ResponseWriter, r *http.Request) (*Geofence, bool) {
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			api.Error(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("body over %d bytes", tooBig.Limit))
-			return nil, false
-		}
-		api.Error(w, http.StatusBadRequest, "bad_request", "could not read the body")
+		api.Fail(w, r, err) // 413 for an oversized body
 		return nil, false
 	}
 	f, err := DecodeGeofence(body, s.fences.Limits())
 	if err != nil {
-		api.Error(w, http.StatusBadRequest, "invalid_geofence", err.Error())
+		s.writeFenceError(w, r, err)
 		return nil, false
 	}
 	return f, true
 }
 
+// writeFenceError answers err, if any: a validation error as 400
+// invalid_geofence, the rest through api.Fail.
 func (s *Service) writeFenceError(w http.ResponseWriter, r *http.Request, err error) bool {
-	var ve *ValidationError
-	switch {
-	case err == nil:
+	if err == nil {
 		return false
-	case errors.As(err, &ve):
-		api.Error(w, http.StatusBadRequest, "invalid_geofence", ve.Error())
-	case errors.Is(err, ErrNotFound):
-		api.NotFound(w, "geofence")
-	case errors.Is(err, ErrVersionConflict):
-		api.Error(w, http.StatusConflict, "version_conflict", "the geofence changed since that version; fetch it again")
-	default:
-		api.Internal(w, s.log, r, err)
 	}
+	var ve *ValidationError
+	if errors.As(err, &ve) {
+		err = api.Problemf(http.StatusBadRequest, "invalid_geofence", "%s", ve.Error())
+	}
+	api.Fail(w, r, err)
 	return true
 }
 
@@ -233,20 +246,6 @@ func fenceID(w http.ResponseWriter, r *http.Request) (int64, bool) {
 		return 0, false
 	}
 	return id, true
-}
-
-// ifMatch reads an optional If-Match version (quoted or not); 0 if absent.
-func ifMatch(w http.ResponseWriter, r *http.Request) (int64, bool) {
-	h := strings.TrimSpace(r.Header.Get("If-Match"))
-	if h == "" {
-		return 0, true
-	}
-	v, err := strconv.ParseInt(strings.Trim(strings.TrimPrefix(h, "W/"), `"`), 10, 64)
-	if err != nil || v <= 0 {
-		api.Error(w, http.StatusBadRequest, "bad_parameter", "If-Match: want the geofence's version, a positive integer")
-		return 0, false
-	}
-	return v, true
 }
 
 // unitJSON is a unit as the API shows it.
@@ -323,7 +322,7 @@ func (s *Service) handleNearestUnits(w http.ResponseWriter, r *http.Request) {
 				api.Error(w, http.StatusForbidden, "forbidden", "the point is outside your wards")
 				return
 			}
-			s.WriteNearestUnits(w, lon, lat, kind, limit)
+			s.WriteNearestUnits(w, r, lon, lat, kind, limit)
 			return
 		}
 		api.BadParam(w, err)
@@ -334,16 +333,25 @@ func (s *Service) handleNearestUnits(w http.ResponseWriter, r *http.Request) {
 
 // WriteNearestUnits answers a nearest-units request for a point: the
 // incident route (GET /incidents/{id}/nearest-units) calls it with the
-// incident's location after its own access checks.
-func (s *Service) WriteNearestUnits(w http.ResponseWriter, lon, lat float64, kind string, limit int) {
+// incident's location after its own access checks. Only units in the
+// caller's wards are ranked: a ward-limited dispatcher is not shown (and
+// cannot dispatch) another ward's units.
+func (s *Service) WriteNearestUnits(w http.ResponseWriter, r *http.Request, lon, lat float64, kind string, limit int) {
 	out := api.List[unitJSON]{Items: []unitJSON{}}
-	for _, n := range s.units.NearestUnits(lon, lat, kind, limit) {
+	for _, n := range s.units.NearestUnits(lon, lat, kind, limit, api.CallerFrom(r.Context()).SeesWard) {
 		u := s.unitOut(n.Unit)
 		d, eta := math.Round(n.DistanceM), n.ETASeconds
 		u.DistanceM, u.ETASeconds = &d, &eta
 		out.Items = append(out.Items, u)
 	}
 	api.JSON(w, http.StatusOK, out)
+}
+
+// UnitVisible reports whether the caller may see (and so dispatch) the
+// unit: it is known, and in one of the caller's wards.
+func (s *Service) UnitVisible(c api.Caller, id string) bool {
+	u, ok := s.units.Get(id)
+	return ok && c.SeesWard(u.Ward)
 }
 
 // callerSeesPoint: a caller limited to some wards may only ask about

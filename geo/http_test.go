@@ -204,7 +204,7 @@ func TestGeofenceAPIRefusesHostileInput(t *testing.T) {
 		var e api.ErrorBody
 		json.Unmarshal(r.body, &e)
 		if r.status != c.status || !strings.Contains(e.Error.Message, c.want) {
-			t.Errorf("%s: %d %s, want %d with %q", c.name, r.status, clip(string(r.body)), c.status, c.want)
+			t.Errorf("%s: %d %s, want %d with %q", c.name, r.status, api.Clip(string(r.body)), c.status, c.want)
 		}
 	}
 	if s.fences.Len() != 0 {

@@ -144,8 +144,9 @@ func (u *Units) List() []Unit {
 
 // NearestUnits ranks the available units (of kind, if not empty) by
 // great-circle distance from (lon, lat), nearest first, at most limit.
-// Units silent for more than UnitStaleAfter are left out.
-func (u *Units) NearestUnits(lon, lat float64, kind string, limit int) []NearestUnit {
+// Units silent for more than UnitStaleAfter are left out, and so are units
+// in a ward that visible (if not nil) refuses.
+func (u *Units) NearestUnits(lon, lat float64, kind string, limit int, visible func(ward string) bool) []NearestUnit {
 	if limit <= 0 {
 		return nil
 	}
@@ -153,7 +154,7 @@ func (u *Units) NearestUnits(lon, lat float64, kind string, limit int) []Nearest
 	var out []NearestUnit
 	u.mu.RLock()
 	for _, x := range u.latest {
-		if x.Status != "available" || (kind != "" && x.Kind != kind) || x.TS.Before(cutoff) {
+		if x.Status != "available" || (kind != "" && x.Kind != kind) || x.TS.Before(cutoff) || (visible != nil && !visible(x.Ward)) {
 			continue
 		}
 		out = append(out, NearestUnit{Unit: x, DistanceM: HaversineM(lon, lat, x.Lon, x.Lat)})

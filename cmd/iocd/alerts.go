@@ -47,10 +47,9 @@ func setupAlerts(ctx context.Context, cfg config.Config, a *app) error {
 	if err != nil {
 		return err
 	}
-	units := a.geo.Units()
 	eng.Register(a.srv, alerts.HTTPOptions{
 		NearestUnits: a.geo.WriteNearestUnits,
-		UnitKnown:    func(id string) bool { _, ok := units.Get(id); return ok },
+		UnitVisible:  a.geo.UnitVisible,
 	})
 	a.runs["alerts"] = eng.Run
 	a.observers = append(a.observers, eng.Observe)

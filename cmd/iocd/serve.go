@@ -30,11 +30,14 @@ type app struct {
 	cfg  config.Config
 	log  *slog.Logger
 	pool *pgxpool.Pool
-	reg  *prometheus.Registry
-	srv  *api.Server
-	geo  *geo.Service
-	ing  *ingest.Ingester
-	sub  *ingest.Subscriber
+	// apiPool serves the HTTP API's reads, with a statement timeout; pool
+	// is ingest's and the alert engine's, out of the API's reach.
+	apiPool *pgxpool.Pool
+	reg     *prometheus.Registry
+	srv     *api.Server
+	geo     *geo.Service
+	ing     *ingest.Ingester
+	sub     *ingest.Subscriber
 	// runs are the parts' Run methods, started together by serve.
 	runs map[string]func(context.Context) error
 	// observers receive every committed batch of observations, after the
@@ -55,7 +58,8 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger) (*app, err
 	a := &app{cfg: cfg, log: log, reg: prometheus.NewRegistry(), runs: map[string]func(context.Context) error{}}
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a.reg.MustRegister(auth.Collectors()...)
-	pool, err := db.Open(ctx, cfg.DatabaseURL)
+	a.reg.MustRegister(api.Collectors()...)
+	pool, err := db.OpenWith(ctx, cfg.DatabaseURL, db.PoolConfig{AppName: "iocd-ingest"})
 	if err != nil {
 		return nil, err
 	}
@@ -69,6 +73,12 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger) (*app, err
 		log.Info("schema migrated", "applied", ran)
 		// Connections opened before PostGIS existed lack the geometry type.
 		pool.Reset()
+	}
+	a.apiPool, err = db.OpenWith(ctx, cfg.DatabaseURL, db.PoolConfig{MaxConns: int32(cfg.APIMaxConns), MinConns: 1,
+		StatementTimeout: cfg.APIStatementTimeout.Std(), AppName: "iocd-api"})
+	if err != nil {
+		pool.Close()
+		return nil, err
 	}
 
 	a.geo, err = geo.New(ctx, geo.Config{
@@ -119,6 +129,7 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger) (*app, err
 	a.runs["mqtt"] = a.sub.Run
 
 	a.srv = api.New(cfg.HTTPAddr, log.With("part", "http"))
+	a.srv.SetHeavyLimit(cfg.APIHeavyPerCaller)
 	a.routes()
 	if err := setupAlerts(ctx, cfg, a); err != nil {
 		a.close()
@@ -149,7 +160,7 @@ func (a *app) routes() {
 		api.Error(w, http.StatusNotFound, "not_found", "no such route: "+r.Method+" "+r.URL.Path)
 	}))
 	a.srv.Handle("GET", "/metrics", auth.ActMetricsRead, a.metricsHandler().ServeHTTP)
-	ingest.NewReader(a.pool, a.geo.WardName, a.log.With("part", "api")).Register(a.srv)
+	ingest.NewReader(a.apiPool, a.geo.WardName, a.log.With("part", "api")).Register(a.srv)
 	a.geo.Register(a.srv)
 }
 
@@ -220,6 +231,9 @@ func (a *app) close() {
 	}
 	if a.geo != nil {
 		a.geo.Close()
+	}
+	if a.apiPool != nil {
+		a.apiPool.Close()
 	}
 	a.pool.Close()
 }

@@ -10,11 +10,14 @@
 package dbtest
 
 import (
+	"errors"
+
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"github.com/jackc/pgx/v5/pgconn"
 	"net/url"
 	"os"
 	"sync"
@@ -29,6 +32,7 @@ import (
 
 var (
 	templateOnce sync.Once
+	templateMu   sync.Mutex // guards templateName after templateOnce
 	templateName string
 	templateErr  error
 )
@@ -60,7 +64,7 @@ func New(t testing.TB) (*pgxpool.Pool, string) {
 	}
 	defer admin.Close(ctx)
 	name := "ioc_test_" + randomHex(6)
-	if _, err := admin.Exec(ctx, fmt.Sprintf(`CREATE DATABASE %s TEMPLATE %s`, name, templateName)); err != nil {
+	if err := createFromTemplate(ctx, admin, name); err != nil {
 		t.Fatalf("create test database: %v", err)
 	}
 	dbURL := withDatabase(AdminURL(), name)
@@ -82,6 +86,31 @@ func New(t testing.TB) (*pgxpool.Pool, string) {
 		}
 	})
 	return pool, dbURL
+}
+
+// createFromTemplate clones the template. Another checkout with another
+// schema may have dropped it as stale (see buildTemplate) while this test
+// binary ran: then it is built again, once per drop.
+func createFromTemplate(ctx context.Context, admin *pgx.Conn, name string) error {
+	templateMu.Lock()
+	tmpl := templateName
+	templateMu.Unlock()
+	_, err := admin.Exec(ctx, fmt.Sprintf(`CREATE DATABASE %s TEMPLATE %s`, name, tmpl))
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "3D000" {
+		return err
+	}
+	templateMu.Lock()
+	if templateName == tmpl {
+		if templateName, err = buildTemplate(ctx); err != nil {
+			templateMu.Unlock()
+			return err
+		}
+	}
+	tmpl = templateName
+	templateMu.Unlock()
+	_, err = admin.Exec(ctx, fmt.Sprintf(`CREATE DATABASE %s TEMPLATE %s`, name, tmpl))
+	return err
 }
 
 // buildTemplate creates (once per schema version) a migrated template
