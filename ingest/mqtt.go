@@ -158,10 +158,13 @@ func (s *Subscriber) Connected() bool {
 	return sub && s.client.IsConnectionOpen()
 }
 
+// ErrNotConnected: the broker connection is down (Subscriber.Healthy).
+var ErrNotConnected = errors.New("not connected to the broker")
+
 // Healthy says why the subscriber is not receiving telemetry, or nil.
 func (s *Subscriber) Healthy() error {
 	if !s.client.IsConnectionOpen() {
-		return errors.New("not connected to the broker")
+		return ErrNotConnected
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
