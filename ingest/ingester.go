@@ -130,6 +130,10 @@ type Ingester struct {
 	// failing is the error of the latest failed write, nil once a write
 	// succeeds again (Healthy).
 	failing atomic.Pointer[writeFailure]
+	// loaded is closed once Run has read the device registry: until then
+	// Submit waits, or it would judge registrations and fixed positions
+	// from an empty cache.
+	loaded chan struct{}
 }
 
 type writeFailure struct {
@@ -158,6 +162,7 @@ func New(cfg Config, pool *pgxpool.Pool, log *slog.Logger) (*Ingester, error) {
 		in:       make(chan *envelope, cfg.Buffer),
 		urgentIn: make(chan *envelope, 1024),
 		freed:    make(chan struct{}, 1),
+		loaded:   make(chan struct{}),
 	}, nil
 }
 
@@ -171,6 +176,11 @@ func (g *Ingester) Metrics() *Metrics { return g.m }
 // in-flight window is used up. ack is called after the message's batch
 // commits. Safe for concurrent use.
 func (g *Ingester) Submit(ctx context.Context, topic string, payload []byte, dup bool, ack func()) error {
+	select {
+	case <-g.loaded:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 	now := g.cfg.Now()
 	e := &envelope{topic: topic, payload: payload, size: len(payload), dup: dup, received: now, ack: ack}
 	if len(payload) > maxStoredPayload && len(payload) > g.cfg.MaxPayloadBytes {
@@ -246,6 +256,7 @@ func (g *Ingester) Run(ctx context.Context) error {
 	if err := g.devices.load(ctx, g.pool); err != nil {
 		return err
 	}
+	close(g.loaded)
 	if err := g.maintainPartitions(ctx); err != nil {
 		return err
 	}

@@ -428,8 +428,12 @@ func isMissingPartition(err error) bool {
 
 // isPoison reports whether an error is caused by the data rather than the
 // database: retrying the same rows would fail forever, so the batch is
-// split and the message kept as a rejection. Only data exceptions (class
-// 22) and integrity violations (class 23) are the data's fault.
+// split and the message kept as a rejection. Data exceptions (class 22),
+// integrity violations (class 23) and XX000: PostGIS reports a geometry it
+// cannot parse as internal_error, so a message could otherwise block
+// ingest for good (a genuine internal error of the server then costs an
+// 'unstorable' rejection, which keeps the payload, not a silent loss).
+// XX001 and XX002 (data or index corrupted) are the server's.
 func isPoison(err error) bool {
 	var pe *pgconn.PgError
 	if !errors.As(err, &pe) || isMissingPartition(err) {
@@ -439,7 +443,7 @@ func isPoison(err error) bool {
 	case "22", "23":
 		return true
 	}
-	return false
+	return pe.Code == "XX000"
 }
 
 // faultClass names, for metrics, a failure that is not the data's fault.
@@ -453,7 +457,7 @@ func isPoison(err error) bool {
 //	server_fault  everything else, notably 42 (missing permission, table
 //	              or column: a wrong GRANT, a half-done upgrade), 55
 //	              (object not in prerequisite state), 58 system error and
-//	              XX internal error: someone must act; /readyz says so
+//	              XX001/XX002 corruption: someone must act; /readyz says so
 func faultClass(err error) string {
 	var pe *pgconn.PgError
 	if !errors.As(err, &pe) {
