@@ -165,7 +165,9 @@ func (a *app) routes() {
 		api.Error(w, http.StatusNotFound, "not_found", "no such route: "+r.Method+" "+r.URL.Path)
 	}))
 	a.srv.Handle("GET", "/metrics", auth.ActMetricsRead, a.metricsHandler().ServeHTTP)
-	ingest.NewReader(a.apiPool, a.geo.WardName, a.log.With("part", "api")).Register(a.srv)
+	rd := ingest.NewReader(a.apiPool, a.geo.WardName, a.log.With("part", "api"))
+	rd.Registry = a.ing // registrations reach this instance's ingest at once
+	rd.Register(a.srv)
 	a.geo.Register(a.srv)
 }
 
