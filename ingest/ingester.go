@@ -134,6 +134,9 @@ type Ingester struct {
 	// Submit waits, or it would judge registrations and fixed positions
 	// from an empty cache.
 	loaded chan struct{}
+	// heldBytes: payload bytes the Subscriber received and has not yet
+	// had acknowledged (ioc_ingest_held_bytes).
+	heldBytes atomic.Int64
 }
 
 type writeFailure struct {
@@ -153,17 +156,18 @@ func New(cfg Config, pool *pgxpool.Pool, log *slog.Logger) (*Ingester, error) {
 	if cfg.BatchSize < 1 || cfg.Buffer < cfg.BatchSize || cfg.Writers < 1 || cfg.BatchWait < 0 {
 		return nil, fmt.Errorf("ingest: bad config: batch %d, buffer %d, writers %d, wait %v", cfg.BatchSize, cfg.Buffer, cfg.Writers, cfg.BatchWait)
 	}
-	return &Ingester{
+	g := &Ingester{
 		cfg:      cfg,
 		pool:     pool,
 		log:      log,
-		m:        newMetrics(cfg.Registerer),
 		devices:  newDeviceCache(cfg.DeviceStateMax, cfg.DeviceStateTTL, cfg.RequireRegistered),
 		in:       make(chan *envelope, cfg.Buffer),
 		urgentIn: make(chan *envelope, 1024),
 		freed:    make(chan struct{}, 1),
 		loaded:   make(chan struct{}),
-	}, nil
+	}
+	g.m = newMetrics(cfg.Registerer, func() float64 { return float64(g.heldBytes.Load()) })
+	return g, nil
 }
 
 // Metrics exposes the ingester's counters (for tests and the MQTT side).

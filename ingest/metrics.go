@@ -21,15 +21,15 @@ type Metrics struct {
 	Connected     prometheus.Gauge
 	Reconnects    prometheus.Counter
 	BrokerSys     *prometheus.GaugeVec
-	WriteFailing  prometheus.Gauge   // 1 while batch writes fail (Healthy)
-	Subscribed    prometheus.Gauge   // 1 while the telemetry subscription is granted
-	SubscribeErrs prometheus.Counter // refused or timed-out subscriptions
-	HeldBytes     prometheus.Gauge   // payload bytes received and not yet acknowledged
-	DeviceStates  prometheus.Gauge   // devices whose state ingest keeps in memory
+	WriteFailing  prometheus.Gauge     // 1 while batch writes fail (Healthy)
+	Subscribed    prometheus.Gauge     // 1 while the telemetry subscription is granted
+	SubscribeErrs prometheus.Counter   // refused or timed-out subscriptions
+	HeldBytes     prometheus.GaugeFunc // payload bytes received and not yet acknowledged
+	DeviceStates  prometheus.Gauge     // devices whose state ingest keeps in memory
 	RejectsPruned prometheus.Counter
 }
 
-func newMetrics(reg prometheus.Registerer) *Metrics {
+func newMetrics(reg prometheus.Registerer, heldBytes func() float64) *Metrics {
 	m := &Metrics{
 		Received: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ioc_ingest_received_total",
 			Help: "MQTT messages received, by topic kind."}, []string{"kind"}),
@@ -65,8 +65,8 @@ func newMetrics(reg prometheus.Registerer) *Metrics {
 		Help: "1 while the broker has granted the telemetry subscription."})
 	m.SubscribeErrs = prometheus.NewCounter(prometheus.CounterOpts{Name: "ioc_mqtt_subscribe_errors_total",
 		Help: "Telemetry subscriptions refused by the broker or timed out (retried with backoff)."})
-	m.HeldBytes = prometheus.NewGauge(prometheus.GaugeOpts{Name: "ioc_ingest_held_bytes",
-		Help: "Payload bytes received from the broker and not yet acknowledged."})
+	m.HeldBytes = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ioc_ingest_held_bytes",
+		Help: "Payload bytes received from the broker and not yet acknowledged."}, heldBytes)
 	m.DeviceStates = prometheus.NewGauge(prometheus.GaugeOpts{Name: "ioc_ingest_device_states",
 		Help: "Devices whose registry state ingest keeps in memory."})
 	m.RejectsPruned = prometheus.NewCounter(prometheus.CounterOpts{Name: "ioc_ingest_rejects_pruned_total",

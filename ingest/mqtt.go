@@ -11,10 +11,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
-	"golang.org/x/sync/semaphore"
 
 	"ioc/db"
 )
@@ -71,9 +71,14 @@ type Subscriber struct {
 	// work hands messages from paho's router to a few long-lived
 	// decoders: decoding JSON on a fresh goroutine costs more in stack
 	// growth than in parsing.
-	work chan held
-	// held is the budget of payload bytes not yet acknowledged.
-	held *semaphore.Weighted
+	work chan *heldMessage
+	// held counts payload bytes received and not yet acknowledged (its
+	// value is the metric ioc_ingest_held_bytes); only onMessage adds to
+	// it, so checking and adding need no lock. freed wakes onMessage when
+	// it waits (waiting) and acknowledgements make room.
+	held    *atomic.Int64
+	waiting atomic.Bool
+	freed   chan struct{}
 
 	mu         sync.Mutex
 	epoch      int   // connections so far; a subscribe loop serves one
@@ -81,10 +86,30 @@ type Subscriber struct {
 	subErr     error // why the latest subscription attempt failed
 }
 
-// held is a message with its share of the byte budget.
-type held struct {
-	m mqtt.Message
-	n int64
+// heldMessage is a message with its share of the byte budget.
+type heldMessage struct {
+	m        mqtt.Message
+	n        int64
+	s        *Subscriber
+	released atomic.Bool
+}
+
+// ack acknowledges the message and returns its bytes to the budget.
+func (h *heldMessage) ack() {
+	h.m.Ack()
+	h.release()
+}
+
+func (h *heldMessage) release() {
+	if h.released.CompareAndSwap(false, true) {
+		h.s.held.Add(-h.n)
+		if h.s.waiting.Load() {
+			select {
+			case h.s.freed <- struct{}{}:
+			default:
+			}
+		}
+	}
 }
 
 // NewSubscriber prepares (does not connect) a subscriber.
@@ -99,7 +124,7 @@ func NewSubscriber(cfg MQTTConfig, ing *Ingester, log *slog.Logger) (*Subscriber
 	if cfg.SubscribeTimeout <= 0 {
 		cfg.SubscribeTimeout = 10 * time.Second
 	}
-	s := &Subscriber{cfg: cfg, ing: ing, log: log, work: make(chan held, 256), held: semaphore.NewWeighted(cfg.MaxHeldBytes)}
+	s := &Subscriber{cfg: cfg, ing: ing, log: log, work: make(chan *heldMessage, 256), held: &ing.heldBytes, freed: make(chan struct{}, 1)}
 	opts := mqtt.NewClientOptions()
 	if u.User != nil {
 		opts.SetUsername(u.User.Username())
@@ -299,21 +324,41 @@ func (s *Subscriber) onMessage(_ mqtt.Client, m mqtt.Message) {
 	// unacknowledged, which is the back-pressure. After shutdown the
 	// message is left unacknowledged; the broker keeps it for the next
 	// session. (Run sets s.ctx before connecting.)
-	n := min(int64(len(m.Payload()))+256, s.cfg.MaxHeldBytes) // 256: the message's own structures
-	if err := s.held.Acquire(s.ctx, n); err != nil {
+	h := &heldMessage{m: m, n: int64(len(m.Payload())) + 256, s: s} // 256: the message's own structures
+	if !s.reserve(h.n) {
 		return
 	}
-	s.ing.m.HeldBytes.Add(float64(n))
 	select {
-	case s.work <- held{m, n}:
+	case s.work <- h:
 	case <-s.ctx.Done():
-		s.release(n)
+		h.release()
 	}
 }
 
-func (s *Subscriber) release(n int64) {
-	s.held.Release(n)
-	s.ing.m.HeldBytes.Sub(float64(n))
+// reserve waits until n more bytes fit the budget (or nothing is held:
+// one message always fits) and takes them; false when shutting down.
+// Only onMessage calls it, one message at a time.
+func (s *Subscriber) reserve(n int64) bool {
+	for {
+		if used := s.held.Load(); used == 0 || used+n <= s.cfg.MaxHeldBytes {
+			s.held.Add(n)
+			return true
+		}
+		s.waiting.Store(true)
+		// Looked again after announcing the wait: a release in between
+		// would otherwise not wake us.
+		if used := s.held.Load(); used == 0 || used+n <= s.cfg.MaxHeldBytes {
+			s.waiting.Store(false)
+			continue
+		}
+		select {
+		case <-s.freed:
+		case <-s.ctx.Done():
+			s.waiting.Store(false)
+			return false
+		}
+		s.waiting.Store(false)
+	}
 }
 
 func (s *Subscriber) decode(ctx context.Context) {
@@ -322,14 +367,9 @@ func (s *Subscriber) decode(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case h := <-s.work:
-			var once sync.Once
-			ack := func() {
-				h.m.Ack()
-				once.Do(func() { s.release(h.n) })
-			}
-			if err := s.ing.Submit(ctx, h.m.Topic(), h.m.Payload(), h.m.Duplicate(), ack); err != nil {
+			if err := s.ing.Submit(ctx, h.m.Topic(), h.m.Payload(), h.m.Duplicate(), h.ack); err != nil {
 				// Shutting down: the message stays unacknowledged.
-				once.Do(func() { s.release(h.n) })
+				h.release()
 			}
 		}
 	}
