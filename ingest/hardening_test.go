@@ -74,11 +74,24 @@ func (d *direct) submit(t *testing.T, topic, payload string, dup bool) {
 
 func (d *direct) count(t *testing.T, sql string, args ...any) int {
 	t.Helper()
+	return countRows(t, d.pool, sql, args...)
+}
+
+func countRows(t *testing.T, pool *pgxpool.Pool, sql string, args ...any) int {
+	t.Helper()
 	var n int
-	if err := d.pool.QueryRow(context.Background(), sql, args...).Scan(&n); err != nil {
+	if err := pool.QueryRow(context.Background(), sql, args...).Scan(&n); err != nil {
 		t.Fatalf("%s: %v", sql, err)
 	}
 	return n
+}
+
+// runSubscriber runs sub until the test ends.
+func runSubscriber(t *testing.T, sub *ingest.Subscriber) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { sub.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
 }
 
 func reading(id string) string {
@@ -370,10 +383,7 @@ func TestRefusedSubscriptionIsRetried(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { sub.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
+	runSubscriber(t, sub)
 	m := d.ing.Metrics()
 	waitFor(t, "two refused subscriptions", func() bool { return testutil.ToFloat64(m.SubscribeErrs) >= 2 })
 	if got := testutil.ToFloat64(m.Reconnects); got != 1 {
@@ -499,10 +509,7 @@ func TestLargeMessagesDoNotExhaustMemory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { sub.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
+	runSubscriber(t, sub)
 	waitFor(t, "subscribed", sub.Connected)
 	d.submit(t, "city/traffic/S-1", reading("warm-up"), false) // Run is past its start-up queries
 	waitFor(t, "warm-up stored", func() bool { return d.acked.Load() == 1 })

@@ -5,21 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
-	"strings"
 	"testing"
 	"time"
 )
-
-func (e *routeEnv) callBody(method, path, token, body string) *httptest.ResponseRecorder {
-	r := httptest.NewRequest(method, path, strings.NewReader(body))
-	r.RemoteAddr = "127.0.0.1:50000"
-	r.Header.Set("Content-Type", "application/json")
-	r.Header.Set("Authorization", "Bearer "+token)
-	w := httptest.NewRecorder()
-	e.h.ServeHTTP(w, r)
-	return w
-}
 
 // Finding 10: an admin registers devices (POST /api/v1/devices) and
 // removes registrations (DELETE /api/v1/devices/{id}); that is what
@@ -28,7 +16,7 @@ func (e *routeEnv) callBody(method, path, token, body string) *httptest.Response
 func TestDeviceRegistrationRoutes(t *testing.T) {
 	e, _ := newRouteEnv(t)
 	admin := e.session(t, "reg-admin", "admin")
-	w := e.callBody("POST", "/api/v1/devices", admin, `{"id":"CAM-REG-1","kind":"camera","fixed_location":{"type":"Point","coordinates":[105.85,21.03]}}`)
+	w := e.send("POST", "/api/v1/devices", admin, `{"id":"CAM-REG-1","kind":"camera","fixed_location":{"type":"Point","coordinates":[105.85,21.03]}}`)
 	if w.Code != http.StatusCreated {
 		t.Fatalf("register: %d %s", w.Code, w.Body)
 	}
@@ -48,14 +36,14 @@ func TestDeviceRegistrationRoutes(t *testing.T) {
 		t.Error("no registered_at")
 	}
 	for _, body := range []string{`{"id":"bad id","kind":"camera"}`, `{"id":"X","kind":"drone"}`, `{"id":"X","kind":"camera","fixed_location":{"type":"Point","coordinates":[500,0]}}`, `{"id":"X","kind":"camera","extra":1}`} {
-		if w := e.callBody("POST", "/api/v1/devices", admin, body); w.Code != http.StatusBadRequest {
+		if w := e.send("POST", "/api/v1/devices", admin, body); w.Code != http.StatusBadRequest {
 			t.Errorf("%s: %d, want 400", body, w.Code)
 		}
 	}
-	if w := e.callBody("POST", "/api/v1/devices", e.session(t, "reg-scoped", "admin", "00008"), `{"id":"CAM-REG-2","kind":"camera"}`); w.Code != http.StatusForbidden {
+	if w := e.send("POST", "/api/v1/devices", e.session(t, "reg-scoped", "admin", "00008"), `{"id":"CAM-REG-2","kind":"camera"}`); w.Code != http.StatusForbidden {
 		t.Errorf("ward-scoped admin: %d, want 403", w.Code)
 	}
-	if w := e.callBody("POST", "/api/v1/devices", e.session(t, "reg-op", "operator"), `{"id":"CAM-REG-2","kind":"camera"}`); w.Code != http.StatusForbidden {
+	if w := e.send("POST", "/api/v1/devices", e.session(t, "reg-op", "operator"), `{"id":"CAM-REG-2","kind":"camera"}`); w.Code != http.StatusForbidden {
 		t.Errorf("operator: %d, want 403", w.Code)
 	}
 	if w := e.call("DELETE", "/api/v1/devices/CAM-REG-1", admin); w.Code != http.StatusNoContent {
