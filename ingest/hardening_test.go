@@ -567,3 +567,32 @@ func TestLargeMessagesDoNotExhaustMemory(t *testing.T) {
 		t.Errorf("%d bad_json rejections, want %d", got, nLarge)
 	}
 }
+
+// panickyWards stands in for a bug met while placing a message.
+type panickyWards struct{}
+
+func (panickyWards) Lookup(lon, lat float64) (string, bool) {
+	if lon == 105.9 {
+		panic("ward index bug")
+	}
+	return "00008", true
+}
+
+// Finding 8, before the writers: a panic while decoding or placing one
+// message (outside input) costs that message, kept as internal_error,
+// not the process.
+func TestPanicWhileDecodingBecomesInternalError(t *testing.T) {
+	pool, _ := dbtest.New(t)
+	cfg := baseConfig()
+	cfg.Wards = panickyWards{}
+	d := runDirect(t, pool, cfg)
+	d.submit(t, "city/traffic/S-BUG", strings.Replace(reading("bug"), "105.85", "105.9", 1), false)
+	d.submit(t, "city/traffic/S-OK", reading("ok"), false)
+	waitFor(t, "both acknowledged", func() bool { return d.acked.Load() == 2 })
+	if got := d.count(t, `SELECT count(*) FROM ingest_rejects WHERE device_id = 'S-BUG' AND reason = 'internal_error'`); got != 1 {
+		t.Errorf("%d internal_error rejections, want 1", got)
+	}
+	if got := d.count(t, `SELECT count(*) FROM traffic_readings WHERE device_id = 'S-OK' AND ward_code = '00008'`); got != 1 {
+		t.Errorf("%d good readings, want 1", got)
+	}
+}

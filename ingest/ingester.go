@@ -205,8 +205,16 @@ func (g *Ingester) Submit(ctx context.Context, topic string, payload []byte, dup
 	default:
 		e.device = device
 		g.m.receivedBy[kind].Inc()
-		e.obs, e.rejs = Decode(g.cfg.Limits, kind, device, payload, now)
-		g.place(e)
+		// Decode reads outside input: a bug there must cost one message
+		// (kept as internal_error), not the process and then, on
+		// redelivery, every restart.
+		if err := safely(func() {
+			e.obs, e.rejs = Decode(g.cfg.Limits, kind, device, payload, now)
+			g.place(e)
+		}); err != nil {
+			g.recordPanic(err, []*envelope{e}, "while decoding")
+			e.obs, e.rejs = nil, []Rejection{{-1, ReasonInternalError, "ingest failed on this message (see the log)"}}
+		}
 	}
 	g.pending.Add(1)
 	g.m.BufferDepth.Set(float64(g.pending.Load()))
