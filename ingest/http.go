@@ -174,16 +174,19 @@ type Device struct {
 	LastTS        *time.Time `json:"last_ts,omitempty"`
 	StatusTS      *time.Time `json:"status_ts,omitempty"`
 	IntervalS     *int32     `json:"interval_s,omitempty"`
+	// RegisteredAt: when an admin registered the device (POST
+	// /api/v1/devices); absent for devices ingest met on its own.
+	RegisteredAt *time.Time `json:"registered_at,omitempty"`
 }
 
 const deviceCols = `id, kind, ST_X(geom), ST_Y(geom), ST_X(fixed_geom), ST_Y(fixed_geom), ward_code, online,
-	first_seen, last_seen, last_ts, status_ts, interval_s`
+	first_seen, last_seen, last_ts, status_ts, interval_s, registered_at`
 
 func (rd *Reader) scanDevice(row pgx.Row) (Device, error) {
 	var d Device
 	var lon, lat, flon, flat *float64
 	var ward *string
-	err := row.Scan(&d.ID, &d.Kind, &lon, &lat, &flon, &flat, &ward, &d.Online, &d.FirstSeen, &d.LastSeen, &d.LastTS, &d.StatusTS, &d.IntervalS)
+	err := row.Scan(&d.ID, &d.Kind, &lon, &lat, &flon, &flat, &ward, &d.Online, &d.FirstSeen, &d.LastSeen, &d.LastTS, &d.StatusTS, &d.IntervalS, &d.RegisteredAt)
 	if lon != nil && lat != nil {
 		d.Location = &point{"Point", [2]float64{*lon, *lat}}
 	}

@@ -306,8 +306,16 @@ func (s *Subscriber) subscribeOnce(c mqtt.Client) error {
 		return err
 	}
 	if st, ok := tok.(*mqtt.SubscribeToken); ok {
-		if q, ok := st.Result()[s.Topic()]; !ok || q > 2 {
-			return fmt.Errorf("refused by the broker (SUBACK 0x%02x)", q)
+		// One filter, one result; paho keys it by the filter without a
+		// $share/<group>/ prefix, so it is not looked up by name.
+		res := st.Result()
+		if len(res) != 1 {
+			return fmt.Errorf("SUBACK with %d results for one filter", len(res))
+		}
+		for _, q := range res {
+			if q > 2 {
+				return fmt.Errorf("refused by the broker (SUBACK 0x%02x)", q)
+			}
 		}
 	}
 	return nil

@@ -21,13 +21,14 @@ func TestDeviceRegistrationRoutes(t *testing.T) {
 		t.Fatalf("register: %d %s", w.Code, w.Body)
 	}
 	var d struct {
-		ID            string `json:"id"`
+		ID            string     `json:"id"`
+		RegisteredAt  *time.Time `json:"registered_at"`
 		FixedLocation *struct {
 			Coordinates [2]float64 `json:"coordinates"`
 		} `json:"fixed_location"`
 	}
 	json.Unmarshal(w.Body.Bytes(), &d)
-	if d.ID != "CAM-REG-1" || d.FixedLocation == nil || d.FixedLocation.Coordinates != [2]float64{105.85, 21.03} {
+	if d.ID != "CAM-REG-1" || d.RegisteredAt == nil || d.FixedLocation == nil || d.FixedLocation.Coordinates != [2]float64{105.85, 21.03} {
 		t.Errorf("registered device: %s", w.Body)
 	}
 	var registered bool
