@@ -28,6 +28,7 @@ const (
 	ActSelf = "session:self" // whoami, logout, change own password: any signed-in caller
 
 	ActDevicesRead   = "devices:read"
+	ActDevicesWrite  = "devices:write"
 	ActTelemetryRead = "telemetry:read"
 	ActUnitsRead     = "units:read"
 	ActRejectsRead   = "rejects:read"
@@ -104,6 +105,7 @@ var policy = map[string]Action{
 	ActMetricsRead: {Roles: readers, Global: true, Doc: "Prometheus metrics"},
 
 	ActGeofencesWrite: {Roles: admins, Doc: "create, change, delete geofences"},
+	ActDevicesWrite:   {Roles: admins, Global: true, Doc: "register devices and remove registrations (require_registered_devices)"},
 	ActRulesWrite:     {Roles: admins, Global: true, Doc: "change the alert rules"},
 	ActAuditRead:      {Roles: admins, Global: true, Doc: "read the audit log"},
 	ActUsersAdmin:     {Roles: admins, Global: true, Doc: "manage accounts and their sessions"},

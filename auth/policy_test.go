@@ -40,6 +40,7 @@ func TestPolicyMatchesContract(t *testing.T) {
 		ActAuditRead:         {A},
 		ActUsersAdmin:        {A},
 		ActTokensAdmin:       {A},
+		ActDevicesWrite:      {A},
 	}
 	if len(want) != len(Actions()) {
 		t.Errorf("policy has %d actions, the contract matrix %d", len(Actions()), len(want))
@@ -67,7 +68,7 @@ func TestGlobalActionsRefuseWardScopedCallers(t *testing.T) {
 			t.Errorf("%s (global=%v) for a ward-scoped admin: allowed=%v", a.Name, a.Global, got)
 		}
 	}
-	for _, act := range []string{ActUsersAdmin, ActTokensAdmin, ActAuditRead, ActRulesWrite, ActRejectsRead} {
+	for _, act := range []string{ActUsersAdmin, ActTokensAdmin, ActAuditRead, ActRulesWrite, ActRejectsRead, ActDevicesWrite} {
 		if (Policy{}).Allow(scopedAdmin, act) {
 			t.Errorf("%s allowed to a ward-scoped admin", act)
 		}

@@ -118,6 +118,29 @@ type Config struct {
 	// evaluation; when full, ingest's writers wait for room (backpressure,
 	// docs/alerts.md) rather than the engine skipping observations.
 	AlertQueueSize int `json:"alert_queue_size"`
+	// Ingest hardening (issue 9): bounds on what the outside can make
+	// ingest hold.
+	// RequireRegisteredDevices: only devices an admin registered
+	// (POST /api/v1/devices) are accepted; others are rejected as
+	// unknown_device.
+	RequireRegisteredDevices bool `json:"require_registered_devices"`
+	// IngestMaxHeldBytes caps the payload bytes received from the broker
+	// and not yet acknowledged (whatever the broker's max_inflight_bytes).
+	IngestMaxHeldBytes int `json:"ingest_max_held_bytes"`
+	// DeviceStateMax and DeviceStateTTL bound the per-device state ingest
+	// keeps in memory.
+	DeviceStateMax int      `json:"device_state_max"`
+	DeviceStateTTL Duration `json:"device_state_ttl"`
+	// UnitsMax and UnitExpiry bound the responder-unit registry (/units):
+	// a unit not heard from for UnitExpiry is forgotten; new units beyond
+	// UnitsMax are not taken.
+	UnitsMax   int      `json:"units_max"`
+	UnitExpiry Duration `json:"unit_expiry"`
+	// RejectsMaxAge and RejectsMaxRows bound ingest_rejects, pruned every
+	// RejectsPruneInterval.
+	RejectsMaxAge        Duration `json:"rejects_max_age"`
+	RejectsMaxRows       int      `json:"rejects_max_rows"`
+	RejectsPruneInterval Duration `json:"rejects_prune_interval"`
 }
 
 // Default returns the settings used when nothing overrides them.
@@ -161,6 +184,16 @@ func Default() Config {
 		LoginWindow:          Duration(15 * time.Minute),
 		// Alert engine.
 		AlertQueueSize: 4096,
+		// Ingest hardening.
+		RequireRegisteredDevices: false,
+		IngestMaxHeldBytes:       64 << 20,
+		DeviceStateMax:           100_000,
+		DeviceStateTTL:           Duration(time.Hour),
+		UnitsMax:                 10_000,
+		UnitExpiry:               Duration(24 * time.Hour),
+		RejectsMaxAge:            Duration(30 * 24 * time.Hour),
+		RejectsMaxRows:           1_000_000,
+		RejectsPruneInterval:     Duration(10 * time.Minute),
 	}
 }
 
@@ -262,6 +295,16 @@ func (c *Config) settings() []setting {
 		{"login_window", "IOC_LOGIN_WINDOW", "quiet time after which failures are forgotten", dur(&c.LoginWindow)},
 		// Alert engine.
 		{"alert_queue_size", "IOC_ALERT_QUEUE_SIZE", "committed batches waiting for the alert engine; when full, ingest waits", num(&c.AlertQueueSize)},
+		// Ingest hardening.
+		{"require_registered_devices", "IOC_REQUIRE_REGISTERED_DEVICES", "accept only devices an admin registered (true or false)", boolean(&c.RequireRegisteredDevices)},
+		{"ingest_max_held_bytes", "IOC_INGEST_MAX_HELD_BYTES", "payload bytes held unacknowledged before ingest stops reading the broker", num(&c.IngestMaxHeldBytes)},
+		{"device_state_max", "IOC_DEVICE_STATE_MAX", "devices whose state ingest keeps in memory", num(&c.DeviceStateMax)},
+		{"device_state_ttl", "IOC_DEVICE_STATE_TTL", "forget a device's in-memory state after this long unseen", dur(&c.DeviceStateTTL)},
+		{"units_max", "IOC_UNITS_MAX", "responder units kept in the registry", num(&c.UnitsMax)},
+		{"unit_expiry", "IOC_UNIT_EXPIRY", "forget a unit not heard from for this long", dur(&c.UnitExpiry)},
+		{"rejects_max_age", "IOC_REJECTS_MAX_AGE", "delete rejections older than this", dur(&c.RejectsMaxAge)},
+		{"rejects_max_rows", "IOC_REJECTS_MAX_ROWS", "keep at most this many rejections", num(&c.RejectsMaxRows)},
+		{"rejects_prune_interval", "IOC_REJECTS_PRUNE_INTERVAL", "how often rejections are pruned", dur(&c.RejectsPruneInterval)},
 	}
 }
 
@@ -477,6 +520,33 @@ func (c Config) Validate() error {
 	// Alert engine.
 	if c.AlertQueueSize < 16 || c.AlertQueueSize > 1<<20 {
 		bad("alert_queue_size", "want 16-1048576, got %d", c.AlertQueueSize)
+	}
+	// Ingest hardening.
+	if c.IngestMaxHeldBytes < 1<<20 || c.IngestMaxHeldBytes > 4<<30 {
+		bad("ingest_max_held_bytes", "want 1 MiB-4 GiB, got %d", c.IngestMaxHeldBytes)
+	} else if c.IngestMaxHeldBytes < c.MaxPayloadBytes {
+		bad("ingest_max_held_bytes", "must hold at least one payload of max_payload_bytes (%d), got %d", c.MaxPayloadBytes, c.IngestMaxHeldBytes)
+	}
+	if c.DeviceStateMax < 100 || c.DeviceStateMax > 10_000_000 {
+		bad("device_state_max", "want 100-10000000, got %d", c.DeviceStateMax)
+	}
+	if c.DeviceStateTTL < c.DeviceTouchInterval || c.DeviceStateTTL < Duration(time.Minute) {
+		bad("device_state_ttl", "want at least 1m and device_touch_interval (%v), got %v", c.DeviceTouchInterval, c.DeviceStateTTL)
+	}
+	if c.UnitsMax < 1 || c.UnitsMax > 1_000_000 {
+		bad("units_max", "want 1-1000000, got %d", c.UnitsMax)
+	}
+	if c.UnitExpiry < Duration(time.Minute) || c.UnitExpiry > Duration(365*24*time.Hour) {
+		bad("unit_expiry", "want 1m-365 days, got %v", c.UnitExpiry)
+	}
+	if c.RejectsMaxAge != 0 && c.RejectsMaxAge < Duration(time.Hour) {
+		bad("rejects_max_age", "want 0 (no limit) or at least 1h, got %v", c.RejectsMaxAge)
+	}
+	if c.RejectsMaxRows < 0 {
+		bad("rejects_max_rows", "want 0 (no limit) or more, got %d", c.RejectsMaxRows)
+	}
+	if c.RejectsPruneInterval < Duration(time.Second) || c.RejectsPruneInterval > Duration(24*time.Hour) {
+		bad("rejects_prune_interval", "want 1s-24h, got %v", c.RejectsPruneInterval)
 	}
 	return errors.Join(errs...)
 }

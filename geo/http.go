@@ -22,7 +22,7 @@ import (
 //	GET    /api/v1/geofences/{id}         geofences:read
 //	PUT    /api/v1/geofences/{id}         geofences:write  If-Match: version (optional)
 //	DELETE /api/v1/geofences/{id}         geofences:write  If-Match: version (optional)
-//	GET    /api/v1/units                  units:read       latest state of every unit
+//	GET    /api/v1/units                  units:read       ?kind=&status=&limit=&cursor= latest state of every unit
 //	GET    /api/v1/nearest-units          units:read       ?lon=&lat=&kind=&limit=
 //	GET    /api/v1/hospitals              areas:read       ?near=lon,lat&emergency=true&limit=
 //
@@ -288,20 +288,29 @@ func (s *Service) unitOut(u Unit) unitJSON {
 
 var unitKinds = []string{"police", "fire", "ambulance", "rescue", "traffic_police"}
 
+// unitsPage: a map of Hanoi's responders fits one page; more are paged.
+const unitsPage = 1000
+
 func (s *Service) handleUnits(w http.ResponseWriter, r *http.Request) {
-	q := api.NewQuery(r, "kind", "status")
+	q := api.NewQuery(r, "kind", "status", "limit", "cursor")
 	kind := q.Enum("kind", unitKinds...)
 	status := q.Enum("status", "available", "dispatched", "en_route", "on_scene", "out_of_service")
+	limit := q.Int("limit", unitsPage, 1, unitsPage)
+	var after string
+	q.Cursor("cursor", &after)
 	if api.BadParam(w, q.Err()) {
 		return
 	}
 	c := api.CallerFrom(r.Context())
-	out := api.List[unitJSON]{Items: []unitJSON{}}
-	for _, u := range s.units.List() {
-		if (kind != "" && u.Kind != kind) || (status != "" && u.Status != status) || !c.SeesWard(u.Ward) {
-			continue
-		}
+	units, more := s.units.Page(after, limit, func(u Unit) bool {
+		return (kind == "" || u.Kind == kind) && (status == "" || u.Status == status) && c.SeesWard(u.Ward)
+	})
+	out := api.List[unitJSON]{Items: make([]unitJSON, 0, len(units))}
+	for _, u := range units {
 		out.Items = append(out.Items, s.unitOut(u))
+	}
+	if more {
+		out.NextCursor = api.EncodeCursor(units[len(units)-1].ID)
 	}
 	api.JSON(w, http.StatusOK, out)
 }

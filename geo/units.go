@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // UnitPosition is one position-and-status report of a responder unit, as
@@ -73,16 +74,58 @@ type Units struct {
 	log   *slog.Logger
 	now   func() time.Time
 
+	// max and expiry bound the registry: unit ids come from the broker,
+	// so whoever may publish under city/units/ could otherwise make it
+	// grow without end. See SetLimits.
+	max    int
+	expiry time.Duration
+
 	mu     sync.RWMutex
 	latest map[string]Unit
 	dirty  map[string]struct{}
 	wake   chan struct{} // capacity 1: "many dirty, flush now"
 }
 
+// Defaults of SetLimits (iocd's come from config: units_max, unit_expiry).
+const (
+	DefaultUnitsMax   = 10_000
+	DefaultUnitExpiry = 24 * time.Hour
+)
+
+var (
+	metricUnitsDropped = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "ioc_geo_units_dropped_total",
+		Help: "Units left out of the registry: expired (not heard from for unit_expiry) or full (a new unit beyond units_max).",
+	}, []string{"reason"})
+	metricUnits = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "ioc_geo_units",
+		Help: "Units in this instance's registry.",
+	})
+)
+
+// UnitCollectors are the unit registry's metrics, for the caller to register.
+func UnitCollectors() []prometheus.Collector {
+	return []prometheus.Collector{metricUnitsDropped, metricUnits}
+}
+
+// SetLimits bounds the registry: at most max units (a new unit beyond
+// that is not taken until others expire), and a unit not heard from for
+// expiry is forgotten. Call before Run.
+func (u *Units) SetLimits(max int, expiry time.Duration) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if max > 0 {
+		u.max = max
+	}
+	if expiry > 0 {
+		u.expiry = expiry
+	}
+}
+
 // NewUnits makes the unit registry. pool and wards may be nil.
 func NewUnits(pool *pgxpool.Pool, wards *WardIndex, log *slog.Logger) *Units {
 	return &Units{
-		pool: pool, wards: wards, log: log, now: time.Now,
+		pool: pool, wards: wards, log: log, now: time.Now, max: DefaultUnitsMax, expiry: DefaultUnitExpiry,
 		latest: map[string]Unit{}, dirty: map[string]struct{}{}, wake: make(chan struct{}, 1),
 	}
 }
@@ -97,9 +140,18 @@ func (u *Units) Observe(p UnitPosition) {
 	if u.wards != nil {
 		unit.Ward, _ = u.wards.Lookup(p.Lon, p.Lat)
 	}
+	if p.TS.Before(u.now().Add(-u.expiry)) {
+		return // would expire at once
+	}
 	u.mu.Lock()
-	if cur, ok := u.latest[p.ID]; ok && p.TS.Before(cur.TS) {
+	cur, ok := u.latest[p.ID]
+	if ok && p.TS.Before(cur.TS) {
 		u.mu.Unlock()
+		return
+	}
+	if !ok && len(u.latest) >= u.max {
+		u.mu.Unlock()
+		metricUnitsDropped.WithLabelValues("full").Inc()
 		return
 	}
 	u.latest[p.ID] = unit
@@ -124,22 +176,47 @@ func (u *Units) Get(id string) (Unit, bool) {
 
 // List returns every unit's latest state, by id.
 func (u *Units) List() []Unit {
+	page, _ := u.Page("", 0, nil)
+	return page
+}
+
+// Page returns, by id, up to limit units (0: all) with ids after after
+// that keep passes (nil: all), and whether more follow.
+func (u *Units) Page(after string, limit int, keep func(Unit) bool) ([]Unit, bool) {
 	u.mu.RLock()
-	out := make([]Unit, 0, len(u.latest))
+	out := make([]Unit, 0, min(len(u.latest), max(limit+1, 16)))
 	for _, x := range u.latest {
-		out = append(out, x)
+		if x.ID > after && (keep == nil || keep(x)) {
+			out = append(out, x)
+		}
 	}
 	u.mu.RUnlock()
-	slices.SortFunc(out, func(a, b Unit) int {
-		switch {
-		case a.ID < b.ID:
-			return -1
-		case a.ID > b.ID:
-			return 1
+	slices.SortFunc(out, func(a, b Unit) int { return cmp.Compare(a.ID, b.ID) })
+	if limit > 0 && len(out) > limit {
+		return out[:limit], true
+	}
+	return out, false
+}
+
+// expire forgets units not heard from for the expiry, and returns how
+// many are left.
+func (u *Units) expire() int {
+	cutoff := u.now().Add(-u.expiry)
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	n := 0
+	for id, x := range u.latest {
+		if x.TS.Before(cutoff) {
+			delete(u.latest, id)
+			delete(u.dirty, id)
+			n++
 		}
-		return 0
-	})
-	return out
+	}
+	if n > 0 {
+		metricUnitsDropped.WithLabelValues("expired").Add(float64(n))
+	}
+	metricUnits.Set(float64(len(u.latest)))
+	return len(u.latest)
 }
 
 // NearestUnits ranks the available units (of kind, if not empty) by
@@ -201,9 +278,18 @@ func (u *Units) Load(ctx context.Context) error {
 // many changed) and pulls other instances' changes, until ctx ends; a last
 // flush runs on the way out.
 func (u *Units) Run(ctx context.Context) error {
+	const expireEvery = time.Minute
+	expire := time.NewTicker(expireEvery)
+	defer expire.Stop()
 	if u.pool == nil {
-		<-ctx.Done()
-		return nil
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-expire.C:
+				u.expire()
+			}
+		}
 	}
 	const flushEvery, pullEvery = 500 * time.Millisecond, 2 * time.Second
 	flush := time.NewTicker(flushEvery)
@@ -217,6 +303,9 @@ func (u *Units) Run(ctx context.Context) error {
 			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 			defer cancel()
 			return u.Flush(fctx)
+		case <-expire.C:
+			u.expire()
+			continue
 		case <-flush.C:
 		case <-u.wake:
 		case <-pull.C:
@@ -316,9 +405,18 @@ func (u *Units) pull(ctx context.Context, since time.Time) (time.Time, error) {
 	if err := rows.Err(); err != nil {
 		return since, fmt.Errorf("pull units: %w", err)
 	}
+	cutoff := u.now().Add(-u.expiry)
 	u.mu.Lock()
 	for _, x := range got {
-		if cur, ok := u.latest[x.ID]; !ok || cur.TS.Before(x.TS) {
+		if x.TS.Before(cutoff) {
+			continue
+		}
+		cur, ok := u.latest[x.ID]
+		if !ok && len(u.latest) >= u.max {
+			metricUnitsDropped.WithLabelValues("full").Inc()
+			continue
+		}
+		if !ok || cur.TS.Before(x.TS) {
 			u.latest[x.ID] = x
 		}
 	}

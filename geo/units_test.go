@@ -2,6 +2,7 @@ package geo
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -209,5 +210,111 @@ func TestNearestUnitsAndHospitalsAPI(t *testing.T) {
 	}
 	if r := call(t, "GET", ts.URL+"/api/v1/hospitals?near=200,21", ""); r.status != 400 {
 		t.Fatalf("bad near: %d", r.status)
+	}
+}
+
+// Finding 10: unit ids come from the broker, so the registry is bounded:
+// a new unit beyond the cap is not taken, a unit not heard from for the
+// expiry is forgotten (and one already that old never enters), and the
+// list is paged by id.
+func TestUnitsBoundedAndPaged(t *testing.T) {
+	u := NewUnits(nil, nil, testLogger())
+	now := time.Date(2026, 11, 22, 9, 0, 0, 0, Hanoi)
+	u.now = func() time.Time { return now }
+	u.SetLimits(5, time.Hour)
+	for i := range 8 {
+		u.Observe(UnitPosition{ID: fmt.Sprintf("u-%d", i), Kind: "police", Status: "available", Lon: 105.85, Lat: 21.03, TS: now.Add(-time.Duration(i) * time.Minute)})
+	}
+	if n := len(u.List()); n != 5 {
+		t.Fatalf("%d units held, cap 5", n)
+	}
+	u.Observe(UnitPosition{ID: "u-0", Kind: "police", Status: "dispatched", Lon: 105.85, Lat: 21.03, TS: now})
+	if x, _ := u.Get("u-0"); x.Status != "dispatched" {
+		t.Error("a known unit's report refused at the cap")
+	}
+	// Paging: 2 per page, by id, every unit once.
+	var seen []string
+	after := ""
+	for pages := 0; ; pages++ {
+		page, more := u.Page(after, 2, nil)
+		for _, x := range page {
+			seen = append(seen, x.ID)
+		}
+		if !more {
+			break
+		}
+		after = page[len(page)-1].ID
+		if pages > 5 {
+			t.Fatal("paging does not end")
+		}
+	}
+	if !equalStrings(seen, []string{"u-0", "u-1", "u-2", "u-3", "u-4"}) {
+		t.Errorf("pages gave %v", seen)
+	}
+	if page, _ := u.Page("", 10, func(x Unit) bool { return x.Status == "dispatched" }); len(page) != 1 {
+		t.Errorf("filtered page: %d units, want 1", len(page))
+	}
+	// An hour and a half later every unit is past the expiry; the room
+	// they leave is there for new ones.
+	now = now.Add(90 * time.Minute)
+	if n := u.expire(); n != 0 {
+		t.Errorf("%d units after expiry, want 0", n)
+	}
+	u.Observe(UnitPosition{ID: "fresh", Kind: "fire", Status: "available", Lon: 105.85, Lat: 21.03, TS: now})
+	u.Observe(UnitPosition{ID: "ancient", Kind: "fire", Status: "available", Lon: 105.85, Lat: 21.03, TS: now.Add(-2 * time.Hour)})
+	if n := len(u.List()); n != 1 {
+		t.Errorf("%d units, want 1 (fresh)", n)
+	}
+	if _, ok := u.Get("ancient"); ok {
+		t.Error("a report older than the expiry entered the registry")
+	}
+}
+
+// GET /units pages with limit and cursor ({items, next_cursor}), keeps
+// its filters and the caller's ward scope, and refuses a bad limit.
+func TestUnitsAPIPaged(t *testing.T) {
+	t.Parallel()
+	pool, _ := dbtest.New(t)
+	s := newTestService(t, pool, "")
+	now := time.Now()
+	for i := range 7 {
+		s.Units().Observe(UnitPosition{ID: fmt.Sprintf("pol-%d", i), Kind: "police", Status: "available", Lon: 105.8524, Lat: 21.0287, TS: now})
+	}
+	s.Units().Observe(UnitPosition{ID: "amb-1", Kind: "ambulance", Status: "available", Lon: 105.8524, Lat: 21.0287, TS: now})
+	ts := serveGeo(t, s, nil)
+	var ids []string
+	next := ""
+	for pages := 0; ; pages++ {
+		var page api.List[struct {
+			ID string `json:"id"`
+		}]
+		r := call(t, "GET", ts.URL+"/api/v1/units?kind=police&limit=3&cursor="+next, "")
+		r.json(t, &page)
+		if r.status != 200 || len(page.Items) > 3 {
+			t.Fatalf("page %d: %d %s", pages, r.status, r.body)
+		}
+		for _, x := range page.Items {
+			ids = append(ids, x.ID)
+		}
+		if page.NextCursor == "" {
+			break
+		}
+		next = page.NextCursor
+		if pages > 5 {
+			t.Fatal("paging does not end")
+		}
+	}
+	if len(ids) != 7 || ids[0] != "pol-0" || ids[6] != "pol-6" {
+		t.Errorf("paged ids: %v", ids)
+	}
+	for _, q := range []string{"limit=0", "limit=1001", "cursor=!!!"} {
+		if r := call(t, "GET", ts.URL+"/api/v1/units?"+q, ""); r.status != 400 {
+			t.Errorf("%s: %d %s", q, r.status, r.body)
+		}
+	}
+	var scoped api.List[map[string]any]
+	call(t, "GET", serveGeo(t, s, &api.Caller{Name: "op", Role: "operator", Wards: []string{"00004"}}).URL+"/api/v1/units", "").json(t, &scoped)
+	if len(scoped.Items) != 0 {
+		t.Errorf("a caller of another ward sees %d units", len(scoped.Items))
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"ioc/api"
 )
 
 // Kind is the kind of device a topic carries.
@@ -23,7 +25,8 @@ const (
 	KindStatus    Kind = "status" // heartbeat / last will of any device
 )
 
-// Reject reasons (CONTRACT section 1). bad_url and unstorable are ours:
+// Reject reasons (CONTRACT section 1). bad_url, unstorable, internal_error
+// and unknown_device are ours:
 // see docs/ingest.md.
 const (
 	ReasonBadJSON       = "bad_json"
@@ -42,6 +45,12 @@ const (
 	ReasonOutsideArea   = "outside_service_area"
 	ReasonBadURL        = "bad_url"
 	ReasonUnstorable    = "unstorable"
+	// ReasonInternalError: ingest itself failed on the message (a panic,
+	// a bug); kept so the message is acknowledged once and seen.
+	ReasonInternalError = "internal_error"
+	// ReasonUnknownDevice: require_registered_devices is on and no admin
+	// registered the device (POST /api/v1/devices).
+	ReasonUnknownDevice = "unknown_device"
 )
 
 // Observation is one validated reading, event, signal or position.
@@ -149,10 +158,10 @@ func ParseTopic(prefix, topic string) (Kind, string, *Rejection) {
 	case "status":
 		kind = KindStatus
 	default:
-		return "", "", &Rejection{-1, ReasonUnknownKind, fmt.Sprintf("unknown kind %q (traffic, camera, emergency, units, status)", clip(kindLevel))}
+		return "", "", &Rejection{-1, ReasonUnknownKind, fmt.Sprintf("unknown kind %q (traffic, camera, emergency, units, status)", api.Clip(kindLevel))}
 	}
 	if !validID(id) {
-		return "", "", &Rejection{-1, ReasonBadTopic, fmt.Sprintf("device id %q: want 1-64 of A-Z a-z 0-9 . _ -", clip(id))}
+		return "", "", &Rejection{-1, ReasonBadTopic, fmt.Sprintf("device id %q: want 1-64 of A-Z a-z 0-9 . _ -", api.Clip(id))}
 	}
 	return kind, id, nil
 }
@@ -346,7 +355,7 @@ func parseTS(raw json.RawMessage) (time.Time, *fieldError) {
 		}
 		t, err := time.Parse(time.RFC3339Nano, s)
 		if err != nil {
-			return time.Time{}, bad(ReasonWrongType, "ts: want RFC 3339 with an offset (2026-11-22T08:00:00+07:00) or epoch milliseconds, got %q", clip(s))
+			return time.Time{}, bad(ReasonWrongType, "ts: want RFC 3339 with an offset (2026-11-22T08:00:00+07:00) or epoch milliseconds, got %q", api.Clip(s))
 		}
 		return t, nil
 	case '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
@@ -530,7 +539,7 @@ func enum(name string, v *string, allowed map[string]bool) (string, *fieldError)
 		return "", bad(ReasonMissingField, "%s: required", name)
 	}
 	if !allowed[*v] {
-		return "", bad(ReasonUnknownValue, "%s: unknown value %q", name, clip(*v))
+		return "", bad(ReasonUnknownValue, "%s: unknown value %q", name, api.Clip(*v))
 	}
 	return *v, nil
 }
@@ -559,11 +568,4 @@ func jsonProblem(err error) string {
 		return fmt.Sprintf("invalid JSON at byte %d: %v", se.Offset, se)
 	}
 	return "invalid JSON: " + err.Error()
-}
-
-func clip(s string) string {
-	if len(s) > 64 {
-		s = s[:64] + "…"
-	}
-	return strings.ToValidUTF8(s, "?")
 }

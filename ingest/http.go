@@ -21,9 +21,16 @@ import (
 //	GET /api/v1/devices/{id}                devices:read
 //	GET /api/v1/devices/{id}/telemetry      telemetry:read  ?from=&to=[&bucket=5m]&limit=&cursor=
 //	GET /api/v1/ingest/rejects              rejects:read    ?reason=&device=&from=&to=&limit=&cursor=
+//	POST   /api/v1/devices                  devices:write   register a device {"id","kind"[,"fixed_location"]}
+//	DELETE /api/v1/devices/{id}             devices:write   remove its registration
 //
 // Every query applies the caller's ward scope.
 type Reader struct {
+	// Registry, if set, hears of registrations made here at once
+	// (the Ingester; other instances read them within a minute).
+	Registry interface {
+		Enroll(id string, on bool, fixed *[2]float64)
+	}
 	pool     *pgxpool.Pool
 	log      *slog.Logger
 	wardName func(code string) string // may be nil
@@ -41,6 +48,100 @@ func (rd *Reader) Register(srv *api.Server) {
 	srv.Handle("GET", "/api/v1/devices/{id}", "devices:read", rd.getDevice)
 	srv.Handle("GET", "/api/v1/devices/{id}/telemetry", "telemetry:read", rd.telemetry)
 	srv.Handle("GET", "/api/v1/ingest/rejects", "rejects:read", rd.rejects)
+	srv.Handle("POST", "/api/v1/devices", "devices:write", rd.registerDevice)
+	srv.Handle("DELETE", "/api/v1/devices/{id}", "devices:write", rd.unregisterDevice)
+}
+
+// deviceRegistration is the body of POST /api/v1/devices.
+type deviceRegistration struct {
+	ID            string `json:"id"`
+	Kind          string `json:"kind"`
+	FixedLocation *point `json:"fixed_location"`
+}
+
+var errDeviceBody = api.NewProblem(http.StatusBadRequest, "bad_request", "bad device registration")
+
+// registerDevice registers a device (require_registered_devices admits
+// only these), creating its row or marking an existing one. A fixed
+// location lets its readings omit lat/lon. 201 with the device.
+func (rd *Reader) registerDevice(w http.ResponseWriter, r *http.Request) {
+	if api.BadParam(w, api.NewQuery(r).Err()) {
+		return
+	}
+	var in deviceRegistration
+	if err := api.DecodeJSON(r, &in); err != nil {
+		api.Fail(w, r, err)
+		return
+	}
+	if !validID(in.ID) {
+		api.Fail(w, r, fmt.Errorf("%w: id: want 1-64 of A-Z a-z 0-9 . _ -", errDeviceBody))
+		return
+	}
+	switch Kind(in.Kind) {
+	case KindTraffic, KindCamera, KindEmergency, KindUnit:
+	default:
+		api.Fail(w, r, fmt.Errorf("%w: kind: want traffic, camera, emergency or unit", errDeviceBody))
+		return
+	}
+	var fixed *[2]float64
+	if f := in.FixedLocation; f != nil {
+		c := f.Coordinates
+		if f.Type != "Point" || c[0] < -180 || c[0] > 180 || c[1] < -90 || c[1] > 90 || (c[0] == 0 && c[1] == 0) {
+			api.Fail(w, r, fmt.Errorf("%w: fixed_location: want a GeoJSON Point [lon, lat]", errDeviceBody))
+			return
+		}
+		fixed = &c
+	}
+	var lon, lat *float64
+	if fixed != nil {
+		lon, lat = &fixed[0], &fixed[1]
+	}
+	d, err := rd.scanDevice(rd.pool.QueryRow(r.Context(), `
+		INSERT INTO devices AS d (id, kind, fixed_geom, first_seen, last_seen, online, registered_at)
+		VALUES ($1, $2, CASE WHEN $3::float8 IS NOT NULL THEN ST_SetSRID(ST_MakePoint($3, $4), 4326) END, now(), now(), false, now())
+		ON CONFLICT (id) DO UPDATE SET kind = EXCLUDED.kind,
+		  fixed_geom = coalesce(EXCLUDED.fixed_geom, d.fixed_geom),
+		  registered_at = coalesce(d.registered_at, EXCLUDED.registered_at)
+		RETURNING `+deviceCols, in.ID, in.Kind, lon, lat))
+	if err != nil {
+		api.Fail(w, r, err)
+		return
+	}
+	if rd.Registry != nil {
+		var at *[2]float64
+		if d.FixedLocation != nil {
+			at = &d.FixedLocation.Coordinates
+		}
+		rd.Registry.Enroll(d.ID, true, at)
+	}
+	api.JSON(w, http.StatusCreated, d)
+}
+
+// unregisterDevice removes a device's registration (its row and history
+// stay); with require_registered_devices on, its messages are then
+// rejected as unknown_device. 204.
+func (rd *Reader) unregisterDevice(w http.ResponseWriter, r *http.Request) {
+	if api.BadParam(w, api.NewQuery(r).Err()) {
+		return
+	}
+	id := r.PathValue("id")
+	if !validID(id) {
+		api.Fail(w, r, fmt.Errorf("%w: id: want 1-64 of A-Z a-z 0-9 . _ -", errDeviceBody))
+		return
+	}
+	tag, err := rd.pool.Exec(r.Context(), `UPDATE devices SET registered_at = NULL WHERE id = $1 AND registered_at IS NOT NULL`, id)
+	if err != nil {
+		api.Fail(w, r, err)
+		return
+	}
+	if tag.RowsAffected() == 0 {
+		api.Fail(w, r, fmt.Errorf("%w: no registered device %s", api.ErrNotFound, id))
+		return
+	}
+	if rd.Registry != nil {
+		rd.Registry.Enroll(id, false, nil)
+	}
+	w.WriteHeader(http.StatusNoContent)
 }
 
 // Paging and span caps keep one request from reading the whole history.
@@ -73,16 +174,19 @@ type Device struct {
 	LastTS        *time.Time `json:"last_ts,omitempty"`
 	StatusTS      *time.Time `json:"status_ts,omitempty"`
 	IntervalS     *int32     `json:"interval_s,omitempty"`
+	// RegisteredAt: when an admin registered the device (POST
+	// /api/v1/devices); absent for devices ingest met on its own.
+	RegisteredAt *time.Time `json:"registered_at,omitempty"`
 }
 
 const deviceCols = `id, kind, ST_X(geom), ST_Y(geom), ST_X(fixed_geom), ST_Y(fixed_geom), ward_code, online,
-	first_seen, last_seen, last_ts, status_ts, interval_s`
+	first_seen, last_seen, last_ts, status_ts, interval_s, registered_at`
 
 func (rd *Reader) scanDevice(row pgx.Row) (Device, error) {
 	var d Device
 	var lon, lat, flon, flat *float64
 	var ward *string
-	err := row.Scan(&d.ID, &d.Kind, &lon, &lat, &flon, &flat, &ward, &d.Online, &d.FirstSeen, &d.LastSeen, &d.LastTS, &d.StatusTS, &d.IntervalS)
+	err := row.Scan(&d.ID, &d.Kind, &lon, &lat, &flon, &flat, &ward, &d.Online, &d.FirstSeen, &d.LastSeen, &d.LastTS, &d.StatusTS, &d.IntervalS, &d.RegisteredAt)
 	if lon != nil && lat != nil {
 		d.Location = &point{"Point", [2]float64{*lon, *lat}}
 	}

@@ -1,11 +1,12 @@
 package ingest
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
+	"runtime/debug"
 	"sync/atomic"
 	"time"
 
@@ -53,6 +54,23 @@ type Config struct {
 	InTx TxHook
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+
+	// RequireRegistered: messages of devices no admin registered
+	// (POST /api/v1/devices) are rejected as unknown_device, so a broker
+	// account cannot invent devices.
+	RequireRegistered bool
+	// DeviceStateMax caps the devices whose state ingest keeps in memory
+	// (beyond it a device is written as if new on every batch);
+	// DeviceStateTTL forgets a device not written for that long. Devices
+	// with a fixed position or registered by an admin are always kept.
+	// Zero: 100,000 and 1 hour.
+	DeviceStateMax int
+	DeviceStateTTL time.Duration
+	// RejectsMaxAge and RejectsMaxRows bound ingest_rejects, pruned every
+	// RejectsPruneEvery (zero: no limit; no pruning when both are zero).
+	RejectsMaxAge     time.Duration
+	RejectsMaxRows    int
+	RejectsPruneEvery time.Duration
 }
 
 // TxHook acts on a batch's observations inside the batch's transaction;
@@ -67,10 +85,15 @@ func (e hookError) Unwrap() error { return e.err }
 
 // envelope is one MQTT message on its way through ingest.
 type envelope struct {
-	topic    string
-	device   string
-	payload  []byte
-	dup      bool
+	topic   string
+	device  string
+	payload []byte // at most maxStoredPayload bytes of an oversized payload
+	size    int    // of the payload as received
+	digest  []byte // of topic and the whole payload, when payload was cut
+	dup     bool
+	// internal: ingest already failed on this message once (a panic); a
+	// second failure gives up on it.
+	internal bool
 	received time.Time
 	obs      []Observation
 	rejs     []Rejection
@@ -104,6 +127,22 @@ type Ingester struct {
 	// 1) wakes the batcher when one finishes. See batch.
 	busy  atomic.Int32
 	freed chan struct{}
+	// failing is the error of the latest failed write, nil once a write
+	// succeeds again (Healthy).
+	failing atomic.Pointer[writeFailure]
+	// loaded is closed once Run has read the device registry: until then
+	// Submit waits, or it would judge registrations and fixed positions
+	// from an empty cache.
+	loaded chan struct{}
+	// heldBytes: payload bytes the Subscriber received and has not yet
+	// had acknowledged (ioc_ingest_held_bytes).
+	heldBytes atomic.Int64
+}
+
+type writeFailure struct {
+	err   error
+	class string
+	since time.Time
 }
 
 // New makes an ingester. Call Run to start it; Submit feeds it.
@@ -117,16 +156,18 @@ func New(cfg Config, pool *pgxpool.Pool, log *slog.Logger) (*Ingester, error) {
 	if cfg.BatchSize < 1 || cfg.Buffer < cfg.BatchSize || cfg.Writers < 1 || cfg.BatchWait < 0 {
 		return nil, fmt.Errorf("ingest: bad config: batch %d, buffer %d, writers %d, wait %v", cfg.BatchSize, cfg.Buffer, cfg.Writers, cfg.BatchWait)
 	}
-	return &Ingester{
+	g := &Ingester{
 		cfg:      cfg,
 		pool:     pool,
 		log:      log,
-		m:        newMetrics(cfg.Registerer),
-		devices:  newDeviceCache(),
+		devices:  newDeviceCache(cfg.DeviceStateMax, cfg.DeviceStateTTL, cfg.RequireRegistered),
 		in:       make(chan *envelope, cfg.Buffer),
 		urgentIn: make(chan *envelope, 1024),
 		freed:    make(chan struct{}, 1),
-	}, nil
+		loaded:   make(chan struct{}),
+	}
+	g.m = newMetrics(cfg.Registerer, func() float64 { return float64(g.heldBytes.Load()) })
+	return g, nil
 }
 
 // Metrics exposes the ingester's counters (for tests and the MQTT side).
@@ -139,17 +180,41 @@ func (g *Ingester) Metrics() *Metrics { return g.m }
 // in-flight window is used up. ack is called after the message's batch
 // commits. Safe for concurrent use.
 func (g *Ingester) Submit(ctx context.Context, topic string, payload []byte, dup bool, ack func()) error {
+	select {
+	case <-g.loaded:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 	now := g.cfg.Now()
-	e := &envelope{topic: topic, payload: payload, dup: dup, received: now, ack: ack}
+	e := &envelope{topic: topic, payload: payload, size: len(payload), dup: dup, received: now, ack: ack}
+	if len(payload) > maxStoredPayload && len(payload) > g.cfg.MaxPayloadBytes {
+		// Too large: keep what the rejection stores, a copy, so the rest
+		// is not held by ingest while the message waits for its batch.
+		e.digest = rejectDigest(topic, payload)
+		e.payload = bytes.Clone(payload[:maxStoredPayload])
+	}
 	kind, device, rej := ParseTopic(g.cfg.Prefix, topic)
-	if rej != nil {
+	switch {
+	case rej != nil:
 		e.rejs = []Rejection{*rej}
 		g.m.receivedBy["invalid"].Inc()
-	} else {
+	case g.cfg.RequireRegistered && !g.devices.enrolled(device):
 		e.device = device
 		g.m.receivedBy[kind].Inc()
-		e.obs, e.rejs = Decode(g.cfg.Limits, kind, device, payload, now)
-		g.place(e)
+		e.rejs = []Rejection{{-1, ReasonUnknownDevice, "device " + device + " is not registered (require_registered_devices)"}}
+	default:
+		e.device = device
+		g.m.receivedBy[kind].Inc()
+		// Decode reads outside input: a bug there must cost one message
+		// (kept as internal_error), not the process and then, on
+		// redelivery, every restart.
+		if err := safely(func() {
+			e.obs, e.rejs = Decode(g.cfg.Limits, kind, device, payload, now)
+			g.place(e)
+		}); err != nil {
+			g.recordPanic(err, []*envelope{e}, "while decoding")
+			e.obs, e.rejs = nil, []Rejection{{-1, ReasonInternalError, "ingest failed on this message (see the log)"}}
+		}
 	}
 	g.pending.Add(1)
 	g.m.BufferDepth.Set(float64(g.pending.Load()))
@@ -203,6 +268,7 @@ func (g *Ingester) Run(ctx context.Context) error {
 	if err := g.devices.load(ctx, g.pool); err != nil {
 		return err
 	}
+	close(g.loaded)
 	if err := g.maintainPartitions(ctx); err != nil {
 		return err
 	}
@@ -214,6 +280,10 @@ func (g *Ingester) Run(ctx context.Context) error {
 	}
 	eg.Go(func() error { return g.writeLoop(ctx, urgent, false) })
 	eg.Go(func() error { return g.partitionLoop(ctx) })
+	eg.Go(func() error { return g.registryLoop(ctx) })
+	if g.cfg.RejectsMaxAge > 0 || g.cfg.RejectsMaxRows > 0 {
+		eg.Go(func() error { return g.pruneLoop(ctx) })
+	}
 	err := eg.Wait()
 	if errors.Is(err, context.Canceled) {
 		return nil
@@ -348,23 +418,32 @@ func (g *Ingester) writeLoop(ctx context.Context, in <-chan []*envelope, counted
 	}
 }
 
-// commit writes a batch, retrying transient failures with backoff until
-// it succeeds or ctx ends, then acknowledges its messages. A batch that
-// fails because of its data is split so one bad message cannot block the
-// rest.
+// commit writes a batch, retrying until it succeeds or ctx ends, then
+// acknowledges its messages. A batch that fails because of its data, or
+// on which ingest itself panics, is split so one bad message cannot block
+// the rest; a failure of the database (a server fault, the database
+// away) is retried with backoff and never acknowledged meanwhile.
 func (g *Ingester) commit(ctx context.Context, envs []*envelope) error {
-	p := prepare(envs, g.devices, g.cfg.TouchInterval, g.cfg.Now())
+	var p *prepared
+	if err := safely(func() { p = prepare(envs, g.devices, g.cfg.TouchInterval, g.cfg.Now()) }); err != nil {
+		return g.internalError(ctx, envs, err)
+	}
 	poisoned := 0
 	hook := g.cfg.InTx
 	if !hasEmergency(p.obs) {
 		hook = nil
 	}
-	for attempt := 0; ; attempt++ {
+	var bo db.Backoff
+	for {
 		start := time.Now()
 		dups, after, err := g.writeOnce(ctx, p, hook)
 		if err == nil {
+			g.failing.Store(nil)
+			g.m.WriteFailing.Set(0)
 			if after != nil {
-				after()
+				if perr := safely(after); perr != nil {
+					g.recordPanic(perr, envs, "after the commit")
+				}
 			}
 			g.committed(envs, p, dups, time.Since(start))
 			return nil
@@ -373,7 +452,10 @@ func (g *Ingester) commit(ctx context.Context, envs []*envelope) error {
 			return ctx.Err()
 		}
 		var herr hookError
+		var perr *panicError
 		switch {
+		case errors.As(err, &perr):
+			return g.internalError(ctx, envs, err)
 		case errors.As(err, &herr):
 			// The hook's failure must never hold back the data: write
 			// the batch without it; OnCommit consumers take over.
@@ -415,40 +497,139 @@ func (g *Ingester) commit(ctx context.Context, envs []*envelope) error {
 				e.device = ""
 			default:
 				g.log.Error("ingest: message cannot be stored at all; acknowledging it to keep ingest going", "topic", e.topic, "err", err)
-				g.m.Rejected.WithLabelValues("dropped_unstorable").Inc()
-				g.pending.Add(-1)
-				g.m.BufferDepth.Set(float64(g.pending.Load()))
-				if e.ack != nil {
-					e.ack()
-				}
-				g.m.Acked.Inc()
+				g.drop(e, "dropped_unstorable")
 				return nil
 			}
 			e.obs = nil
-			p = prepare(envs, g.devices, g.cfg.TouchInterval, g.cfg.Now())
+			if err := safely(func() { p = prepare(envs, g.devices, g.cfg.TouchInterval, g.cfg.Now()) }); err != nil {
+				return g.internalError(ctx, envs, err)
+			}
 			continue
 		default:
-			g.m.WriteErrors.WithLabelValues("transient").Inc()
+			// Not the data's fault: the database is away, or refuses
+			// every batch (a server fault). Nothing is acknowledged or
+			// rejected; the batch waits and is tried again.
+			class := faultClass(err)
+			g.m.WriteErrors.WithLabelValues(class).Inc()
+			g.m.WriteFailing.Set(1)
+			since := time.Now()
+			if f := g.failing.Load(); f != nil {
+				since = f.since
+			}
+			g.failing.Store(&writeFailure{err: err, class: class, since: since})
 			g.devices.forget(deviceIDs(p))
-			p = prepare(envs, g.devices, g.cfg.TouchInterval, g.cfg.Now())
+			if err := safely(func() { p = prepare(envs, g.devices, g.cfg.TouchInterval, g.cfg.Now()) }); err != nil {
+				return g.internalError(ctx, envs, err)
+			}
 		}
-		delay := backoff(attempt)
-		g.log.Warn("ingest: write failed; retrying", "attempt", attempt+1, "in", delay, "err", err)
+		delay := bo.Next()
+		level := slog.LevelWarn
+		if faultClass(err) == "server_fault" {
+			level = slog.LevelError
+		}
+		g.log.Log(ctx, level, "ingest: write failed; retrying", "in", delay, "class", faultClass(err), "err", err)
+		t := time.NewTimer(delay)
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return ctx.Err()
-		case <-time.After(delay):
+		case <-t.C:
 		}
 	}
 }
 
-func (g *Ingester) writeOnce(ctx context.Context, p *prepared, hook TxHook) (int64, func(), error) {
+// Healthy reports why ingest is not storing, or nil: the latest batch
+// write failed (the database is away, or refuses writes: a missing
+// permission, table or column) and none has succeeded since. /readyz
+// reports it.
+func (g *Ingester) Healthy() error {
+	f := g.failing.Load()
+	if f == nil {
+		return nil
+	}
+	return fmt.Errorf("ingest writes failing since %s (%s): %w", f.since.UTC().Format(time.RFC3339), f.class, f.err)
+}
+
+// panicError is a panic recovered on a writer, with its stack.
+type panicError struct {
+	val   any
+	stack []byte
+}
+
+func (e *panicError) Error() string { return fmt.Sprintf("panic: %v", e.val) }
+
+// safely runs f and returns its panic, if any, as a *panicError.
+func safely(f func()) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = &panicError{v, debug.Stack()}
+		}
+	}()
+	f()
+	return nil
+}
+
+func (g *Ingester) recordPanic(err error, envs []*envelope, where string) {
+	g.m.WriteErrors.WithLabelValues("panic").Inc()
+	var perr *panicError
+	stack := ""
+	if errors.As(err, &perr) {
+		stack = string(perr.stack)
+	}
+	g.log.Error("ingest: panic recovered "+where, "messages", len(envs), "err", err, "stack", stack)
+}
+
+// internalError handles a panic while writing envs: a batch is split so
+// the message that causes it is found; that message is kept as an
+// internal_error rejection (its observations are not stored) and so
+// acknowledged once, never redelivered into the same panic. If even
+// storing its rejection panics, it is acknowledged and counted as
+// dropped_internal_error.
+func (g *Ingester) internalError(ctx context.Context, envs []*envelope, err error) error {
+	g.recordPanic(err, envs, "while writing a batch")
+	if len(envs) > 1 {
+		for _, e := range envs {
+			if err := g.commit(ctx, []*envelope{e}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	e := envs[0]
+	if e.internal {
+		g.log.Error("ingest: message cannot be stored even as a rejection; acknowledging it to keep ingest going", "topic", e.topic)
+		g.drop(e, "dropped_internal_error")
+		return nil
+	}
+	e.internal = true
+	e.obs = nil
+	e.rejs = append(e.rejs, Rejection{-1, ReasonInternalError, "ingest failed on this message (see the log)"})
+	return g.commit(ctx, envs)
+}
+
+// drop acknowledges a message that could not be stored at all.
+func (g *Ingester) drop(e *envelope, reason string) {
+	g.m.Rejected.WithLabelValues(reason).Inc()
+	g.pending.Add(-1)
+	g.m.BufferDepth.Set(float64(g.pending.Load()))
+	if e.ack != nil {
+		e.ack()
+	}
+	g.m.Acked.Inc()
+}
+
+func (g *Ingester) writeOnce(ctx context.Context, p *prepared, hook TxHook) (dups int64, after func(), err error) {
 	conn, err := g.pool.Acquire(ctx)
 	if err != nil {
 		return 0, nil, err
 	}
 	defer conn.Release()
-	return write(ctx, conn.Conn(), p, g.cfg.Now(), hook)
+	// A panic inside (the hook's, or ours) has rolled the transaction
+	// back by the time it reaches here (pgx.BeginFunc's deferred rollback).
+	if perr := safely(func() { dups, after, err = write(ctx, conn.Conn(), p, g.cfg.Now(), hook) }); perr != nil {
+		return 0, nil, perr
+	}
+	return dups, after, err
 }
 
 func hasEmergency(obs []*Observation) bool {
@@ -477,7 +658,11 @@ func (g *Ingester) committed(envs []*envelope, p *prepared, dups int64, took tim
 		}
 	}
 	if g.cfg.OnCommit != nil && len(p.obs) > 0 {
-		g.cfg.OnCommit(p.obs)
+		// The rows are stored: a panic of a consumer must not keep them
+		// from being acknowledged.
+		if err := safely(func() { g.cfg.OnCommit(p.obs) }); err != nil {
+			g.recordPanic(err, envs, "in OnCommit")
+		}
 	}
 	for _, e := range envs {
 		if e.ack != nil {
@@ -507,14 +692,6 @@ func deviceIDs(p *prepared) []string {
 		ids = append(ids, o.DeviceID)
 	}
 	return ids
-}
-
-// backoff: 100 ms doubling to 5 s, with ±25 % jitter so instances that lost
-// the database together do not return in lockstep.
-func backoff(attempt int) time.Duration {
-	d := 100 * time.Millisecond << min(attempt, 6)
-	d = min(d, 5*time.Second)
-	return time.Duration(float64(d) * (0.75 + rand.Float64()/2))
 }
 
 func (g *Ingester) ensurePartitions(ctx context.Context, p *prepared) error {
@@ -561,6 +738,98 @@ func (g *Ingester) partitionLoop(ctx context.Context) error {
 			}
 		}
 	}
+}
+
+// registryLoop keeps the device cache bounded (sweep) and, when
+// registration is required, its registrations those of the table.
+func (g *Ingester) registryLoop(ctx context.Context) error {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	g.m.DeviceStates.Set(float64(g.devices.size()))
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+		g.m.DeviceStates.Set(float64(g.devices.sweep(g.cfg.Now())))
+		if g.cfg.RequireRegistered {
+			if err := g.devices.syncEnrolled(ctx, g.pool); err != nil && ctx.Err() == nil {
+				g.log.Warn("ingest: reading registered devices", "err", err)
+			}
+		}
+	}
+}
+
+// Enroll tells the ingester at once that an admin registered a device
+// (on) or removed its registration; other instances learn it within a
+// minute. fixed, if not nil, is its registered position (lon, lat).
+func (g *Ingester) Enroll(id string, on bool, fixed *[2]float64) {
+	if fixed != nil {
+		g.devices.enroll(id, on, true, fixed[0], fixed[1])
+	} else {
+		g.devices.enroll(id, on, false, 0, 0)
+	}
+}
+
+// pruneLoop deletes rejections older than RejectsMaxAge and, beyond the
+// newest RejectsMaxRows, the oldest ones, at start and every
+// RejectsPruneEvery.
+func (g *Ingester) pruneLoop(ctx context.Context) error {
+	every := g.cfg.RejectsPruneEvery
+	if every <= 0 {
+		every = 10 * time.Minute
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		if n, err := g.PruneRejects(ctx); err != nil && ctx.Err() == nil {
+			g.log.Warn("ingest: pruning ingest_rejects", "err", err)
+		} else if n > 0 {
+			g.log.Info("ingest: pruned ingest_rejects", "rows", n)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// PruneRejects applies the age and count limits once and returns how
+// many rows it deleted. Deletes go in chunks so no one transaction holds
+// a large part of the table.
+func (g *Ingester) PruneRejects(ctx context.Context) (int64, error) {
+	const chunk = 10_000
+	var total int64
+	del := func(sql string, args ...any) error {
+		for {
+			tag, err := g.pool.Exec(ctx, sql, args...)
+			if err != nil {
+				return fmt.Errorf("prune rejects: %w", err)
+			}
+			total += tag.RowsAffected()
+			g.m.RejectsPruned.Add(float64(tag.RowsAffected()))
+			if tag.RowsAffected() < chunk {
+				return nil
+			}
+		}
+	}
+	if g.cfg.RejectsMaxAge > 0 {
+		cutoff := g.cfg.Now().Add(-g.cfg.RejectsMaxAge)
+		if err := del(`DELETE FROM ingest_rejects WHERE id IN (
+			SELECT id FROM ingest_rejects WHERE received_at < $1 ORDER BY received_at LIMIT $2)`, cutoff, chunk); err != nil {
+			return total, err
+		}
+	}
+	if g.cfg.RejectsMaxRows > 0 {
+		// The newest RejectsMaxRows by arrival stay; the rest go.
+		if err := del(`DELETE FROM ingest_rejects WHERE id IN (
+			SELECT id FROM ingest_rejects ORDER BY received_at DESC, id DESC OFFSET $1 LIMIT $2)`, g.cfg.RejectsMaxRows, chunk); err != nil {
+			return total, err
+		}
+	}
+	return total, nil
 }
 
 func minTime(a, b time.Time) time.Time {

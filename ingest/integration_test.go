@@ -88,11 +88,7 @@ func (h *harness) publish(t *testing.T, topic string, payload []byte) {
 
 func (h *harness) count(t *testing.T, sql string, args ...any) int {
 	t.Helper()
-	var n int
-	if err := h.pool.QueryRow(context.Background(), sql, args...).Scan(&n); err != nil {
-		t.Fatalf("%s: %v", sql, err)
-	}
-	return n
+	return countRows(t, h.pool, sql, args...)
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {

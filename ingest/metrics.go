@@ -21,9 +21,15 @@ type Metrics struct {
 	Connected     prometheus.Gauge
 	Reconnects    prometheus.Counter
 	BrokerSys     *prometheus.GaugeVec
+	WriteFailing  prometheus.Gauge     // 1 while batch writes fail (Healthy)
+	Subscribed    prometheus.Gauge     // 1 while the telemetry subscription is granted
+	SubscribeErrs prometheus.Counter   // refused or timed-out subscriptions
+	HeldBytes     prometheus.GaugeFunc // payload bytes received and not yet acknowledged
+	DeviceStates  prometheus.Gauge     // devices whose state ingest keeps in memory
+	RejectsPruned prometheus.Counter
 }
 
-func newMetrics(reg prometheus.Registerer) *Metrics {
+func newMetrics(reg prometheus.Registerer, heldBytes func() float64) *Metrics {
 	m := &Metrics{
 		Received: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ioc_ingest_received_total",
 			Help: "MQTT messages received, by topic kind."}, []string{"kind"}),
@@ -45,7 +51,7 @@ func newMetrics(reg prometheus.Registerer) *Metrics {
 		BufferDepth: prometheus.NewGauge(prometheus.GaugeOpts{Name: "ioc_ingest_buffer_depth",
 			Help: "Messages received and not yet acknowledged."}),
 		WriteErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ioc_ingest_write_errors_total",
-			Help: "Failed batch writes: transient (retried), poison (split and isolated) or hook (the in-transaction hook failed; written without it)."}, []string{"class"}),
+			Help: "Failed batch writes: transient (database away or busy; retried), server_fault (e.g. missing permission, table or column; retried, /readyz red), poison (split and isolated), panic (kept as internal_error rejections) or hook (the in-transaction hook failed; written without it)."}, []string{"class"}),
 		Connected: prometheus.NewGauge(prometheus.GaugeOpts{Name: "ioc_mqtt_connected",
 			Help: "1 while connected to the broker."}),
 		Reconnects: prometheus.NewCounter(prometheus.CounterOpts{Name: "ioc_mqtt_connects_total",
@@ -53,12 +59,25 @@ func newMetrics(reg prometheus.Registerer) *Metrics {
 		BrokerSys: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "ioc_broker_sys",
 			Help: "Counters the broker publishes under $SYS (Mosquitto), e.g. publish/messages/dropped."}, []string{"topic"}),
 	}
+	m.WriteFailing = prometheus.NewGauge(prometheus.GaugeOpts{Name: "ioc_ingest_write_failing",
+		Help: "1 while batch writes fail and none has succeeded since (see /readyz)."})
+	m.Subscribed = prometheus.NewGauge(prometheus.GaugeOpts{Name: "ioc_mqtt_subscribed",
+		Help: "1 while the broker has granted the telemetry subscription."})
+	m.SubscribeErrs = prometheus.NewCounter(prometheus.CounterOpts{Name: "ioc_mqtt_subscribe_errors_total",
+		Help: "Telemetry subscriptions refused by the broker or timed out (retried with backoff)."})
+	m.HeldBytes = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ioc_ingest_held_bytes",
+		Help: "Payload bytes received from the broker and not yet acknowledged."}, heldBytes)
+	m.DeviceStates = prometheus.NewGauge(prometheus.GaugeOpts{Name: "ioc_ingest_device_states",
+		Help: "Devices whose registry state ingest keeps in memory."})
+	m.RejectsPruned = prometheus.NewCounter(prometheus.CounterOpts{Name: "ioc_ingest_rejects_pruned_total",
+		Help: "Rows deleted from ingest_rejects by the age and count limits."})
 	// Resolved once: WithLabelValues hashes its labels on every call.
 	m.receivedBy = map[Kind]prometheus.Counter{}
 	for _, k := range []Kind{KindTraffic, KindCamera, KindEmergency, KindUnit, KindStatus, "invalid"} {
 		m.receivedBy[k] = m.Received.WithLabelValues(string(k))
 	}
 	reg.MustRegister(m.Received, m.Committed, m.Duplicates, m.Rejected, m.Acked, m.BatchSize, m.CommitSeconds,
-		m.CommitLag, m.BufferDepth, m.WriteErrors, m.Connected, m.Reconnects, m.BrokerSys)
+		m.CommitLag, m.BufferDepth, m.WriteErrors, m.Connected, m.Reconnects, m.BrokerSys,
+		m.WriteFailing, m.Subscribed, m.SubscribeErrs, m.HeldBytes, m.DeviceStates, m.RejectsPruned)
 	return m
 }

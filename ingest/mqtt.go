@@ -3,6 +3,7 @@ package ingest
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/url"
@@ -10,9 +11,12 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"ioc/db"
 )
 
 // MQTTConfig says where and how to subscribe.
@@ -22,6 +26,14 @@ type MQTTConfig struct {
 	Prefix      string
 	SharedGroup string      // non-empty: $share/<group>/<prefix>/#
 	TLS         *tls.Config // for ssl:// brokers
+	// MaxHeldBytes caps the payload bytes received and not yet
+	// acknowledged; when reached, the subscriber stops reading from the
+	// broker until commits free some. It bounds iocd's memory whatever the
+	// broker's max_inflight_bytes. Zero: 64 MiB.
+	MaxHeldBytes int64
+	// SubscribeTimeout is how long to wait for a SUBACK before retrying.
+	// Zero: 10 s.
+	SubscribeTimeout time.Duration
 }
 
 // sysTopics are the Mosquitto $SYS counters exported as ioc_broker_sys, so
@@ -37,22 +49,67 @@ var sysTopics = []string{
 // Subscriber feeds an Ingester from an MQTT broker.
 //
 // The session is persistent (clean session off, QoS 1) so the broker keeps
-// messages while iocd is away. Order does not matter (each message is
-// handled on its own goroutine, never blocking paho's router), and
-// acknowledgement is manual: the Ingester acknowledges a message only
-// after its batch commits. Acknowledgements of messages received on a
-// connection that has since dropped are discarded by paho; the broker
-// redelivers those messages and the database's keys recognise them.
+// messages while iocd is away. Acknowledgement is manual: the Ingester
+// acknowledges a message only after its batch commits. Acknowledgements of
+// messages received on a connection that has since dropped are discarded
+// by paho; the broker redelivers those messages and the database's keys
+// recognise them.
+//
+// paho's router calls onMessage for one message at a time (order
+// matters): onMessage only takes its share of the held-bytes budget and
+// hands the message to a bounded queue read by a few long-lived decoders.
+// So nothing here grows with the broker's in-flight window: not
+// goroutines (paho would otherwise start one per message), not bytes
+// (MaxHeldBytes). When the budget or the queue is full, the router waits,
+// paho stops reading the socket and TCP pushes back on the broker.
 type Subscriber struct {
 	cfg    MQTTConfig
 	ing    *Ingester
 	log    *slog.Logger
 	client mqtt.Client
 	ctx    context.Context
-	// work hands messages from paho's per-message goroutines to a few
-	// long-lived decoders: decoding JSON on a fresh goroutine costs more
-	// in stack growth than in parsing.
-	work chan mqtt.Message
+	// work hands messages from paho's router to a few long-lived
+	// decoders: decoding JSON on a fresh goroutine costs more in stack
+	// growth than in parsing.
+	work chan *heldMessage
+	// held counts payload bytes received and not yet acknowledged (its
+	// value is the metric ioc_ingest_held_bytes); only onMessage adds to
+	// it, so checking and adding need no lock. freed wakes onMessage when
+	// it waits (waiting) and acknowledgements make room.
+	held    *atomic.Int64
+	waiting atomic.Bool
+	freed   chan struct{}
+
+	mu         sync.Mutex
+	epoch      int   // connections so far; a subscribe loop serves one
+	subscribed bool  // the telemetry subscription is granted on this connection
+	subErr     error // why the latest subscription attempt failed
+}
+
+// heldMessage is a message with its share of the byte budget.
+type heldMessage struct {
+	m        mqtt.Message
+	n        int64
+	s        *Subscriber
+	released atomic.Bool
+}
+
+// ack acknowledges the message and returns its bytes to the budget.
+func (h *heldMessage) ack() {
+	h.m.Ack()
+	h.release()
+}
+
+func (h *heldMessage) release() {
+	if h.released.CompareAndSwap(false, true) {
+		h.s.held.Add(-h.n)
+		if h.s.waiting.Load() {
+			select {
+			case h.s.freed <- struct{}{}:
+			default:
+			}
+		}
+	}
 }
 
 // NewSubscriber prepares (does not connect) a subscriber.
@@ -61,7 +118,13 @@ func NewSubscriber(cfg MQTTConfig, ing *Ingester, log *slog.Logger) (*Subscriber
 	if err != nil {
 		return nil, fmt.Errorf("mqtt url: %w", err)
 	}
-	s := &Subscriber{cfg: cfg, ing: ing, log: log, work: make(chan mqtt.Message)}
+	if cfg.MaxHeldBytes <= 0 {
+		cfg.MaxHeldBytes = 64 << 20
+	}
+	if cfg.SubscribeTimeout <= 0 {
+		cfg.SubscribeTimeout = 10 * time.Second
+	}
+	s := &Subscriber{cfg: cfg, ing: ing, log: log, work: make(chan *heldMessage, 256), held: &ing.heldBytes, freed: make(chan struct{}, 1)}
 	opts := mqtt.NewClientOptions()
 	if u.User != nil {
 		opts.SetUsername(u.User.Username())
@@ -73,7 +136,7 @@ func NewSubscriber(cfg MQTTConfig, ing *Ingester, log *slog.Logger) (*Subscriber
 	opts.AddBroker(u.String())
 	opts.SetClientID(cfg.ClientID)
 	opts.SetCleanSession(false)
-	opts.SetOrderMatters(false)
+	opts.SetOrderMatters(true) // one router goroutine; the fan-out is ours (see Subscriber)
 	opts.SetAutoAckDisabled(true)
 	opts.SetAutoReconnect(true)
 	opts.SetConnectRetry(true)
@@ -95,6 +158,7 @@ func NewSubscriber(cfg MQTTConfig, ing *Ingester, log *slog.Logger) (*Subscriber
 	opts.SetOnConnectHandler(s.onConnect)
 	opts.SetConnectionLostHandler(func(_ mqtt.Client, err error) {
 		ing.m.Connected.Set(0)
+		s.setSubscribed(false, errors.New("connection lost"))
 		log.Warn("mqtt: connection lost; reconnecting", "err", err)
 	})
 	s.client = mqtt.NewClient(opts)
@@ -110,8 +174,44 @@ func (s *Subscriber) Topic() string {
 	return t
 }
 
-// Connected reports whether the broker connection is up (for /readyz).
-func (s *Subscriber) Connected() bool { return s.client.IsConnectionOpen() }
+// Connected reports whether the broker connection is up and the broker
+// granted the telemetry subscription (for /readyz).
+func (s *Subscriber) Connected() bool {
+	s.mu.Lock()
+	sub := s.subscribed
+	s.mu.Unlock()
+	return sub && s.client.IsConnectionOpen()
+}
+
+// ErrNotConnected: the broker connection is down (Subscriber.Healthy).
+var ErrNotConnected = errors.New("not connected to the broker")
+
+// Healthy says why the subscriber is not receiving telemetry, or nil.
+func (s *Subscriber) Healthy() error {
+	if !s.client.IsConnectionOpen() {
+		return ErrNotConnected
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.subscribed {
+		if s.subErr != nil {
+			return fmt.Errorf("subscription to %s not granted: %w", s.Topic(), s.subErr)
+		}
+		return fmt.Errorf("subscribing to %s", s.Topic())
+	}
+	return nil
+}
+
+func (s *Subscriber) setSubscribed(ok bool, err error) {
+	s.mu.Lock()
+	s.subscribed, s.subErr = ok, err
+	s.mu.Unlock()
+	if ok {
+		s.ing.m.Subscribed.Set(1)
+	} else {
+		s.ing.m.Subscribed.Set(0)
+	}
+}
 
 // Run connects, keeps the session until ctx ends, then disconnects.
 // Messages buffered but not yet committed stay unacknowledged and are
@@ -138,40 +238,134 @@ func (s *Subscriber) Run(ctx context.Context) error {
 	<-ctx.Done()
 	s.client.Disconnect(250)
 	s.ing.m.Connected.Set(0)
+	s.setSubscribed(false, errors.New("stopped"))
 	return nil
 }
 
 func (s *Subscriber) onConnect(c mqtt.Client) {
 	s.ing.m.Connected.Set(1)
 	s.ing.m.Reconnects.Inc()
+	s.mu.Lock()
+	s.epoch++
+	epoch := s.epoch
+	s.subscribed, s.subErr = false, nil
+	s.mu.Unlock()
+	s.ing.m.Subscribed.Set(0)
 	s.log.Info("mqtt: connected; subscribing", "topic", s.Topic(), "client_id", s.cfg.ClientID)
 	// Subscribe from a goroutine: paho calls this handler on its own
 	// goroutine and waiting for the SUBACK here would block it.
-	go func() {
-		tok := c.Subscribe(s.Topic(), 1, s.onMessage)
-		if tok.WaitTimeout(30*time.Second) && tok.Error() != nil {
-			s.log.Error("mqtt: subscribe failed", "topic", s.Topic(), "err", tok.Error())
-		}
-		filters := map[string]byte{}
-		for _, t := range sysTopics {
-			filters[t] = 0
-		}
-		c.SubscribeMultiple(filters, s.onSys)
-	}()
+	go s.subscribe(c, epoch)
 }
 
+// subscribe asks for the telemetry subscription until the broker grants
+// it, with backoff, for as long as connection epoch lasts. A refusal
+// (SUBACK 0x80: an ACL, a broker limit) or a timeout is counted, logged
+// and reported by Healthy; it is not the end of the matter.
+func (s *Subscriber) subscribe(c mqtt.Client, epoch int) {
+	bo := db.Backoff{Min: 500 * time.Millisecond, Max: 30 * time.Second}
+	current := func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.epoch == epoch && s.ctx.Err() == nil
+	}
+	for current() {
+		err := s.subscribeOnce(c)
+		if err == nil {
+			if !current() {
+				return
+			}
+			s.setSubscribed(true, nil)
+			s.log.Info("mqtt: subscribed", "topic", s.Topic())
+			filters := map[string]byte{}
+			for _, t := range sysTopics {
+				filters[t] = 0
+			}
+			c.SubscribeMultiple(filters, s.onSys) // best effort: metrics only
+			return
+		}
+		s.ing.m.SubscribeErrs.Inc()
+		s.setSubscribed(false, err)
+		delay := bo.Next()
+		s.log.Error("mqtt: subscription not granted; retrying", "topic", s.Topic(), "in", delay, "err", err)
+		t := time.NewTimer(delay)
+		select {
+		case <-s.ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (s *Subscriber) subscribeOnce(c mqtt.Client) error {
+	tok := c.Subscribe(s.Topic(), 1, s.onMessage)
+	if !tok.WaitTimeout(s.cfg.SubscribeTimeout) {
+		return fmt.Errorf("no SUBACK within %s", s.cfg.SubscribeTimeout)
+	}
+	if err := tok.Error(); err != nil {
+		return err
+	}
+	if st, ok := tok.(*mqtt.SubscribeToken); ok {
+		// One filter, one result; paho keys it by the filter without a
+		// $share/<group>/ prefix, so it is not looked up by name.
+		res := st.Result()
+		if len(res) != 1 {
+			return fmt.Errorf("SUBACK with %d results for one filter", len(res))
+		}
+		for _, q := range res {
+			if q > 2 {
+				return fmt.Errorf("refused by the broker (SUBACK 0x%02x)", q)
+			}
+		}
+	}
+	return nil
+}
+
+// onMessage runs on paho's router, one message at a time.
 func (s *Subscriber) onMessage(_ mqtt.Client, m mqtt.Message) {
 	if strings.HasPrefix(m.Topic(), "$SYS/") {
 		s.onSys(nil, m)
 		return
 	}
-	// Blocks while every decoder is busy (or ingest's buffer is full):
-	// the message stays unacknowledged, which is the back-pressure.
-	// After shutdown the message is left unacknowledged; the broker keeps
-	// it for the next session. (Run sets s.ctx before connecting.)
+	// Blocks while the byte budget is used up, every decoder is busy and
+	// the queue is full (or ingest's buffer is full): the message stays
+	// unacknowledged, which is the back-pressure. After shutdown the
+	// message is left unacknowledged; the broker keeps it for the next
+	// session. (Run sets s.ctx before connecting.)
+	h := &heldMessage{m: m, n: int64(len(m.Payload())) + 256, s: s} // 256: the message's own structures
+	if !s.reserve(h.n) {
+		return
+	}
 	select {
-	case s.work <- m:
+	case s.work <- h:
 	case <-s.ctx.Done():
+		h.release()
+	}
+}
+
+// reserve waits until n more bytes fit the budget (or nothing is held:
+// one message always fits) and takes them; false when shutting down.
+// Only onMessage calls it, one message at a time.
+func (s *Subscriber) reserve(n int64) bool {
+	for {
+		if used := s.held.Load(); used == 0 || used+n <= s.cfg.MaxHeldBytes {
+			s.held.Add(n)
+			return true
+		}
+		s.waiting.Store(true)
+		// Looked again after announcing the wait: a release in between
+		// would otherwise not wake us.
+		if used := s.held.Load(); used == 0 || used+n <= s.cfg.MaxHeldBytes {
+			s.waiting.Store(false)
+			continue
+		}
+		select {
+		case <-s.freed:
+		case <-s.ctx.Done():
+			s.waiting.Store(false)
+			return false
+		}
+		s.waiting.Store(false)
 	}
 }
 
@@ -180,9 +374,11 @@ func (s *Subscriber) decode(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case m := <-s.work:
-			// On error (shutting down) the message stays unacknowledged.
-			_ = s.ing.Submit(ctx, m.Topic(), m.Payload(), m.Duplicate(), m.Ack)
+		case h := <-s.work:
+			if err := s.ing.Submit(ctx, h.m.Topic(), h.m.Payload(), h.m.Duplicate(), h.ack); err != nil {
+				// Shutting down: the message stays unacknowledged.
+				h.release()
+			}
 		}
 	}
 }

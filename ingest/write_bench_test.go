@@ -14,7 +14,7 @@ import (
 // writer's time goes without the broker in the way.
 func BenchmarkWriteBatch(b *testing.B) {
 	pool, _ := dbtest.New(b)
-	cache := newDeviceCache()
+	cache := newDeviceCache(0, 0, false)
 	now := time.Now()
 	const per = 2000
 	batch := func(n int) []*envelope {

@@ -38,7 +38,7 @@ func TestWritePathsStoreOnceAndCountDuplicates(t *testing.T) {
 			envs = append(envs, &envelope{topic: "city/x/" + o.DeviceID, received: now, obs: []Observation{o}})
 		}
 		for round, wantDups := range []int64{0, int64(n)} {
-			p := prepare(envs, newDeviceCache(), time.Second, now)
+			p := prepare(envs, newDeviceCache(0, 0, false), time.Second, now)
 			dups, _, err := write(ctx, conn.Conn(), p, now, nil)
 			if err != nil || dups != wantDups {
 				t.Fatalf("batch of %d, write %d: %d duplicates, %v; want %d", n, round+1, dups, err, wantDups)

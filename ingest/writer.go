@@ -153,7 +153,10 @@ func prepare(envs []*envelope, cache *deviceCache, touch time.Duration, now time
 		}
 		for _, r := range e.rejs {
 			p.items++
-			digest := rejectDigest(e.topic, e.payload)
+			digest := e.digest
+			if digest == nil {
+				digest = rejectDigest(e.topic, e.payload)
+			}
 			key := fmt.Sprintf("%x/%d", digest, r.Item)
 			if rejSeen[key] {
 				continue // the same bytes twice in one batch: one row
@@ -163,7 +166,11 @@ func prepare(envs []*envelope, cache *deviceCache, touch time.Duration, now time
 			if len(stored) > maxStoredPayload {
 				stored = stored[:maxStoredPayload]
 			}
-			p.rejects = append(p.rejects, rejectRow{e.received, e.topic, e.device, int32(r.Item), r.Reason, r.Detail, stored, int32(len(e.payload)), digest, e.dup})
+			size := e.size
+			if size < len(e.payload) {
+				size = len(e.payload) // envelopes made without Submit
+			}
+			p.rejects = append(p.rejects, rejectRow{e.received, e.topic, e.device, int32(r.Item), r.Reason, r.Detail, stored, int32(size), digest, e.dup})
 		}
 	}
 	// A device whose status (e.g. a last will) arrived after its last
@@ -257,7 +264,6 @@ func copyBatch(ctx context.Context, tx pgx.Tx, p *prepared, now time.Time) (dups
 // insertRows writes a small batch and the registry in one round trip.
 func insertRows(ctx context.Context, tx pgx.Tx, p *prepared, now time.Time) (dups int64, err error) {
 	var b pgx.Batch
-	var counts []int
 	for _, k := range tableOrder {
 		rows := p.rows[k]
 		if len(rows) == 0 {
@@ -282,23 +288,20 @@ func insertRows(ctx context.Context, tx pgx.Tx, p *prepared, now time.Time) (dup
 			sql.WriteByte(')')
 		}
 		sql.WriteString(" ON CONFLICT DO NOTHING")
-		b.Queue(sql.String(), args...)
-		counts = append(counts, len(rows))
+		n := int64(len(rows))
+		b.Queue(sql.String(), args...).Exec(func(tag pgconn.CommandTag) error {
+			dups += n - tag.RowsAffected()
+			return nil
+		})
 	}
 	queueRegistry(&b, p, now)
 	if b.Len() == 0 {
 		return 0, nil
 	}
-	br := tx.SendBatch(ctx, &b)
-	for _, n := range counts {
-		tag, err := br.Exec()
-		if err != nil {
-			br.Close()
-			return 0, fmt.Errorf("insert: %w", err)
-		}
-		dups += int64(n) - tag.RowsAffected()
+	if err := tx.SendBatch(ctx, &b).Close(); err != nil {
+		return 0, fmt.Errorf("insert: %w", err)
 	}
-	return dups, br.Close()
+	return dups, nil
 }
 
 func copyRows(ctx context.Context, tx pgx.Tx, p *prepared) error {
@@ -411,22 +414,58 @@ func isUniqueViolation(err error) bool {
 	return errors.As(err, &pe) && pe.Code == "23505"
 }
 
-// isMissingPartition: a row's day has no partition yet.
+// partitioned are the day-partitioned tables ingest writes.
+var partitioned = map[string]bool{"traffic_readings": true, "camera_events": true, "emergency_signals": true, "unit_positions": true}
+
+// isMissingPartition: a row's day has no partition yet. PostgreSQL says
+// so with check_violation (23514) naming the partitioned table and no
+// constraint (a CHECK constraint's violation names its constraint); the
+// message text is localised, so it is not read.
 func isMissingPartition(err error) bool {
 	var pe *pgconn.PgError
-	return errors.As(err, &pe) && pe.Code == "23514" && strings.Contains(pe.Message, "no partition")
+	return errors.As(err, &pe) && pe.Code == "23514" && pe.ConstraintName == "" && partitioned[pe.TableName]
 }
 
 // isPoison reports whether an error is caused by the data rather than the
-// database being unavailable: retrying the same rows would fail forever.
+// database: retrying the same rows would fail forever, so the batch is
+// split and the message kept as a rejection. Data exceptions (class 22),
+// integrity violations (class 23) and XX000: PostGIS reports a geometry it
+// cannot parse as internal_error, so a message could otherwise block
+// ingest for good (a genuine internal error of the server then costs an
+// 'unstorable' rejection, which keeps the payload, not a silent loss).
+// XX001 and XX002 (data or index corrupted) are the server's.
 func isPoison(err error) bool {
 	var pe *pgconn.PgError
 	if !errors.As(err, &pe) || isMissingPartition(err) {
 		return false
 	}
 	switch pe.Code[:2] {
-	case "22", "23", "42": // data exception, integrity violation, syntax/access
+	case "22", "23":
 		return true
 	}
-	return false
+	return pe.Code == "XX000"
+}
+
+// faultClass names, for metrics, a failure that is not the data's fault.
+// Such a batch is never acknowledged nor rejected: it is retried with
+// backoff until the database takes it.
+//
+//	transient     no SQLSTATE (connection refused or cut, timeout), or class
+//	              08 connection, 40 rollback (deadlock, serialization),
+//	              53 insufficient resources, 57 operator intervention
+//	              (shutdown, statement timeout): the database is away or busy
+//	server_fault  everything else, notably 42 (missing permission, table
+//	              or column: a wrong GRANT, a half-done upgrade), 55
+//	              (object not in prerequisite state), 58 system error and
+//	              XX001/XX002 corruption: someone must act; /readyz says so
+func faultClass(err error) string {
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) {
+		return "transient"
+	}
+	switch pe.Code[:2] {
+	case "08", "40", "53", "57":
+		return "transient"
+	}
+	return "server_fault"
 }

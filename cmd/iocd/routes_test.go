@@ -34,7 +34,7 @@ var contractRoles = func() map[string][]string {
 		"stats:read": {"analyst", "admin"}, "export:read": {"analyst", "admin"}, "rejects:read": {"analyst", "admin"},
 		"metrics:read":    {"analyst", "admin"},
 		"geofences:write": {"admin"}, "rules:write": {"admin"}, "audit:read": {"admin"}, "users:admin": {"admin"},
-		"tokens:admin": {"admin"},
+		"tokens:admin": {"admin"}, "devices:write": {"admin"},
 	}
 }()
 

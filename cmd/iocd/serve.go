@@ -90,6 +90,8 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger) (*app, err
 		return nil, err
 	}
 	a.runs["geo"] = a.geo.Run
+	a.geo.Units().SetLimits(cfg.UnitsMax, cfg.UnitExpiry.Std())
+	a.reg.MustRegister(geo.UnitCollectors()...)
 
 	icfg := ingest.Config{
 		Limits: ingest.Limits{Prefix: cfg.MQTTTopicPrefix, MaxPayloadBytes: cfg.MaxPayloadBytes, MaxBatchItems: cfg.MaxBatchItems,
@@ -97,6 +99,8 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger) (*app, err
 		BatchSize: cfg.IngestBatchSize, BatchWait: cfg.IngestBatchWait.Std(), Buffer: cfg.IngestBuffer,
 		Writers: cfg.IngestWriters, TouchInterval: cfg.DeviceTouchInterval.Std(), RetentionDays: cfg.RetentionDays,
 		Wards: a.geo.Wards(), Registerer: a.reg, OnCommit: a.observed,
+		RequireRegistered: cfg.RequireRegisteredDevices, DeviceStateMax: cfg.DeviceStateMax, DeviceStateTTL: cfg.DeviceStateTTL.Std(),
+		RejectsMaxAge: cfg.RejectsMaxAge.Std(), RejectsMaxRows: cfg.RejectsMaxRows, RejectsPruneEvery: cfg.RejectsPruneInterval.Std(),
 		InTx: func(ctx context.Context, tx pgx.Tx, obs []*ingest.Observation) (func(), error) {
 			if a.inTx == nil {
 				return nil, nil
@@ -121,7 +125,8 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger) (*app, err
 		}
 	}
 	a.sub, err = ingest.NewSubscriber(ingest.MQTTConfig{URL: cfg.MQTTURL, ClientID: cfg.MQTTClientID,
-		Prefix: cfg.MQTTTopicPrefix, SharedGroup: cfg.MQTTSharedGroup, TLS: tlsConf}, a.ing, log.With("part", "mqtt"))
+		Prefix: cfg.MQTTTopicPrefix, SharedGroup: cfg.MQTTSharedGroup, TLS: tlsConf,
+		MaxHeldBytes: int64(cfg.IngestMaxHeldBytes)}, a.ing, log.With("part", "mqtt"))
 	if err != nil {
 		a.close()
 		return nil, err
@@ -161,7 +166,9 @@ func (a *app) routes() {
 		api.Error(w, http.StatusNotFound, "not_found", "no such route: "+r.Method+" "+r.URL.Path)
 	}))
 	a.srv.Handle("GET", "/metrics", auth.ActMetricsRead, a.metricsHandler().ServeHTTP)
-	ingest.NewReader(a.apiPool, a.geo.WardName, a.log.With("part", "api")).Register(a.srv)
+	rd := ingest.NewReader(a.apiPool, a.geo.WardName, a.log.With("part", "api"))
+	rd.Registry = a.ing // registrations reach this instance's ingest at once
+	rd.Register(a.srv)
 	a.geo.Register(a.srv)
 }
 
@@ -169,17 +176,27 @@ func (a *app) metricsHandler() http.Handler {
 	return promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{})
 }
 
-// ready: the database answers and the broker session is up.
+// ready: the database answers, ingest's writes succeed (a missing
+// permission, table or column keeps them failing while the database
+// answers pings), and the broker session is up with its subscription
+// granted.
 func (a *app) ready(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
-	checks := map[string]string{"database": "ok", "mqtt": "ok"}
+	checks := map[string]string{"database": "ok", "ingest": "ok", "mqtt": "ok"}
 	status := http.StatusOK
 	if err := a.pool.Ping(ctx); err != nil {
 		checks["database"], status = "unreachable", http.StatusServiceUnavailable
 	}
-	if !a.sub.Connected() {
-		checks["mqtt"], status = "disconnected", http.StatusServiceUnavailable
+	if err := a.ing.Healthy(); err != nil {
+		// The log has the error itself; the public answer names the state.
+		checks["ingest"], status = "writes_failing", http.StatusServiceUnavailable
+	}
+	if err := a.sub.Healthy(); err != nil {
+		checks["mqtt"], status = "not_subscribed", http.StatusServiceUnavailable
+		if errors.Is(err, ingest.ErrNotConnected) {
+			checks["mqtt"] = "disconnected"
+		}
 	}
 	api.JSON(w, status, checks)
 }
