@@ -5,14 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -414,68 +412,6 @@ func TestRefusedSubscriptionIsRetried(t *testing.T) {
 	}
 }
 
-// refusingProxy stands between ingest and PostgreSQL; down() cuts every
-// connection and refuses new ones, up() lets them through again.
-type refusingProxy struct {
-	addr, target string
-	mu           sync.Mutex
-	ln           net.Listener
-	conns        map[net.Conn]bool
-}
-
-func newRefusingProxy(t *testing.T, target string) *refusingProxy {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &refusingProxy{addr: l.Addr().String(), target: target, conns: map[net.Conn]bool{}}
-	l.Close()
-	p.up(t)
-	t.Cleanup(p.down)
-	return p
-}
-
-func (p *refusingProxy) up(t *testing.T) {
-	ln, err := net.Listen("tcp", p.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.mu.Lock()
-	p.ln = ln
-	p.mu.Unlock()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			s, err := net.Dial("tcp", p.target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.conns[c], p.conns[s] = true, true
-			p.mu.Unlock()
-			go func() { io.Copy(s, c); s.Close() }()
-			go func() { io.Copy(c, s); c.Close() }()
-		}
-	}()
-}
-
-func (p *refusingProxy) down() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.ln != nil {
-		p.ln.Close()
-		p.ln = nil
-	}
-	for c := range p.conns {
-		c.Close()
-	}
-	p.conns = map[net.Conn]bool{}
-}
-
 func liveHeap() uint64 {
 	runtime.GC()
 	var ms runtime.MemStats
@@ -494,8 +430,8 @@ func TestLargeMessagesDoNotExhaustMemory(t *testing.T) {
 	pool, dbURL := dbtest.New(t)
 	cc := pool.Config().ConnConfig
 	target := fmt.Sprintf("%s:%d", cc.Host, cc.Port)
-	px := newRefusingProxy(t, target)
-	proxied, err := db.Open(context.Background(), strings.Replace(dbURL, target, px.addr, 1))
+	px := dbtest.NewProxy(t, target)
+	proxied, err := db.Open(context.Background(), strings.Replace(dbURL, target, px.Addr, 1))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -513,7 +449,7 @@ func TestLargeMessagesDoNotExhaustMemory(t *testing.T) {
 	waitFor(t, "subscribed", sub.Connected)
 	d.submit(t, "city/traffic/S-1", reading("warm-up"), false) // Run is past its start-up queries
 	waitFor(t, "warm-up stored", func() bool { return d.acked.Load() == 1 })
-	px.down()
+	px.Down()
 
 	oversized := []byte(`{"note":"` + strings.Repeat("x", 300<<10) + `"}`) // > 256 KiB: too_large
 	large := []byte(`{"note":"` + strings.Repeat("y", 200<<10))            // under the limit, bad JSON
@@ -550,7 +486,7 @@ func TestLargeMessagesDoNotExhaustMemory(t *testing.T) {
 	if grown > 3*budget {
 		t.Errorf("heap grew by %d MB while %d MB were published: not bounded by the %d MB budget", grown>>20, published>>20, budget>>20)
 	}
-	px.up(t)
+	px.Up(t)
 	deadline := time.Now().Add(60 * time.Second)
 	acked := func() int { return int(testutil.ToFloat64(d.ing.Metrics().Acked)) }
 	for acked() != 1+nOver+nLarge && time.Now().Before(deadline) {

@@ -9,7 +9,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -267,65 +266,6 @@ func TestCrashLosesNothing(t *testing.T) {
 	checkExactlyOnce(t, pool, runID, n)
 }
 
-// proxy stands between iocd and PostgreSQL so the test can make the
-// database unreachable (connections cut and refused) and bring it back.
-type proxy struct {
-	addr, target string
-	mu           sync.Mutex
-	ln           net.Listener
-	conns        map[net.Conn]bool
-}
-
-func newProxy(t *testing.T, target string) *proxy {
-	p := &proxy{addr: freeAddr(t), target: target, conns: map[net.Conn]bool{}}
-	p.up(t)
-	t.Cleanup(p.down)
-	return p
-}
-
-func (p *proxy) up(t *testing.T) {
-	ln, err := net.Listen("tcp", p.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.mu.Lock()
-	p.ln = ln
-	p.mu.Unlock()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			s, err := net.Dial("tcp", p.target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.conns[c], p.conns[s] = true, true
-			p.mu.Unlock()
-			go func() { io.Copy(s, c); s.Close() }()
-			go func() { io.Copy(c, s); c.Close() }()
-		}
-	}()
-}
-
-// down closes the listener (new connections are refused) and cuts every
-// open connection.
-func (p *proxy) down() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.ln != nil {
-		p.ln.Close()
-		p.ln = nil
-	}
-	for c := range p.conns {
-		c.Close()
-	}
-	p.conns = map[net.Conn]bool{}
-}
-
 func TestDatabaseOutageLosesNothing(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts iocd as a child process")
@@ -333,8 +273,8 @@ func TestDatabaseOutageLosesNothing(t *testing.T) {
 	broker := brokertest.Start(t)
 	pool, dbURL := dbtest.New(t)
 	cfg := pool.Config().ConnConfig
-	px := newProxy(t, fmt.Sprintf("%s:%d", cfg.Host, cfg.Port))
-	proxied := strings.Replace(dbURL, fmt.Sprintf("%s:%d", cfg.Host, cfg.Port), px.addr, 1)
+	px := dbtest.NewProxy(t, fmt.Sprintf("%s:%d", cfg.Host, cfg.Port))
+	proxied := strings.Replace(dbURL, fmt.Sprintf("%s:%d", cfg.Host, cfg.Port), px.Addr, 1)
 	metrics := freeAddr(t)
 	env := []string{
 		"IOC_DATABASE_URL=" + proxied, "IOC_MQTT_URL=" + broker.URL, "IOC_MQTT_CLIENT_ID=iocd-outage-test",
@@ -353,7 +293,7 @@ func TestDatabaseOutageLosesNothing(t *testing.T) {
 	for sent.Load() < n/8 {
 		time.Sleep(5 * time.Millisecond)
 	}
-	px.down()
+	px.Down()
 	t.Logf("database cut at %d published", sent.Load())
 	var maxDepth, maxRSS float64
 	outage := time.Now()
@@ -365,7 +305,7 @@ func TestDatabaseOutageLosesNothing(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	stuck, _ := iocd.metric("ioc_ingest_committed_total")
-	px.up(t)
+	px.Up(t)
 	t.Logf("database back at %d published; %v committed before; buffer depth peaked at %v; RSS %0.f MB -> peak %.0f MB",
 		sent.Load(), stuck, maxDepth, baseRSS, maxRSS)
 	if err := <-pubErr; err != nil {
