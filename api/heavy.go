@@ -35,15 +35,19 @@ func (g *heavyGate) enter(who string) bool {
 	if g.inflight == nil {
 		g.inflight = map[string]int{}
 	}
-	limit := g.perCall
-	if limit <= 0 {
-		limit = DefaultHeavyPerCaller
-	}
-	if g.inflight[who] >= limit {
+	if g.inflight[who] >= g.limit() {
 		return false
 	}
 	g.inflight[who]++
 	return true
+}
+
+// limit is the share of one caller; g.mu is held.
+func (g *heavyGate) limit() int {
+	if g.perCall <= 0 {
+		return DefaultHeavyPerCaller
+	}
+	return g.perCall
 }
 
 func (g *heavyGate) leave(who string) {
@@ -71,7 +75,7 @@ func (s *Server) HandleHeavy(method, pattern, action string, h http.HandlerFunc)
 		if !s.heavy.enter(who) {
 			heavyRefused.Inc()
 			Fail(w, r, Problemf(http.StatusTooManyRequests, "too_many_requests",
-				"you already have %d heavy requests running; wait for one to finish", max(s.heavyLimit(), 1)))
+				"you already have %d heavy requests running; wait for one to finish", s.heavyLimit()))
 			return
 		}
 		defer s.heavy.leave(who)
@@ -82,8 +86,5 @@ func (s *Server) HandleHeavy(method, pattern, action string, h http.HandlerFunc)
 func (s *Server) heavyLimit() int {
 	s.heavy.mu.Lock()
 	defer s.heavy.mu.Unlock()
-	if s.heavy.perCall <= 0 {
-		return DefaultHeavyPerCaller
-	}
-	return s.heavy.perCall
+	return s.heavy.limit()
 }
