@@ -25,9 +25,20 @@ type IncidentFilter struct {
 	Text string
 	// Wards limits the answer to these wards (nil: every ward).
 	Wards []string
+	// Where adds conditions written by another part (the OGC API's CQL2
+	// filter), ANDed with the rest. Each writes SQL over the incidents
+	// table aliased i, taking its values through arg.
+	Where []Condition
 	Limit int
 	// Cursor is a previous page's next cursor ("" for the first page).
 	Cursor string
+}
+
+// Condition is one extra condition of a query, as SQL. arg binds a value
+// and returns its placeholder; a Condition never writes a value into the
+// SQL text itself.
+type Condition interface {
+	SQL(arg func(any) string) (string, error)
 }
 
 // likeEscape makes s match itself literally inside a LIKE pattern
@@ -98,6 +109,13 @@ func listQuery(f IncidentFilter) (string, []any, error) {
 		p := arg("%" + likeEscape(f.Text) + "%")
 		q := arg(f.Text)
 		where = append(where, "(i.title ILIKE "+p+` ESCAPE '\' OR i.id = `+q+" OR i.kind = "+q+")")
+	}
+	for _, c := range f.Where {
+		sql, err := c.SQL(arg)
+		if err != nil {
+			return "", nil, err
+		}
+		where = append(where, "("+sql+")")
 	}
 	if f.Cursor != "" {
 		var c listCursor
