@@ -171,7 +171,11 @@ func (e *Events) Run(ctx context.Context) error {
 }
 
 func (e *Events) listen(ctx context.Context) error {
-	conn, err := pgx.ConnectConfig(ctx, e.pool.Config().ConnConfig.Copy())
+	cc := e.pool.Config().ConnConfig.Copy()
+	// Named, so an operator (or a test) can find the one connection the
+	// event stream depends on.
+	cc.RuntimeParams["application_name"] = ListenAppName
+	conn, err := pgx.ConnectConfig(ctx, cc)
 	if err != nil {
 		return err
 	}
@@ -215,6 +219,9 @@ func (e *Events) listen(ctx context.Context) error {
 		}
 	}
 }
+
+// ListenAppName is the application_name of the LISTEN connection.
+const ListenAppName = "iocd-events-listen"
 
 // parseNotification reads "<seq> <event json>"; ok is false for a bare
 // seq or anything unexpected.

@@ -37,8 +37,9 @@ type client struct {
 	// every Config.UpdateInterval.
 	latest    map[string]frame
 	lastFlush time.Time
-	lastSent  int64 // the highest incident seq queued
-	closing   int   // a close code once the gateway decided to close
+	flushing  []frame // the updates of the round being written
+	lastSent  int64   // the highest incident seq queued
+	closing   int     // a close code once the gateway decided to close
 	reason    string
 
 	wake chan struct{} // capacity 1: writes merge
@@ -64,13 +65,22 @@ func (c *client) enqueue(f frame) {
 		return
 	}
 	if c.queued+f.size > c.g.cfg.QueueBytes {
-		c.closeLocked(CloseSlowConsumer, "slow_consumer")
-		metricSlowConsumers.Inc()
+		c.slow()
 		return
 	}
 	c.queue = append(c.queue, f)
 	c.queued += f.size
 	c.signal()
+}
+
+// slow closes a client that fell too far behind. Call with c.mu held.
+func (c *client) slow() {
+	if c.closing == 0 {
+		metricSlowConsumers.Inc()
+		c.g.slowCloses.Add(1)
+		c.g.cfg.Log.Info("streams: slow consumer closed", "user", c.caller.Name, "queued_bytes", c.queued)
+	}
+	c.closeLocked(CloseSlowConsumer, "slow_consumer")
 }
 
 // closeLocked asks the writer to close the socket. Call with c.mu held.
@@ -96,8 +106,7 @@ func (c *client) incident(f frame, k incidentKey) {
 	}
 	if !c.live {
 		if c.pendingBytes+f.size > c.g.cfg.QueueBytes {
-			c.closeLocked(CloseSlowConsumer, "slow_consumer")
-			metricSlowConsumers.Inc()
+			c.slow()
 			return
 		}
 		c.pending = append(c.pending, f)
@@ -153,6 +162,51 @@ func (c *client) goLive(first []frame, seq int64) {
 	c.pending, c.pendingBytes, c.live = nil, 0, true
 }
 
+// nextFrame takes the next frame to write: the ordered queue first, one
+// frame at a time (so what is queued is what has not been written, and a
+// client that stops reading overflows its queue instead of blocking the
+// writer), then the coalesced updates once their interval has passed
+// (arming *flush otherwise). closing: the gateway decided to close.
+func (c *client) nextFrame(flush *<-chan time.Time) (f frame, ok, closing bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing != 0 {
+		return frame{}, false, true
+	}
+	if len(c.queue) > 0 {
+		f = c.queue[0]
+		c.queue[0] = frame{}
+		c.queue = c.queue[1:]
+		c.queued -= f.size
+		return f, true, false
+	}
+	if len(c.latest) == 0 {
+		return frame{}, false, false
+	}
+	interval := c.g.cfg.UpdateInterval
+	if c.flushing == nil {
+		if wait := interval - time.Since(c.lastFlush); wait > 0 {
+			if *flush == nil {
+				*flush = time.After(wait)
+			}
+			return frame{}, false, false
+		}
+		// Take this round's updates; newer ones arriving meanwhile wait
+		// for the next round.
+		c.flushing = make([]frame, 0, len(c.latest))
+		for k, f := range c.latest {
+			c.flushing = append(c.flushing, f)
+			delete(c.latest, k)
+		}
+		c.lastFlush = time.Now()
+	}
+	f = c.flushing[0]
+	if c.flushing = c.flushing[1:]; len(c.flushing) == 0 {
+		c.flushing = nil
+	}
+	return f, true, false
+}
+
 // write runs the connection's only writer until the socket ends.
 func (c *client) write() {
 	cfg := c.g.cfg
@@ -174,38 +228,24 @@ func (c *client) write() {
 		case <-c.done:
 			return
 		}
-		c.mu.Lock()
-		if c.closing != 0 {
-			code, reason := c.closing, c.reason
-			c.mu.Unlock()
-			msg := websocket.FormatCloseMessage(code, reason)
-			c.conn.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
-			return
-		}
-		q := c.queue
-		c.queue, c.queued = nil, 0
-		var updates []frame
-		if n := len(c.latest); n > 0 {
-			if wait := cfg.UpdateInterval - time.Since(c.lastFlush); wait <= 0 {
-				updates = make([]frame, 0, n)
-				for k, f := range c.latest {
-					updates = append(updates, f)
-					delete(c.latest, k)
-				}
-				c.lastFlush = time.Now()
-			} else if flush == nil {
-				flush = time.After(wait)
+		for {
+			f, ok, closing := c.nextFrame(&flush)
+			if closing {
+				c.mu.Lock()
+				code, reason := c.closing, c.reason
+				c.mu.Unlock()
+				msg := websocket.FormatCloseMessage(code, reason)
+				c.conn.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
+				return
 			}
-		}
-		c.mu.Unlock()
-		for _, batch := range [][]frame{q, updates} {
-			for _, f := range batch {
-				deadline()
-				if err := c.conn.WritePreparedMessage(f.pm); err != nil {
-					return
-				}
-				metricDelivered.Inc()
+			if !ok {
+				break
 			}
+			deadline()
+			if err := c.conn.WritePreparedMessage(f.pm); err != nil {
+				return
+			}
+			metricDelivered.Inc()
 		}
 	}
 }

@@ -100,6 +100,21 @@ type Gateway struct {
 	delivered atomic.Int64 // seq of the last incident event handed to every client
 	sourceOK  atomic.Bool  // the incident event source is live
 	wards     atomic.Pointer[[]wardSummary]
+	// slowCloses counts the clients closed as slow consumers.
+	slowCloses atomic.Int64
+}
+
+// Stats is what the gateway holds now.
+type Stats struct {
+	Clients            int
+	SlowConsumerCloses int64
+}
+
+// Stats reports the open connections and the slow-consumer closes so far.
+func (g *Gateway) Stats() Stats {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	return Stats{Clients: len(g.clients), SlowConsumerCloses: g.slowCloses.Load()}
 }
 
 // New makes the gateway.
