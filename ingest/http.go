@@ -209,43 +209,28 @@ func (rd *Reader) ward(code string) *wardRef {
 
 func (rd *Reader) listDevices(w http.ResponseWriter, r *http.Request) {
 	q := api.NewQuery(r, "kind", "ward", "online", "bbox", "limit", "cursor")
-	kind := q.Enum("kind", "traffic", "camera", "emergency", "unit", "unknown")
-	ward := q.String("ward", 16)
-	online := q.Enum("online", "true", "false")
-	bbox := q.BBox("bbox")
-	limit := q.Int("limit", defaultPage, 1, maxPage)
-	var after string
-	q.Cursor("cursor", &after)
+	f := DeviceFilter{
+		Kind:   q.Enum("kind", "traffic", "camera", "emergency", "unit", "unknown"),
+		Ward:   q.String("ward", 16),
+		Online: q.Enum("online", "true", "false"),
+		BBox:   q.BBox("bbox"),
+		Limit:  q.Int("limit", defaultPage, 1, maxPage),
+		Cursor: q.String("cursor", 1024),
+	}
 	if api.BadParam(w, q.Err()) {
 		return
 	}
 	c := api.CallerFrom(r.Context())
-	if api.ForbidWard(w, c, ward) {
+	if api.ForbidWard(w, c, f.Ward) {
 		return
 	}
-	rows, err := rd.pool.Query(r.Context(), `SELECT `+deviceCols+` FROM devices
-		WHERE ($1 = '' OR kind = $1)
-		  AND ($2 = '' OR ward_code = $2)
-		  AND ($3 = '' OR online = ($3 = 'true'))
-		  AND ($4::float8[] IS NULL OR geom && ST_MakeEnvelope($4[1], $4[2], $4[3], $4[4], 4326))
-		  AND ($5::text[] IS NULL OR ward_code = ANY($5))
-		  AND id > $6
-		ORDER BY id LIMIT $7`, kind, ward, online, bbox, c.WardFilter(), after, limit+1)
+	f.Wards = c.WardFilter()
+	items, next, err := rd.Devices(r.Context(), f)
 	if err != nil {
-		api.Internal(w, rd.log, r, err)
+		api.Fail(w, r, err)
 		return
 	}
-	items, err := collect(rows, rd.scanDevice)
-	if err != nil {
-		api.Internal(w, rd.log, r, err)
-		return
-	}
-	out := api.List[Device]{Items: items}
-	if len(items) > limit {
-		out.Items = items[:limit]
-		out.NextCursor = api.EncodeCursor(items[limit-1].ID)
-	}
-	api.JSON(w, http.StatusOK, out)
+	api.JSON(w, http.StatusOK, api.List[Device]{Items: items, NextCursor: next})
 }
 
 func collect[T any](rows pgx.Rows, scan func(pgx.Row) (T, error)) ([]T, error) {

@@ -54,6 +54,7 @@ func setupAlerts(ctx context.Context, cfg config.Config, a *app) error {
 		KnownWard:    a.geo.KnownWard,
 	})
 	a.runs["alerts"] = eng.Run
+	a.alerts = eng
 	a.observers = append(a.observers, eng.Observe)
 	a.inTx = eng.InTx
 	return nil

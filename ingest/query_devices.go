@@ -1,0 +1,108 @@
+package ingest
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"ioc/api"
+)
+
+// DeviceFilter is what a device list selects: GET /api/v1/devices and the
+// OGC API's devices collection call Reader.Devices with it.
+type DeviceFilter struct {
+	ID, Kind, Ward string
+	// Online is "true", "false" or "" (either).
+	Online string
+	// BBox is minLon,minLat,maxLon,maxLat (nil: anywhere).
+	BBox []float64
+	// SeenFrom, SeenTo bound last_seen ([from, to); zero: open).
+	SeenFrom, SeenTo time.Time
+	// Wards limits the answer to these wards (nil: every ward).
+	Wards []string
+	// Where adds conditions written by another part (the OGC API's CQL2
+	// filter), ANDed with the rest: SQL over devices aliased d, values
+	// through arg.
+	Where []Condition
+	Limit int
+	// Cursor is a previous page's next cursor ("" for the first page).
+	Cursor string
+}
+
+// Condition is one extra condition of a query, as SQL. arg binds a value
+// and returns its placeholder; a Condition never writes a value into the
+// SQL text itself.
+type Condition interface {
+	SQL(arg func(any) string) (string, error)
+}
+
+// ErrBadDeviceCursor: a cursor no device page made.
+var ErrBadDeviceCursor = &api.ParamError{Name: "cursor", Problem: "not a cursor from a previous page"}
+
+// Devices returns the devices matching f in id order and the next page's
+// cursor ("" on the last page).
+func (rd *Reader) Devices(ctx context.Context, f DeviceFilter) ([]Device, string, error) {
+	var after string
+	if f.Cursor != "" {
+		if err := api.DecodeCursor(f.Cursor, &after); err != nil {
+			return nil, "", ErrBadDeviceCursor
+		}
+	}
+	args := []any{f.Wards}
+	arg := func(v any) string {
+		args = append(args, v)
+		return "$" + strconv.Itoa(len(args))
+	}
+	where := []string{`($1::text[] IS NULL OR d.ward_code = ANY($1))`}
+	for _, c := range []struct{ col, v string }{{"id", f.ID}, {"kind", f.Kind}, {"ward_code", f.Ward}} {
+		if c.v != "" {
+			where = append(where, "d."+c.col+" = "+arg(c.v))
+		}
+	}
+	if f.Online != "" {
+		where = append(where, "d.online = "+arg(f.Online == "true"))
+	}
+	if f.BBox != nil {
+		where = append(where, fmt.Sprintf("d.geom && ST_MakeEnvelope(%s, %s, %s, %s, 4326)", arg(f.BBox[0]), arg(f.BBox[1]), arg(f.BBox[2]), arg(f.BBox[3])))
+	}
+	if !f.SeenFrom.IsZero() {
+		where = append(where, "d.last_seen >= "+arg(f.SeenFrom))
+	}
+	if !f.SeenTo.IsZero() {
+		where = append(where, "d.last_seen < "+arg(f.SeenTo))
+	}
+	for _, c := range f.Where {
+		sql, err := c.SQL(arg)
+		if err != nil {
+			return nil, "", err
+		}
+		where = append(where, "("+sql+")")
+	}
+	if after != "" {
+		where = append(where, "d.id > "+arg(after))
+	}
+	sql := `SELECT ` + deviceColsAs("d") + ` FROM devices d WHERE ` + strings.Join(where, " AND ") + ` ORDER BY d.id LIMIT ` + arg(f.Limit+1)
+	rows, err := rd.pool.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, "", fmt.Errorf("list devices: %w", err)
+	}
+	items, err := collect(rows, rd.scanDevice)
+	if err != nil {
+		return nil, "", fmt.Errorf("list devices: %w", err)
+	}
+	next := ""
+	if len(items) > f.Limit {
+		items = items[:f.Limit]
+		next = api.EncodeCursor(items[f.Limit-1].ID)
+	}
+	return items, next, nil
+}
+
+// deviceColsAs is deviceCols over a table alias.
+func deviceColsAs(a string) string {
+	return a + `.id, ` + a + `.kind, ST_X(` + a + `.geom), ST_Y(` + a + `.geom), ST_X(` + a + `.fixed_geom), ST_Y(` + a + `.fixed_geom), ` +
+		a + `.ward_code, ` + a + `.online, ` + a + `.first_seen, ` + a + `.last_seen, ` + a + `.last_ts, ` + a + `.status_ts, ` +
+		a + `.interval_s, ` + a + `.registered_at`
+}
