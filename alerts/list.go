@@ -25,6 +25,8 @@ type IncidentFilter struct {
 	Text string
 	// Wards limits the answer to these wards (nil: every ward).
 	Wards []string
+	// Active keeps only incidents not resolved (the queue, the live map).
+	Active bool
 	// Where adds conditions written by another part (the OGC API's CQL2
 	// filter), ANDed with the rest. Each writes SQL over the incidents
 	// table aliased i, taking its values through arg.
@@ -93,6 +95,9 @@ func listQuery(f IncidentFilter) (string, []any, error) {
 		if c.v != "" {
 			where = append(where, "i."+c.col+" = "+arg(c.v))
 		}
+	}
+	if f.Active {
+		where = append(where, "i.status <> 'resolved'")
 	}
 	if f.BBox != nil {
 		where = append(where, fmt.Sprintf("i.geom && ST_MakeEnvelope(%s, %s, %s, %s, 4326)", arg(f.BBox[0]), arg(f.BBox[1]), arg(f.BBox[2]), arg(f.BBox[3])))

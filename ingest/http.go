@@ -209,28 +209,27 @@ func (rd *Reader) ward(code string) *wardRef {
 
 func (rd *Reader) listDevices(w http.ResponseWriter, r *http.Request) {
 	q := api.NewQuery(r, "kind", "ward", "online", "bbox", "limit", "cursor")
-	f := DeviceFilter{
-		Kind:   q.Enum("kind", "traffic", "camera", "emergency", "unit", "unknown"),
-		Ward:   q.String("ward", 16),
-		Online: q.Enum("online", "true", "false"),
-		BBox:   q.BBox("bbox"),
-		Limit:  q.Int("limit", defaultPage, 1, maxPage),
-		Cursor: q.String("cursor", 1024),
-	}
+	kind := q.Enum("kind", "traffic", "camera", "emergency", "unit", "unknown")
+	ward := q.String("ward", 16)
+	online := q.Enum("online", "true", "false")
+	bbox := q.BBox("bbox")
+	limit := q.Int("limit", defaultPage, 1, maxPage)
+	var after string
+	q.Cursor("cursor", &after)
 	if api.BadParam(w, q.Err()) {
 		return
 	}
 	c := api.CallerFrom(r.Context())
-	if api.ForbidWard(w, c, f.Ward) {
+	if api.ForbidWard(w, c, ward) {
 		return
 	}
-	f.Wards = c.WardFilter()
-	items, next, err := rd.Devices(r.Context(), f)
+	items, more, err := rd.Devices(r.Context(), DeviceFilter{Kind: kind, Ward: ward, Online: online, BBox: bbox,
+		Wards: c.WardFilter(), Limit: limit, After: after})
 	if err != nil {
-		api.Fail(w, r, err)
+		api.Internal(w, rd.log, r, err)
 		return
 	}
-	api.JSON(w, http.StatusOK, api.List[Device]{Items: items, NextCursor: next})
+	api.JSON(w, http.StatusOK, devicesPage(items, more))
 }
 
 func collect[T any](rows pgx.Rows, scan func(pgx.Row) (T, error)) ([]T, error) {

@@ -10,25 +10,25 @@ import (
 	"ioc/api"
 )
 
-// DeviceFilter is what a device list selects: GET /api/v1/devices and the
-// OGC API's devices collection call Reader.Devices with it.
+// DeviceFilter selects devices. Zero fields select everything.
 type DeviceFilter struct {
-	ID, Kind, Ward string
-	// Online is "true", "false" or "" (either).
-	Online string
-	// BBox is minLon,minLat,maxLon,maxLat (nil: anywhere).
-	BBox []float64
+	ID     string    // one device
+	Kind   string    // traffic, camera, emergency, unit, unknown
+	Ward   string    // one ward code
+	Online string    // "true", "false" or ""
+	BBox   []float64 // minLon, minLat, maxLon, maxLat
 	// SeenFrom, SeenTo bound last_seen ([from, to); zero: open).
 	SeenFrom, SeenTo time.Time
-	// Wards limits the answer to these wards (nil: every ward).
+	// Wards limits the answer to these wards (nil: every ward): the
+	// caller's ward scope.
 	Wards []string
 	// Where adds conditions written by another part (the OGC API's CQL2
 	// filter), ANDed with the rest: SQL over devices aliased d, values
 	// through arg.
 	Where []Condition
 	Limit int
-	// Cursor is a previous page's next cursor ("" for the first page).
-	Cursor string
+	// After is the id the previous page ended on (a cursor's content).
+	After string
 }
 
 // Condition is one extra condition of a query, as SQL. arg binds a value
@@ -38,18 +38,10 @@ type Condition interface {
 	SQL(arg func(any) string) (string, error)
 }
 
-// ErrBadDeviceCursor: a cursor no device page made.
-var ErrBadDeviceCursor = &api.ParamError{Name: "cursor", Problem: "not a cursor from a previous page"}
-
-// Devices returns the devices matching f in id order and the next page's
-// cursor ("" on the last page).
-func (rd *Reader) Devices(ctx context.Context, f DeviceFilter) ([]Device, string, error) {
-	var after string
-	if f.Cursor != "" {
-		if err := api.DecodeCursor(f.Cursor, &after); err != nil {
-			return nil, "", ErrBadDeviceCursor
-		}
-	}
+// Devices returns the devices matching f in id order, at most f.Limit,
+// and whether more follow. The devices route, the OGC API and the
+// websocket snapshots call it, so they select alike.
+func (rd *Reader) Devices(ctx context.Context, f DeviceFilter) ([]Device, bool, error) {
 	args := []any{f.Wards}
 	arg := func(v any) string {
 		args = append(args, v)
@@ -76,28 +68,26 @@ func (rd *Reader) Devices(ctx context.Context, f DeviceFilter) ([]Device, string
 	for _, c := range f.Where {
 		sql, err := c.SQL(arg)
 		if err != nil {
-			return nil, "", err
+			return nil, false, err
 		}
 		where = append(where, "("+sql+")")
 	}
-	if after != "" {
-		where = append(where, "d.id > "+arg(after))
+	if f.After != "" {
+		where = append(where, "d.id > "+arg(f.After))
 	}
 	sql := `SELECT ` + deviceColsAs("d") + ` FROM devices d WHERE ` + strings.Join(where, " AND ") + ` ORDER BY d.id LIMIT ` + arg(f.Limit+1)
 	rows, err := rd.pool.Query(ctx, sql, args...)
 	if err != nil {
-		return nil, "", fmt.Errorf("list devices: %w", err)
+		return nil, false, fmt.Errorf("list devices: %w", err)
 	}
 	items, err := collect(rows, rd.scanDevice)
 	if err != nil {
-		return nil, "", fmt.Errorf("list devices: %w", err)
+		return nil, false, fmt.Errorf("list devices: %w", err)
 	}
-	next := ""
 	if len(items) > f.Limit {
-		items = items[:f.Limit]
-		next = api.EncodeCursor(items[f.Limit-1].ID)
+		return items[:f.Limit], true, nil
 	}
-	return items, next, nil
+	return items, false, nil
 }
 
 // deviceColsAs is deviceCols over a table alias.
@@ -105,4 +95,13 @@ func deviceColsAs(a string) string {
 	return a + `.id, ` + a + `.kind, ST_X(` + a + `.geom), ST_Y(` + a + `.geom), ST_X(` + a + `.fixed_geom), ST_Y(` + a + `.fixed_geom), ` +
 		a + `.ward_code, ` + a + `.online, ` + a + `.first_seen, ` + a + `.last_seen, ` + a + `.last_ts, ` + a + `.status_ts, ` +
 		a + `.interval_s, ` + a + `.registered_at`
+}
+
+// devicesPage is the list route's answer for f.
+func devicesPage(items []Device, more bool) api.List[Device] {
+	out := api.List[Device]{Items: items}
+	if more {
+		out.NextCursor = api.EncodeCursor(items[len(items)-1].ID)
+	}
+	return out
 }

@@ -357,10 +357,10 @@ func TestOGCItemsParameters(t *testing.T) {
 		"bbox-crs=EPSG:4326": "bbox-crs", "bbox=1,2,3,4&bbox-crs=EPSG:9999": "bbox-crs",
 		"crs=EPSG:32648": "crs", "crs=" + q("http://www.opengis.net/def/crs/EPSG/0/9999"): "crs",
 		"datetime=yesterday": "datetime", "datetime=" + q("2026-07-02T00:00:00Z/2026-07-01T00:00:00Z"): "datetime",
-		"datetime=" + q("a/b/c"): "datetime",
+		"datetime=" + q("a/b/c"):   "datetime",
 		"filter=" + q("status = "): "filter", "filter=" + q("secret = 1"): "filter", "filter=" + q("status = 5"): "filter",
 		"filter=" + q(strings.Repeat("(", 40)+"status='new'"+strings.Repeat(")", 40)): "filter",
-		"filter=x&filter-lang=cql2-json": "filter-lang", "filter-crs=EPSG:3405&filter=status='new'": "filter-crs",
+		"filter=x&filter-lang=cql2-json":                                              "filter-lang", "filter-crs=EPSG:3405&filter=status='new'": "filter-crs",
 		"cursor=garbage": "cursor", "sortby=opened_at": "sortby", "f=html": "f", "limit=1&limit=2": "limit",
 		"escalation_level=high": "escalation_level", "auto_resolve=yes": "auto_resolve",
 	} {

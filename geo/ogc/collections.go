@@ -160,13 +160,22 @@ func (s *Service) listIncidents(ctx context.Context, r itemsRequest) (page, erro
 
 func (s *Service) listDevices(ctx context.Context, r itemsRequest) (page, error) {
 	f := ingest.DeviceFilter{ID: r.id, BBox: r.bbox, SeenFrom: r.from, SeenTo: r.to, Wards: r.caller.WardFilter(),
-		Limit: r.limit, Cursor: r.cursor}
+		Limit: r.limit}
+	if r.cursor != "" {
+		if err := api.DecodeCursor(r.cursor, &f.After); err != nil {
+			return page{}, &api.ParamError{Name: "cursor", Problem: "not a cursor from a previous page"}
+		}
+	}
 	for _, c := range r.where {
 		f.Where = append(f.Where, c)
 	}
-	items, next, err := s.cfg.Devices(ctx, f)
+	items, more, err := s.cfg.Devices(ctx, f)
 	if err != nil {
 		return page{}, err
+	}
+	next := ""
+	if more {
+		next = api.EncodeCursor(items[len(items)-1].ID)
 	}
 	out := page{features: make([]feature, 0, len(items)), next: next, matched: -1}
 	for _, d := range items {

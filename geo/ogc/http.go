@@ -42,7 +42,7 @@ type Config struct {
 	// Incidents is alerts.Store.List.
 	Incidents func(ctx context.Context, f alerts.IncidentFilter) ([]*alerts.Incident, string, error)
 	// Devices is ingest.Reader.Devices.
-	Devices func(ctx context.Context, f ingest.DeviceFilter) ([]ingest.Device, string, error)
+	Devices func(ctx context.Context, f ingest.DeviceFilter) ([]ingest.Device, bool, error)
 	// Wards is geo.ListAreas over a pool.
 	Wards func(ctx context.Context, f geo.AreaFilter) (geo.AreaPage, error)
 	// Pool runs ST_Transform for projected CRSs (EPSG:3405).
