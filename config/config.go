@@ -141,6 +141,14 @@ type Config struct {
 	RejectsMaxAge        Duration `json:"rejects_max_age"`
 	RejectsMaxRows       int      `json:"rejects_max_rows"`
 	RejectsPruneInterval Duration `json:"rejects_prune_interval"`
+	// Dashboard (dashboards): an XYZ tile template for the map's base
+	// layer (empty: ward boundaries only, works offline), and the targets
+	// the incident queue measures time in state against.
+	DashboardTileURL         string   `json:"dashboard_tile_url"`
+	DashboardTileAttribution string   `json:"dashboard_tile_attribution"`
+	DashboardAckTarget       Duration `json:"dashboard_ack_target"`
+	DashboardDispatchTarget  Duration `json:"dashboard_dispatch_target"`
+	DashboardLocale          string   `json:"dashboard_locale"`
 }
 
 // Default returns the settings used when nothing overrides them.
@@ -194,6 +202,10 @@ func Default() Config {
 		RejectsMaxAge:            Duration(30 * 24 * time.Hour),
 		RejectsMaxRows:           1_000_000,
 		RejectsPruneInterval:     Duration(10 * time.Minute),
+		// Dashboard.
+		DashboardAckTarget:      Duration(2 * time.Minute),
+		DashboardDispatchTarget: Duration(10 * time.Minute),
+		DashboardLocale:         "vi",
 	}
 }
 
@@ -305,6 +317,12 @@ func (c *Config) settings() []setting {
 		{"rejects_max_age", "IOC_REJECTS_MAX_AGE", "delete rejections older than this", dur(&c.RejectsMaxAge)},
 		{"rejects_max_rows", "IOC_REJECTS_MAX_ROWS", "keep at most this many rejections", num(&c.RejectsMaxRows)},
 		{"rejects_prune_interval", "IOC_REJECTS_PRUNE_INTERVAL", "how often rejections are pruned", dur(&c.RejectsPruneInterval)},
+		// Dashboard.
+		{"dashboard_tile_url", "IOC_DASHBOARD_TILE_URL", "XYZ tile template for the dashboard map (https://host/{z}/{x}/{y}.png); empty: ward boundaries only", str(&c.DashboardTileURL)},
+		{"dashboard_tile_attribution", "IOC_DASHBOARD_TILE_ATTRIBUTION", "attribution shown with the tiles", str(&c.DashboardTileAttribution)},
+		{"dashboard_ack_target", "IOC_DASHBOARD_ACK_TARGET", "time to acknowledge a new incident before the queue shows a breach", dur(&c.DashboardAckTarget)},
+		{"dashboard_dispatch_target", "IOC_DASHBOARD_DISPATCH_TARGET", "time from acknowledgement to dispatch before the queue shows a breach", dur(&c.DashboardDispatchTarget)},
+		{"dashboard_locale", "IOC_DASHBOARD_LOCALE", "the dashboard's default language: vi or en", str(&c.DashboardLocale)},
 	}
 }
 
@@ -547,6 +565,23 @@ func (c Config) Validate() error {
 	}
 	if c.RejectsPruneInterval < Duration(time.Second) || c.RejectsPruneInterval > Duration(24*time.Hour) {
 		bad("rejects_prune_interval", "want 1s-24h, got %v", c.RejectsPruneInterval)
+	}
+	// Dashboard.
+	if t := c.DashboardTileURL; t != "" {
+		if u, err := url.Parse(strings.NewReplacer("{z}", "0", "{x}", "0", "{y}", "0").Replace(t)); err != nil ||
+			(u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil ||
+			!strings.Contains(t, "{z}") || !strings.Contains(t, "{x}") || !strings.Contains(t, "{y}") {
+			bad("dashboard_tile_url", "want an http(s) template with {z}, {x} and {y} and no credentials, got %q", t)
+		}
+	}
+	if c.DashboardAckTarget < Duration(10*time.Second) || c.DashboardAckTarget > Duration(24*time.Hour) {
+		bad("dashboard_ack_target", "want 10s-24h, got %v", c.DashboardAckTarget)
+	}
+	if c.DashboardDispatchTarget < Duration(10*time.Second) || c.DashboardDispatchTarget > Duration(24*time.Hour) {
+		bad("dashboard_dispatch_target", "want 10s-24h, got %v", c.DashboardDispatchTarget)
+	}
+	if !oneOf(c.DashboardLocale, "vi", "en") {
+		bad("dashboard_locale", "want vi or en, got %q", c.DashboardLocale)
 	}
 	return errors.Join(errs...)
 }
