@@ -52,6 +52,8 @@ type IncidentFilter struct {
 	// Wards limits the answer to these wards (nil: every ward): the
 	// caller's scope, api.Caller.WardFilter.
 	Wards []string
+	// Active keeps only incidents not resolved (the queue, the live map).
+	Active bool
 	// Where adds conditions written by another part (the OGC API's CQL2
 	// filter), ANDed with the rest. Each writes SQL over the incidents
 	// table aliased i, taking its values through arg.

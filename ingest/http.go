@@ -223,29 +223,13 @@ func (rd *Reader) listDevices(w http.ResponseWriter, r *http.Request) {
 	if api.ForbidWard(w, c, ward) {
 		return
 	}
-	rows, err := rd.pool.Query(r.Context(), `SELECT `+deviceCols+` FROM devices
-		WHERE ($1 = '' OR kind = $1)
-		  AND ($2 = '' OR ward_code = $2)
-		  AND ($3 = '' OR online = ($3 = 'true'))
-		  AND ($4::float8[] IS NULL OR geom && ST_MakeEnvelope($4[1], $4[2], $4[3], $4[4], 4326))
-		  AND ($5::text[] IS NULL OR ward_code = ANY($5))
-		  AND id > $6
-		ORDER BY id LIMIT $7`, kind, ward, online, bbox, c.WardFilter(), after, limit+1)
+	items, more, err := rd.Devices(r.Context(), DeviceFilter{Kind: kind, Ward: ward, Online: online, BBox: bbox,
+		Wards: c.WardFilter(), Limit: limit, After: after})
 	if err != nil {
 		api.Internal(w, rd.log, r, err)
 		return
 	}
-	items, err := collect(rows, rd.scanDevice)
-	if err != nil {
-		api.Internal(w, rd.log, r, err)
-		return
-	}
-	out := api.List[Device]{Items: items}
-	if len(items) > limit {
-		out.Items = items[:limit]
-		out.NextCursor = api.EncodeCursor(items[limit-1].ID)
-	}
-	api.JSON(w, http.StatusOK, out)
+	api.JSON(w, http.StatusOK, devicesPage(items, more))
 }
 
 func collect[T any](rows pgx.Rows, scan func(pgx.Row) (T, error)) ([]T, error) {
