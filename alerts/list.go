@@ -22,8 +22,8 @@ const (
 	MaxListLimit     = 1000
 	DefaultListLimit = 100
 	// maxStoreLimit bounds a page asked of the store by the service
-	// itself (exports page with it).
-	maxStoreLimit = 5000
+	// itself (exports, websocket snapshots).
+	maxStoreLimit = SnapshotMax
 	// MaxSpan is the longest from–to a query may name: a year and a day.
 	MaxSpan = 366 * 24 * time.Hour
 	// maxValues caps the values of one list filter (status=a,b,...).
@@ -52,8 +52,6 @@ type IncidentFilter struct {
 	// Wards limits the answer to these wards (nil: every ward): the
 	// caller's scope, api.Caller.WardFilter.
 	Wards []string
-	// Active keeps only incidents not resolved (the queue, the live map).
-	Active bool
 	// Where adds conditions written by another part (the OGC API's CQL2
 	// filter), ANDed with the rest. Each writes SQL over the incidents
 	// table aliased i, taking its values through arg.
