@@ -148,6 +148,14 @@ type Config struct {
 	ResponseTargetAcknowledge Duration `json:"response_target_acknowledge"`
 	ResponseTargetDispatch    Duration `json:"response_target_dispatch"`
 	ResponseTargetResolve     Duration `json:"response_target_resolve"`
+	// Dashboard (dashboards): an XYZ tile template for the map's base
+	// layer (empty: ward boundaries only, works offline), and the targets
+	// the incident queue measures time in state against.
+	DashboardTileURL         string   `json:"dashboard_tile_url"`
+	DashboardTileAttribution string   `json:"dashboard_tile_attribution"`
+	DashboardAckTarget       Duration `json:"dashboard_ack_target"`
+	DashboardDispatchTarget  Duration `json:"dashboard_dispatch_target"`
+	DashboardLocale          string   `json:"dashboard_locale"`
 }
 
 // Default returns the settings used when nothing overrides them.
@@ -205,6 +213,10 @@ func Default() Config {
 		ResponseTargetAcknowledge: Duration(60 * time.Second),
 		ResponseTargetDispatch:    Duration(120 * time.Second),
 		ResponseTargetResolve:     Duration(time.Hour),
+		// Dashboard.
+		DashboardAckTarget:      Duration(2 * time.Minute),
+		DashboardDispatchTarget: Duration(10 * time.Minute),
+		DashboardLocale:         "vi",
 	}
 }
 
@@ -320,6 +332,12 @@ func (c *Config) settings() []setting {
 		{"response_target_acknowledge", "IOC_RESPONSE_TARGET_ACKNOWLEDGE", "response-time target from opening to acknowledgement (NFPA 1225: 60s)", dur(&c.ResponseTargetAcknowledge)},
 		{"response_target_dispatch", "IOC_RESPONSE_TARGET_DISPATCH", "response-time target from opening to dispatch (NFPA 1225: 120s)", dur(&c.ResponseTargetDispatch)},
 		{"response_target_resolve", "IOC_RESPONSE_TARGET_RESOLVE", "response-time target from opening to resolution", dur(&c.ResponseTargetResolve)},
+		// Dashboard.
+		{"dashboard_tile_url", "IOC_DASHBOARD_TILE_URL", "XYZ tile template for the dashboard map (https://host/{z}/{x}/{y}.png); empty: ward boundaries only", str(&c.DashboardTileURL)},
+		{"dashboard_tile_attribution", "IOC_DASHBOARD_TILE_ATTRIBUTION", "attribution shown with the tiles", str(&c.DashboardTileAttribution)},
+		{"dashboard_ack_target", "IOC_DASHBOARD_ACK_TARGET", "time to acknowledge a new incident before the queue shows a breach", dur(&c.DashboardAckTarget)},
+		{"dashboard_dispatch_target", "IOC_DASHBOARD_DISPATCH_TARGET", "time from acknowledgement to dispatch before the queue shows a breach", dur(&c.DashboardDispatchTarget)},
+		{"dashboard_locale", "IOC_DASHBOARD_LOCALE", "the dashboard's default language: vi or en", str(&c.DashboardLocale)},
 	}
 }
 
@@ -571,6 +589,23 @@ func (c Config) Validate() error {
 	}
 	if c.RejectsPruneInterval < Duration(time.Second) || c.RejectsPruneInterval > Duration(24*time.Hour) {
 		bad("rejects_prune_interval", "want 1s-24h, got %v", c.RejectsPruneInterval)
+	}
+	// Dashboard.
+	if t := c.DashboardTileURL; t != "" {
+		if u, err := url.Parse(strings.NewReplacer("{z}", "0", "{x}", "0", "{y}", "0").Replace(t)); err != nil ||
+			(u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil ||
+			!strings.Contains(t, "{z}") || !strings.Contains(t, "{x}") || !strings.Contains(t, "{y}") {
+			bad("dashboard_tile_url", "want an http(s) template with {z}, {x} and {y} and no credentials, got %q", t)
+		}
+	}
+	if c.DashboardAckTarget < Duration(10*time.Second) || c.DashboardAckTarget > Duration(24*time.Hour) {
+		bad("dashboard_ack_target", "want 10s-24h, got %v", c.DashboardAckTarget)
+	}
+	if c.DashboardDispatchTarget < Duration(10*time.Second) || c.DashboardDispatchTarget > Duration(24*time.Hour) {
+		bad("dashboard_dispatch_target", "want 10s-24h, got %v", c.DashboardDispatchTarget)
+	}
+	if !oneOf(c.DashboardLocale, "vi", "en") {
+		bad("dashboard_locale", "want vi or en, got %q", c.DashboardLocale)
 	}
 	return errors.Join(errs...)
 }

@@ -69,6 +69,19 @@ if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
     --dir /var/lib/redis --logfile /var/log/redis/ioc.log
 fi
 
+# --- Dashboard toolchain (dashboards/web): node and npm build and check the
+# bundle, Debian's chromium runs the browser tests. A node already on the
+# machine is used as it is (the build needs node 18 or newer).
+dash_need=()
+command -v node >/dev/null 2>&1 || dash_need+=(nodejs)
+command -v npm >/dev/null 2>&1 || dash_need+=(npm)
+command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || dash_need+=(chromium)
+if [ ${#dash_need[@]} -gt 0 ]; then
+  log "installing ${dash_need[*]} (dashboard build and browser tests)"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${dash_need[@]}" >/dev/null
+fi
+
 # Mosquitto is started by the project itself with deploy/mosquitto.conf:
 # tests start their own on free ports (deploy/brokertest), deploy/run.sh one
 # on 127.0.0.1:1884. A system broker on 1883, if any, is left alone.

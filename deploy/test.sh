@@ -16,6 +16,9 @@ echo "== gofmt"
 unformatted=$(gofmt -l $(git ls-files '*.go'))
 if [ -n "$unformatted" ]; then echo "gofmt would change: $unformatted"; exit 1; fi
 
+echo "== dashboard bundle (dashboards/web/dist built from the sources)"
+(cd dashboards/web && npm ci --no-audit --no-fund --loglevel=error && node build.mjs --check)
+
 echo "== go test -race"
 go test -race -count=1 -timeout 12m ./...
 

@@ -137,6 +137,10 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger) (*app, err
 	a.srv.SetHeavyLimit(cfg.APIHeavyPerCaller)
 	a.srv.SetRequestTimeout(cfg.APIStatementTimeout.Std() + 5*time.Second)
 	a.routes()
+	if err := setupDashboards(a); err != nil {
+		a.close()
+		return nil, err
+	}
 	if err := setupAlerts(ctx, cfg, a); err != nil {
 		a.close()
 		return nil, err

@@ -1,0 +1,342 @@
+// The map (MapLibre GL, WebGL). Base layer: the ward boundaries from
+// GET /api/v1/areas, so it works offline; raster tiles only when the
+// configuration names a tile server. No text glyphs are needed: markers,
+// cluster counts and ward badges are drawn on canvases at run time and
+// added as images (styleimagemissing), so nothing is fetched from outside.
+import maplibregl from 'maplibre-gl';
+import { sevRank } from './store.js';
+
+export const HANOI = { center: [105.84, 21.03], zoom: 10.2 };
+export const CITY_ZOOM = 11;   // below: the wards map; from here: clusters
+export const POINT_ZOOM = 14;  // from here: every incident on its own
+export const DEVICE_ZOOM = 12; // devices from here
+
+export const SEV_COLOR = { minor: '#2e7d32', moderate: '#f9a825', severe: '#e65100', extreme: '#b71c1c' };
+const RANK_COLOR = ['#2e7d32', '#f9a825', '#e65100', '#b71c1c'];
+const UNIT_COLOR = { available: '#1565c0', dispatched: '#6a1b9a', en_route: '#6a1b9a', on_scene: '#4e342e', out_of_service: '#757575' };
+const UNIT_LETTER = { police: 'P', fire: 'F', ambulance: 'A', rescue: 'R', traffic_police: 'T' };
+const PR = 2; // images drawn at twice the CSS size
+
+function canvas(w, h) {
+  const c = document.createElement('canvas');
+  c.width = w * PR; c.height = h * PR;
+  const g = c.getContext('2d');
+  g.scale(PR, PR);
+  return [c, g];
+}
+
+function path(g, shape, cx, cy, r) {
+  g.beginPath();
+  if (shape === 'circle') g.arc(cx, cy, r, 0, Math.PI * 2);
+  else if (shape === 'square') g.rect(cx - r * 0.85, cy - r * 0.85, r * 1.7, r * 1.7);
+  else if (shape === 'triangle') { g.moveTo(cx, cy - r * 1.1); g.lineTo(cx + r, cy + r * 0.75); g.lineTo(cx - r, cy + r * 0.75); g.closePath(); }
+  else if (shape === 'diamond') { g.moveTo(cx, cy - r * 1.15); g.lineTo(cx + r * 1.15, cy); g.lineTo(cx, cy + r * 1.15); g.lineTo(cx - r * 1.15, cy); g.closePath(); }
+}
+
+const SEV_SHAPE = { minor: 'circle', moderate: 'square', severe: 'triangle', extreme: 'diamond' };
+
+// drawImage makes the image a style asks for by name.
+function drawImage(name) {
+  let m;
+  if ((m = /^sev-(\w+?)(-new)?$/.exec(name))) {
+    const sev = m[1], fresh = !!m[2];
+    const size = fresh ? 34 : 26;
+    const [c, g] = canvas(size, size);
+    const r = size / 2 - 4;
+    path(g, SEV_SHAPE[sev] || 'circle', size / 2, size / 2 + (sev === 'severe' ? 1 : 0), r);
+    g.fillStyle = SEV_COLOR[sev] || '#555';
+    g.fill();
+    g.lineWidth = fresh ? 3 : 2;
+    g.strokeStyle = fresh ? '#00e5ff' : '#fff';
+    g.stroke();
+    g.fillStyle = '#fff';
+    g.font = `bold ${fresh ? 14 : 12}px sans-serif`;
+    g.textAlign = 'center'; g.textBaseline = 'middle';
+    g.fillText(String(sevRank(sev) + 1), size / 2, size / 2 + 2);
+    return c;
+  }
+  if ((m = /^cl-(\d+)-(\d)$/.exec(name))) {
+    const n = +m[1], worst = +m[2];
+    const label = n >= 1000 ? Math.round(n / 100) / 10 + 'k' : String(n);
+    const size = 30 + Math.min(18, label.length * 4);
+    const [c, g] = canvas(size, size);
+    path(g, 'circle', size / 2, size / 2, size / 2 - 2);
+    g.fillStyle = RANK_COLOR[worst] || '#555'; g.globalAlpha = 0.9; g.fill(); g.globalAlpha = 1;
+    g.lineWidth = 2; g.strokeStyle = '#fff'; g.stroke();
+    g.fillStyle = '#fff'; g.font = 'bold 13px sans-serif'; g.textAlign = 'center'; g.textBaseline = 'middle';
+    g.fillText(label, size / 2, size / 2 + 1);
+    return c;
+  }
+  if ((m = /^wc-(\d+)-(-?\d)$/.exec(name))) {
+    const n = +m[1], worst = +m[2];
+    const label = String(n);
+    const w = 18 + label.length * 8, h = 20;
+    const [c, g] = canvas(w, h);
+    g.beginPath(); g.roundRect ? g.roundRect(1, 1, w - 2, h - 2, 9) : g.rect(1, 1, w - 2, h - 2);
+    g.fillStyle = worst >= 0 ? RANK_COLOR[worst] : '#546e7a'; g.fill();
+    g.lineWidth = 1.5; g.strokeStyle = '#fff'; g.stroke();
+    g.fillStyle = '#fff'; g.font = 'bold 12px sans-serif'; g.textAlign = 'center'; g.textBaseline = 'middle';
+    g.fillText(label, w / 2, h / 2 + 1);
+    return c;
+  }
+  if ((m = /^unit-(\w+?)-(\w+)$/.exec(name))) {
+    const [c, g] = canvas(22, 22);
+    g.beginPath(); g.rect(2, 2, 18, 18);
+    g.fillStyle = UNIT_COLOR[m[2]] || '#1565c0'; g.fill();
+    g.lineWidth = 2; g.strokeStyle = '#fff'; g.stroke();
+    g.fillStyle = '#fff'; g.font = 'bold 12px sans-serif'; g.textAlign = 'center'; g.textBaseline = 'middle';
+    g.fillText(UNIT_LETTER[m[1]] || 'U', 11, 12);
+    return c;
+  }
+  return null;
+}
+
+// labelPoint: a point for a ward's badge (centre of its largest ring's
+// bounding box, good enough for a badge).
+function labelPoint(geom) {
+  const polys = geom.type === 'Polygon' ? [geom.coordinates] : geom.coordinates;
+  let best = null, bestA = -1;
+  for (const p of polys) {
+    const ring = p[0];
+    let a = 0;
+    for (let i = 0, j = ring.length - 1; i < ring.length; j = i++) a += (ring[j][0] - ring[i][0]) * (ring[j][1] + ring[i][1]);
+    a = Math.abs(a);
+    if (a > bestA) { bestA = a; best = ring; }
+  }
+  let sx = 0, sy = 0;
+  for (const c of best) { sx += c[0]; sy += c[1]; }
+  return [sx / best.length, sy / best.length];
+}
+
+function fc(features) { return { type: 'FeatureCollection', features }; }
+
+export class CityMap {
+  // opts: {container, config, areas, onSelect(id), onPick(lngLat), onView({bbox, zoom}), onArea(bbox), analyst}
+  constructor(opts) {
+    this.opts = opts;
+    this.ready = false;
+    this.pending = {};
+    this.mode = null; // null | 'pick' | 'area'
+    this.areaStart = null;
+    const cfg = opts.config || {};
+    const sources = {
+      wards: { type: 'geojson', data: opts.areas || fc([]), promoteId: 'code' },
+    };
+    const layers = [{ id: 'bg', type: 'background', paint: { 'background-color': '#e8edf1' } }];
+    if (cfg.tile_url) {
+      sources.tiles = { type: 'raster', tiles: [cfg.tile_url], tileSize: 256, attribution: cfg.tile_attribution || '' };
+      layers.push({ id: 'tiles', type: 'raster', source: 'tiles' });
+    }
+    this.map = new maplibregl.Map({
+      container: opts.container,
+      style: { version: 8, sources, layers },
+      center: HANOI.center, zoom: HANOI.zoom, minZoom: 8, maxZoom: 18,
+      attributionControl: { compact: true, customAttribution: 'Ranh giới © OpenStreetMap contributors (ODbL)' },
+      fadeDuration: 0,
+      preserveDrawingBuffer: !!opts.screenshots,
+    });
+    this.map.addControl(new maplibregl.NavigationControl({ showCompass: false }), 'top-right');
+    this.map.addControl(new maplibregl.ScaleControl({ unit: 'metric' }), 'bottom-left');
+    this.map.on('styleimagemissing', (e) => {
+      if (this.map.hasImage(e.id)) return;
+      const c = drawImage(e.id);
+      if (c) {
+        const g = c.getContext('2d');
+        this.map.addImage(e.id, g.getImageData(0, 0, c.width, c.height), { pixelRatio: PR });
+      }
+    });
+    this.map.on('load', () => this.setup());
+    let viewTimer = null;
+    this.map.on('moveend', () => {
+      clearTimeout(viewTimer);
+      viewTimer = setTimeout(() => this.opts.onView && this.opts.onView(this.view()), 400); // debounced
+    });
+  }
+
+  view() {
+    const b = this.map.getBounds();
+    const r = (v) => Math.round(v * 1e5) / 1e5;
+    return { bbox: [r(b.getWest()), r(b.getSouth()), r(b.getEast()), r(b.getNorth())], zoom: this.map.getZoom() };
+  }
+
+  setup() {
+    const m = this.map;
+    const analyst = !!this.opts.analyst;
+    m.addLayer({ id: 'wards-fill', type: 'fill', source: 'wards', paint: {
+      'fill-color': ['match', ['coalesce', ['feature-state', 'worst'], -1],
+        0, RANK_COLOR[0], 1, RANK_COLOR[1], 2, RANK_COLOR[2], 3, RANK_COLOR[3], '#90a4ae'],
+      'fill-opacity': ['interpolate', ['linear'], ['zoom'], 9, ['case', ['>=', ['coalesce', ['feature-state', 'worst'], -1], 0], 0.45, 0.12], CITY_ZOOM, 0.25, 13, 0.06],
+    } });
+    m.addLayer({ id: 'wards-line', type: 'line', source: 'wards', paint: {
+      'line-color': '#37474f', 'line-width': ['interpolate', ['linear'], ['zoom'], 9, 0.6, 14, 1.6], 'line-opacity': 0.8 } });
+    m.addSource('ward-badges', { type: 'geojson', data: fc([]) });
+    m.addLayer({ id: 'ward-badges', type: 'symbol', source: 'ward-badges', maxzoom: CITY_ZOOM,
+      layout: { 'icon-image': ['get', 'img'], 'icon-allow-overlap': true } });
+
+    m.addSource('devices', { type: 'geojson', data: fc([]) });
+    m.addLayer({ id: 'devices', type: 'circle', source: 'devices', minzoom: DEVICE_ZOOM, paint: {
+      'circle-radius': ['interpolate', ['linear'], ['zoom'], 12, 2.5, 16, 5],
+      'circle-color': ['case', ['get', 'online'], '#43a047', '#9e9e9e'],
+      'circle-stroke-color': ['case', ['get', 'online'], '#ffffff', '#c62828'],
+      'circle-stroke-width': ['case', ['get', 'online'], 0.5, 1.5],
+    } });
+
+    m.addSource('incidents', { type: 'geojson', data: fc([]), cluster: true, clusterMaxZoom: POINT_ZOOM - 1, clusterRadius: 48,
+      clusterProperties: { worst: ['max', ['get', 'rank']] } });
+    const incMin = analyst ? 0 : CITY_ZOOM;
+    m.addLayer({ id: 'inc-clusters', type: 'symbol', source: 'incidents', minzoom: incMin, filter: ['has', 'point_count'],
+      layout: { 'icon-image': ['concat', 'cl-', ['to-string', ['get', 'point_count']], '-', ['to-string', ['get', 'worst']]], 'icon-allow-overlap': true } });
+    m.addLayer({ id: 'inc-points', type: 'symbol', source: 'incidents', minzoom: incMin, filter: ['!', ['has', 'point_count']],
+      layout: { 'icon-image': ['concat', 'sev-', ['get', 'severity'], ['case', ['get', 'fresh'], '-new', '']],
+        'icon-allow-overlap': true, 'symbol-sort-key': ['-', 0, ['get', 'rank']] } });
+
+    m.addSource('units', { type: 'geojson', data: fc([]) });
+    m.addLayer({ id: 'units', type: 'symbol', source: 'units', minzoom: 9,
+      layout: { 'icon-image': ['concat', 'unit-', ['get', 'kind'], '-', ['get', 'status']], 'icon-allow-overlap': true,
+        'icon-size': ['interpolate', ['linear'], ['zoom'], 9, 0.55, 13, 1] } });
+    m.moveLayer('ward-badges');
+
+    m.addSource('area', { type: 'geojson', data: fc([]) });
+    m.addLayer({ id: 'area', type: 'line', source: 'area', paint: { 'line-color': '#0d47a1', 'line-width': 2, 'line-dasharray': [2, 1] } });
+
+    for (const id of ['inc-points', 'inc-clusters', 'units', 'wards-fill']) {
+      m.on('mouseenter', id, () => { if (!this.mode) m.getCanvas().style.cursor = 'pointer'; });
+      m.on('mouseleave', id, () => { if (!this.mode) m.getCanvas().style.cursor = ''; });
+    }
+    m.on('click', (e) => this.click(e));
+    this.ready = true;
+    for (const [k, v] of Object.entries(this.pending)) this[k](...v);
+    this.pending = {};
+    this.opts.onReady && this.opts.onReady();
+  }
+
+  click(e) {
+    const m = this.map;
+    if (this.mode === 'pick') {
+      this.setMode(null);
+      this.opts.onPick && this.opts.onPick(e.lngLat);
+      return;
+    }
+    if (this.mode === 'area') {
+      if (!this.areaStart) { this.areaStart = e.lngLat; return; }
+      const a = this.areaStart, b = e.lngLat;
+      this.areaStart = null;
+      this.setMode(null);
+      const bbox = [Math.min(a.lng, b.lng), Math.min(a.lat, b.lat), Math.max(a.lng, b.lng), Math.max(a.lat, b.lat)]
+        .map((v) => Math.round(v * 1e5) / 1e5);
+      this.showArea(bbox);
+      this.opts.onArea && this.opts.onArea(bbox);
+      return;
+    }
+    const hit = m.queryRenderedFeatures(e.point, { layers: ['inc-points', 'inc-clusters'].filter((l) => m.getLayer(l)) });
+    if (hit.length) {
+      const f = hit[0];
+      if (f.properties.cluster) {
+        m.getSource('incidents').getClusterExpansionZoom(f.properties.cluster_id).then((z) =>
+          m.easeTo({ center: f.geometry.coordinates, zoom: Math.min(z, POINT_ZOOM) }));
+      } else {
+        this.opts.onSelect && this.opts.onSelect(f.properties.id);
+      }
+      return;
+    }
+    if (m.getZoom() < CITY_ZOOM) {
+      const w = m.queryRenderedFeatures(e.point, { layers: ['wards-fill'] });
+      if (w.length) m.easeTo({ center: e.lngLat, zoom: CITY_ZOOM + 1 });
+    }
+  }
+
+  setMode(mode) {
+    this.mode = mode;
+    this.areaStart = null;
+    this.map.getCanvas().style.cursor = mode ? 'crosshair' : '';
+  }
+
+  defer(name, args) {
+    if (!this.ready) { this.pending[name] = args; return true; }
+    return false;
+  }
+
+  setIncidents(list, fresh) {
+    if (this.defer('setIncidents', [list, fresh])) return;
+    const now = Date.now();
+    const feats = [];
+    for (const x of list) {
+      if (!x.location || !x.location.coordinates) continue;
+      const f = fresh && fresh.get(x.id);
+      feats.push({ type: 'Feature', geometry: x.location, properties: {
+        id: x.id, severity: x.severity, rank: sevRank(x.severity), status: x.status, fresh: !!(f && now - f < 120000) } });
+    }
+    this.map.getSource('incidents').setData(fc(feats));
+  }
+
+  setDevices(devices) {
+    if (this.defer('setDevices', [devices])) return;
+    const feats = [];
+    for (const d of devices.values()) {
+      const loc = d.location || d.fixed_location;
+      if (!loc) continue;
+      feats.push({ type: 'Feature', geometry: loc, properties: { id: d.id, online: !!d.online } });
+    }
+    this.map.getSource('devices').setData(fc(feats));
+  }
+
+  setUnits(units) {
+    if (this.defer('setUnits', [units])) return;
+    const feats = [];
+    for (const u of units.values()) {
+      if (!u.location) continue;
+      feats.push({ type: 'Feature', geometry: u.location, properties: { id: u.id, kind: u.kind, status: u.status } });
+    }
+    this.map.getSource('units').setData(fc(feats));
+  }
+
+  // setWards colours each ward by its worst open incident and puts a
+  // badge with the count at city zoom (the streams' wards layer).
+  setWards(stats, areas) {
+    if (this.defer('setWards', [stats, areas])) return;
+    if (!areas) return;
+    const feats = [];
+    for (const f of areas.features) {
+      const code = f.properties.code;
+      const s = stats.get(code);
+      let n = 0, worst = -1;
+      if (s && s.incidents) {
+        ['minor', 'moderate', 'severe', 'extreme'].forEach((k, i) => { const c = s.incidents[k] || 0; n += c; if (c > 0) worst = i; });
+      }
+      this.map.setFeatureState({ source: 'wards', id: code }, { worst, n });
+      if (n > 0) {
+        if (!f._label) f._label = labelPoint(f.geometry);
+        feats.push({ type: 'Feature', geometry: { type: 'Point', coordinates: f._label }, properties: { code, img: `wc-${n}-${worst}` } });
+      }
+    }
+    this.map.getSource('ward-badges').setData(fc(feats));
+  }
+
+  setResults(list) {
+    this.setIncidents(list, null);
+  }
+
+  showArea(bbox) {
+    if (this.defer('showArea', [bbox])) return;
+    const feats = bbox ? [{ type: 'Feature', geometry: { type: 'LineString', coordinates: [
+      [bbox[0], bbox[1]], [bbox[2], bbox[1]], [bbox[2], bbox[3]], [bbox[0], bbox[3]], [bbox[0], bbox[1]]] }, properties: {} }] : [];
+    this.map.getSource('area').setData(fc(feats));
+  }
+
+  setVisible(layer, on) {
+    if (this.defer('setVisible_' + layer, [layer, on])) return;
+    const ids = { wards: ['wards-fill', 'wards-line', 'ward-badges'], incidents: ['inc-points', 'inc-clusters'], devices: ['devices'], units: ['units'] }[layer] || [];
+    for (const id of ids) if (this.map.getLayer(id)) this.map.setLayoutProperty(id, 'visibility', on ? 'visible' : 'none');
+  }
+
+  flyTo(x) {
+    if (x && x.location) this.map.easeTo({ center: x.location.coordinates, zoom: Math.max(this.map.getZoom(), POINT_ZOOM + 0.5) });
+  }
+
+  resize() { this.map.resize(); }
+  remove() { this.map.remove(); }
+}
+// setVisible may be deferred per layer.
+for (const l of ['wards', 'incidents', 'devices', 'units']) {
+  CityMap.prototype['setVisible_' + l] = function (layer, on) { this.setVisible(layer, on); };
+}
