@@ -44,11 +44,13 @@ func main() {
 		err = runCmd(ctx, args)
 	case "load":
 		err = loadCmd(ctx, args)
+	case "seed":
+		err = seedCmd(ctx, args)
 	case "help", "-h", "--help":
-		fmt.Fprintln(os.Stderr, "usage: iocsim [run] [flags] | iocsim load [flags]; -h after a command lists its flags")
+		fmt.Fprintln(os.Stderr, "usage: iocsim [run] [flags] | iocsim load [flags] | iocsim seed [flags]; -h after a command lists its flags")
 		return
 	default:
-		err = fmt.Errorf("unknown command %q (run, load)", cmd)
+		err = fmt.Errorf("unknown command %q (run, load, seed)", cmd)
 	}
 	if err != nil && !errors.Is(err, flag.ErrHelp) {
 		fmt.Fprintln(os.Stderr, "iocsim:", err)
