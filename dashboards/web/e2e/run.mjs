@@ -179,8 +179,11 @@ test('log in; the map shows the wards', async () => {
   A = await signIn('dieuphoi', userPassword);
   await waitFor(A.page, '[data-view=operator]');
   await mapReady(A.page);
-  const wards = await A.page.evaluate(() => window.__iocMap.map.querySourceFeatures('wards').map((f) => f.properties.code));
-  assert.ok(new Set(wards).size >= 100, `map shows ${new Set(wards).size} wards`);
+  const wards = await until(A.page, async () => {
+    const d = await window.__iocMap.map.getSource('wards').getData();
+    return d.features.length >= 100 && window.__iocMap.map.queryRenderedFeatures({ layers: ['wards-line'] }).length > 0 && d.features.length;
+  }, null, 30000);
+  assert.ok(wards >= 100, `map has ${wards} wards`);
   await until(A.page, () => ['open', 'polling'].includes(window.__iocStore.state.conn) && window.__iocStore.state.lastBeat, null, 30000);
 });
 
