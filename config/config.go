@@ -141,6 +141,13 @@ type Config struct {
 	RejectsMaxAge        Duration `json:"rejects_max_age"`
 	RejectsMaxRows       int      `json:"rejects_max_rows"`
 	RejectsPruneInterval Duration `json:"rejects_prune_interval"`
+	// History (issue 11): the response-time targets of GET
+	// /api/v1/stats/response-times, measured from an incident's opening.
+	// Defaults from NFPA 1225: acknowledge within 60 s, dispatch within
+	// 120 s; resolve within an hour.
+	ResponseTargetAcknowledge Duration `json:"response_target_acknowledge"`
+	ResponseTargetDispatch    Duration `json:"response_target_dispatch"`
+	ResponseTargetResolve     Duration `json:"response_target_resolve"`
 	// Dashboard (dashboards): an XYZ tile template for the map's base
 	// layer (empty: ward boundaries only, works offline), and the targets
 	// the incident queue measures time in state against.
@@ -202,6 +209,10 @@ func Default() Config {
 		RejectsMaxAge:            Duration(30 * 24 * time.Hour),
 		RejectsMaxRows:           1_000_000,
 		RejectsPruneInterval:     Duration(10 * time.Minute),
+		// History.
+		ResponseTargetAcknowledge: Duration(60 * time.Second),
+		ResponseTargetDispatch:    Duration(120 * time.Second),
+		ResponseTargetResolve:     Duration(time.Hour),
 		// Dashboard.
 		DashboardAckTarget:      Duration(2 * time.Minute),
 		DashboardDispatchTarget: Duration(10 * time.Minute),
@@ -317,6 +328,10 @@ func (c *Config) settings() []setting {
 		{"rejects_max_age", "IOC_REJECTS_MAX_AGE", "delete rejections older than this", dur(&c.RejectsMaxAge)},
 		{"rejects_max_rows", "IOC_REJECTS_MAX_ROWS", "keep at most this many rejections", num(&c.RejectsMaxRows)},
 		{"rejects_prune_interval", "IOC_REJECTS_PRUNE_INTERVAL", "how often rejections are pruned", dur(&c.RejectsPruneInterval)},
+		// History.
+		{"response_target_acknowledge", "IOC_RESPONSE_TARGET_ACKNOWLEDGE", "response-time target from opening to acknowledgement (NFPA 1225: 60s)", dur(&c.ResponseTargetAcknowledge)},
+		{"response_target_dispatch", "IOC_RESPONSE_TARGET_DISPATCH", "response-time target from opening to dispatch (NFPA 1225: 120s)", dur(&c.ResponseTargetDispatch)},
+		{"response_target_resolve", "IOC_RESPONSE_TARGET_RESOLVE", "response-time target from opening to resolution", dur(&c.ResponseTargetResolve)},
 		// Dashboard.
 		{"dashboard_tile_url", "IOC_DASHBOARD_TILE_URL", "XYZ tile template for the dashboard map (https://host/{z}/{x}/{y}.png); empty: ward boundaries only", str(&c.DashboardTileURL)},
 		{"dashboard_tile_attribution", "IOC_DASHBOARD_TILE_ATTRIBUTION", "attribution shown with the tiles", str(&c.DashboardTileAttribution)},
@@ -538,6 +553,15 @@ func (c Config) Validate() error {
 	// Alert engine.
 	if c.AlertQueueSize < 16 || c.AlertQueueSize > 1<<20 {
 		bad("alert_queue_size", "want 16-1048576, got %d", c.AlertQueueSize)
+	}
+	// History.
+	for _, t := range []struct {
+		key string
+		v   Duration
+	}{{"response_target_acknowledge", c.ResponseTargetAcknowledge}, {"response_target_dispatch", c.ResponseTargetDispatch}, {"response_target_resolve", c.ResponseTargetResolve}} {
+		if t.v < Duration(time.Second) || t.v > Duration(30*24*time.Hour) {
+			bad(t.key, "want 1s-720h, got %v", t.v)
+		}
 	}
 	// Ingest hardening.
 	if c.IngestMaxHeldBytes < 1<<20 || c.IngestMaxHeldBytes > 4<<30 {
