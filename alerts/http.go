@@ -1,6 +1,7 @@
 package alerts
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,9 +12,11 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"ioc/api"
 	"ioc/auth"
@@ -31,6 +34,15 @@ type HTTPOptions struct {
 	// parameter or body field naming anything else is a 400 unknown_ward.
 	// nil refuses every ward code.
 	KnownWard func(code string) bool
+	// ReadPool, if set, serves the history reads (list, statistics,
+	// exports, CAP): iocd's API pool, whose statements time out, so no
+	// analyst's query holds the connections the engine writes with.
+	ReadPool *pgxpool.Pool
+	// Targets are the response-time targets of GET
+	// /stats/response-times; zero fields take DefaultTargets.
+	Targets ResponseTargets
+	// CAP names the sender of CAP messages; zero: DefaultCAPSender.
+	CAP CAPSender
 }
 
 // Register adds the incident and rule routes:
@@ -48,8 +60,23 @@ type HTTPOptions struct {
 //	GET  /api/v1/incidents/{id}/nearest-units   incidents:read   ?kind=&limit=
 //	GET  /api/v1/rules                          rules:read       webhook_url in full for admins only
 //	PUT  /api/v1/rules                          rules:write      If-Match optional
+//
+// and the history routes (docs/history.md), the heavy ones limited per
+// caller (api.Server.HandleHeavy):
+//
+//	GET  /api/v1/incidents.csv                  export:read      the filters of /incidents; audited
+//	GET  /api/v1/incidents.geojson              export:read      the filters of /incidents; audited
+//	GET  /api/v1/incidents.atom                 export:read      Atom feed of current (unresolved) incidents
+//	GET  /api/v1/incidents/{id}.cap             export:read      CAP 1.2 (dispatched by GET /incidents/{id})
+//	GET  /api/v1/stats/incidents                stats:read       ?group_by=ward|kind|severity|hour|day + filters
+//	GET  /api/v1/stats/response-times           stats:read       ?by=ward|kind + filters
 func (e *Engine) Register(srv *api.Server, opts HTTPOptions) {
 	h := &handlers{e: e, opts: opts}
+	if opts.ReadPool != nil {
+		rs := *e.store
+		rs.pool = opts.ReadPool
+		h.read = &rs
+	}
 	srv.Handle("GET", "/api/v1/incidents", auth.ActIncidentsRead, h.list)
 	srv.Handle("POST", "/api/v1/incidents", auth.ActIncidentsOpen, h.open)
 	srv.Handle("GET", "/api/v1/incidents/{id}", auth.ActIncidentsRead, h.get)
@@ -63,11 +90,17 @@ func (e *Engine) Register(srv *api.Server, opts HTTPOptions) {
 	srv.Handle("GET", "/api/v1/incidents/{id}/nearest-units", auth.ActIncidentsRead, h.nearest)
 	srv.Handle("GET", "/api/v1/rules", auth.ActRulesRead, h.getRules)
 	srv.Handle("PUT", "/api/v1/rules", auth.ActRulesWrite, h.putRules)
+	srv.HandleHeavy("GET", "/api/v1/incidents.csv", auth.ActExportRead, h.export(func() ExportFormat { return CSVExport{} }, "csv"))
+	srv.HandleHeavy("GET", "/api/v1/incidents.geojson", auth.ActExportRead, h.export(func() ExportFormat { return &GeoJSONExport{} }, "geojson"))
+	srv.Handle("GET", "/api/v1/incidents.atom", auth.ActExportRead, h.atom)
+	srv.HandleHeavy("GET", "/api/v1/stats/incidents", auth.ActStatsRead, h.stats)
+	srv.HandleHeavy("GET", "/api/v1/stats/response-times", auth.ActStatsRead, h.responseTimes)
 }
 
 type handlers struct {
 	e    *Engine
 	opts HTTPOptions
+	read *Store // nil: the engine's own
 }
 
 var statuses = []string{StatusNew, StatusAcknowledged, StatusDispatched, StatusResolved}
@@ -84,29 +117,102 @@ func (h *handlers) knownWard(code string) bool {
 	return h.opts.KnownWard != nil && h.opts.KnownWard(code)
 }
 
-func (h *handlers) list(w http.ResponseWriter, r *http.Request) {
-	q := api.NewQuery(r, "status", "kind", "severity", "ward", "bbox", "from", "to", "q", "limit", "cursor")
-	f := IncidentFilter{
-		Status:   q.Enum("status", statuses...),
-		Kind:     q.Enum("kind", h.e.rules.Load().kinds...),
-		Severity: q.Enum("severity", severities...),
-		Ward:     q.Ward("ward", h.knownWard),
-		BBox:     q.BBox("bbox"),
-		From:     q.Time("from"),
-		To:       q.Time("to"),
-		Text:     q.String("q", 200),
-		Limit:    q.Int("limit", 100, 1, 1000),
-		Cursor:   q.String("cursor", 1024),
+// filterParams are the query parameters of every incident query (the
+// list, the exports, the statistics).
+var filterParams = []string{"status", "kind", "severity", "ward", "bbox", "from", "to", "updated_since", "active", "q"}
+
+// parseFilter reads an incident query's filters from q and applies the
+// caller's ward scope: the one place where a request becomes an
+// IncidentFilter. A ward filter naming a ward outside the caller's is
+// refused (403); without one, the scope restricts the answer.
+func (h *handlers) parseFilter(r *http.Request, q *api.Query) (IncidentFilter, error) {
+	var first error
+	list := func(name string, options []string, known func(string) bool) []string {
+		vs, err := splitList(q, name, options, known)
+		if err != nil && first == nil {
+			first = err
+		}
+		return vs
 	}
+	f := IncidentFilter{
+		Status:       list("status", statuses, nil),
+		Kind:         list("kind", h.e.rules.Load().kinds, nil),
+		Severity:     list("severity", severities, nil),
+		Ward:         list("ward", nil, h.knownWard),
+		BBox:         q.BBox("bbox"),
+		From:         q.Time("from"),
+		To:           q.Time("to"),
+		UpdatedSince: q.Time("updated_since"),
+		Active:       q.Enum("active", "true", "false") == "true",
+		Text:         q.String("q", 200),
+	}
+	if err := q.Err(); err != nil {
+		return f, err
+	}
+	if first != nil {
+		return f, first
+	}
+	c := api.CallerFrom(r.Context())
+	for _, w := range f.Ward {
+		if !c.SeesWard(w) {
+			return f, fmt.Errorf("ward %s is outside your wards: %w", w, api.ErrForbidden)
+		}
+	}
+	f.Wards = c.WardFilter()
+	return f, f.Validate()
+}
+
+// splitList reads a comma-separated list parameter; each value must be one
+// of options (or pass known).
+func splitList(q *api.Query, name string, options []string, known func(string) bool) ([]string, error) {
+	s := q.String(name, 2048)
+	if s == "" {
+		return nil, nil
+	}
+	parts := strings.Split(s, ",")
+	if len(parts) > maxValues {
+		return nil, &api.ParamError{Name: name, Problem: fmt.Sprintf("at most %d values", maxValues)}
+	}
+	var out []string
+	for _, v := range parts {
+		v = strings.TrimSpace(v)
+		switch {
+		case v == "":
+			return nil, &api.ParamError{Name: name, Problem: "an empty value in the list"}
+		case known != nil && !known(v):
+			return nil, &api.ParamError{Name: name, Code: "unknown_ward",
+				Problem: fmt.Sprintf("%q is not a ward code (5 digits, see GET /api/v1/wards)", api.Clip(v))}
+		case known == nil && !slices.Contains(options, v):
+			return nil, &api.ParamError{Name: name, Problem: fmt.Sprintf("want one or more of %s (comma-separated), got %q", strings.Join(options, ", "), api.Clip(v))}
+		}
+		if !slices.Contains(out, v) {
+			out = append(out, v)
+		}
+	}
+	return out, nil
+}
+
+// reader is the store history reads go through (HTTPOptions.ReadPool).
+func (h *handlers) reader() *Store {
+	if h.read != nil {
+		return h.read
+	}
+	return h.e.store
+}
+
+func (h *handlers) list(w http.ResponseWriter, r *http.Request) {
+	q := api.NewQuery(r, slices.Concat(filterParams, []string{"limit", "cursor"})...)
+	f, err := h.parseFilter(r, q)
+	if err != nil {
+		api.Fail(w, r, err)
+		return
+	}
+	f.Limit = q.Int("limit", DefaultListLimit, 1, MaxListLimit)
+	f.Cursor = q.String("cursor", 1024)
 	if api.BadParam(w, q.Err()) {
 		return
 	}
-	c := api.CallerFrom(r.Context())
-	if api.ForbidWard(w, c, f.Ward) {
-		return
-	}
-	f.Wards = c.WardFilter()
-	items, next, err := h.e.store.List(r.Context(), f)
+	items, next, err := h.reader().List(r.Context(), f)
 	if err != nil {
 		api.Fail(w, r, err)
 		return
@@ -117,7 +223,10 @@ func (h *handlers) list(w http.ResponseWriter, r *http.Request) {
 // visible fetches the incident and hides it (not found) outside the
 // caller's wards.
 func (h *handlers) visible(r *http.Request, details bool) (*Incident, error) {
-	id := r.PathValue("id")
+	return h.visibleID(r, r.PathValue("id"), details)
+}
+
+func (h *handlers) visibleID(r *http.Request, id string, details bool) (*Incident, error) {
 	if !validID(id) {
 		return nil, ErrNotFound
 	}
@@ -137,6 +246,12 @@ func (h *handlers) visible(r *http.Request, details bool) (*Incident, error) {
 
 func (h *handlers) get(w http.ResponseWriter, r *http.Request) {
 	if api.BadParam(w, api.NewQuery(r).Err()) {
+		return
+	}
+	// Go's mux patterns cannot end a wildcard with a suffix: the CAP
+	// document of /incidents/{id}.cap arrives here.
+	if id, ok := strings.CutSuffix(r.PathValue("id"), ".cap"); ok {
+		h.cap(w, r, id)
 		return
 	}
 	x, err := h.visible(r, true)
@@ -430,4 +545,181 @@ func (h *handlers) putRules(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.WriteHeader(http.StatusOK)
 	w.Write(raw)
+}
+
+// History routes: exports, CAP, statistics.
+
+// exportWriteWindow bounds each page's write to the client, and
+// exportPageTimeout each page's query: an export of a year outlives the
+// request deadline page by page, while a stalled client or a stuck query
+// costs one window.
+const (
+	exportWriteWindow = 30 * time.Second
+	exportPageTimeout = 30 * time.Second
+)
+
+func (h *handlers) export(format func() ExportFormat, ext string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		q := api.NewQuery(r, filterParams...)
+		f, err := h.parseFilter(r, q)
+		if err != nil {
+			api.Fail(w, r, err)
+			return
+		}
+		entry := auth.EntryFrom(r, auth.ActExportRead, "incidents."+ext, map[string]any{"query": api.ClipN(r.URL.RawQuery, 2048)})
+		if err := h.e.audit.Record(r.Context(), entry); err != nil {
+			api.Fail(w, r, fmt.Errorf("export: %w", err))
+			return
+		}
+		// Pages run without the request's deadline but stop when the
+		// client goes away.
+		base, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
+		defer cancel()
+		stop := context.AfterFunc(r.Context(), func() {
+			if !errors.Is(r.Context().Err(), context.DeadlineExceeded) {
+				cancel()
+			}
+		})
+		defer stop()
+		pageCtx := func() (context.Context, context.CancelFunc) { return context.WithTimeout(base, exportPageTimeout) }
+
+		fm := format()
+		rc := http.NewResponseController(w)
+		started := false
+		n, err := h.reader().Export(pageCtx, f, func(items []*Incident) error {
+			if !started {
+				started = true
+				w.Header().Set("Content-Type", fm.ContentType())
+				w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="incidents-%s.%s"`,
+					time.Now().In(hanoi).Format("20060102-1504"), ext))
+				w.WriteHeader(http.StatusOK)
+				if err := fm.Begin(w); err != nil {
+					return err
+				}
+			}
+			if err := rc.SetWriteDeadline(time.Now().Add(exportWriteWindow)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+				return err
+			}
+			if err := fm.Page(w, items); err != nil {
+				return err
+			}
+			if err := rc.Flush(); err != nil && !errors.Is(err, http.ErrNotSupported) {
+				return err
+			}
+			return nil
+		})
+		if err == nil {
+			err = fm.End(w)
+		}
+		if err != nil {
+			if !started {
+				api.Fail(w, r, err)
+				return
+			}
+			// Half an export is sent: end the response without its
+			// closing chunk, so the client sees it broken, not short.
+			h.e.log.Warn("export cut", "format", ext, "rows", n, "err", err)
+			panic(http.ErrAbortHandler)
+		}
+	}
+}
+
+func (h *handlers) capSender() CAPSender {
+	if h.opts.CAP.Sender != "" {
+		return h.opts.CAP
+	}
+	return DefaultCAPSender
+}
+
+// cap answers one incident as CAP 1.2 XML.
+func (h *handlers) cap(w http.ResponseWriter, r *http.Request, id string) {
+	if c := api.CallerFrom(r.Context()); !(auth.Policy{}).Allow(c, auth.ActExportRead) {
+		api.Fail(w, r, fmt.Errorf("role %s may not %s: %w", c.Role, auth.ActExportRead, api.ErrForbidden))
+		return
+	}
+	x, err := h.visibleID(r, id, false)
+	if err != nil {
+		api.Fail(w, r, err)
+		return
+	}
+	var buf bytes.Buffer
+	if err := WriteCAP(&buf, x, h.capSender()); err != nil {
+		api.Fail(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/cap+xml; charset=utf-8")
+	w.WriteHeader(http.StatusOK)
+	w.Write(buf.Bytes())
+}
+
+// atom answers the Atom feed of current incidents (not resolved, newest
+// first, at most MaxListLimit), each entry linking to its CAP message.
+func (h *handlers) atom(w http.ResponseWriter, r *http.Request) {
+	q := api.NewQuery(r, filterParams...)
+	f, err := h.parseFilter(r, q)
+	if err != nil {
+		api.Fail(w, r, err)
+		return
+	}
+	f.Active, f.Limit = true, MaxListLimit
+	items, _, err := h.reader().List(r.Context(), f)
+	if err != nil {
+		api.Fail(w, r, err)
+		return
+	}
+	var buf bytes.Buffer
+	if err := WriteCAPFeed(&buf, items, h.capSender(), requestBase(r)+"/api/v1", h.e.store.now()); err != nil {
+		api.Fail(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/atom+xml; charset=utf-8")
+	w.WriteHeader(http.StatusOK)
+	w.Write(buf.Bytes())
+}
+
+// requestBase is scheme://host of the request, for absolute links.
+func requestBase(r *http.Request) string {
+	scheme := "http"
+	if r.TLS != nil || r.Header.Get("X-Forwarded-Proto") == "https" {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host
+}
+
+func (h *handlers) stats(w http.ResponseWriter, r *http.Request) {
+	q := api.NewQuery(r, slices.Concat(filterParams, []string{"group_by"})...)
+	by := q.Enum("group_by", StatsGroups...)
+	f, err := h.parseFilter(r, q)
+	if err == nil && by == "" {
+		err = &api.ParamError{Name: "group_by", Problem: "required: one of " + strings.Join(StatsGroups, ", ")}
+	}
+	if err != nil {
+		api.Fail(w, r, err)
+		return
+	}
+	out, err := h.reader().IncidentStats(r.Context(), f, by)
+	if err != nil {
+		api.Fail(w, r, err)
+		return
+	}
+	api.JSON(w, http.StatusOK, out)
+}
+
+func (h *handlers) responseTimes(w http.ResponseWriter, r *http.Request) {
+	q := api.NewQuery(r, slices.Concat(filterParams, []string{"by"})...)
+	by := q.Enum("by", "ward", "kind")
+	f, err := h.parseFilter(r, q)
+	if err == nil && by == "" {
+		by = "ward"
+	}
+	if err != nil {
+		api.Fail(w, r, err)
+		return
+	}
+	out, err := h.reader().ResponseTimes(r.Context(), f, by, h.opts.Targets)
+	if err != nil {
+		api.Fail(w, r, err)
+		return
+	}
+	api.JSON(w, http.StatusOK, out)
 }

@@ -62,11 +62,11 @@ func TestTextSearchUsesTrigramIndex(t *testing.T) {
 		}
 	}
 	// Keyset pages: the second starts where the first ended.
-	p1, next, err := v.e.store.List(v.ctx, IncidentFilter{Kind: "traffic_congestion", Limit: 10})
+	p1, next, err := v.e.store.List(v.ctx, IncidentFilter{Kind: []string{"traffic_congestion"}, Limit: 10})
 	if err != nil || len(p1) != 10 || next == "" {
 		t.Fatalf("first page: %v %d %q", err, len(p1), next)
 	}
-	p2, _, err := v.e.store.List(v.ctx, IncidentFilter{Kind: "traffic_congestion", Limit: 10, Cursor: next})
+	p2, _, err := v.e.store.List(v.ctx, IncidentFilter{Kind: []string{"traffic_congestion"}, Limit: 10, Cursor: next})
 	if err != nil || len(p2) != 10 || !p2[0].OpenedAt.Before(p1[9].OpenedAt) {
 		t.Fatalf("second page: %v %d", err, len(p2))
 	}

@@ -150,6 +150,13 @@ type Config struct {
 	// a reconnecting client can resume from.
 	EventRetention      Duration `json:"event_retention"`
 	EventRetentionCount int      `json:"event_retention_count"`
+	// History (issue 11): the response-time targets of GET
+	// /api/v1/stats/response-times, measured from an incident's opening.
+	// Defaults from NFPA 1225: acknowledge within 60 s, dispatch within
+	// 120 s; resolve within an hour.
+	ResponseTargetAcknowledge Duration `json:"response_target_acknowledge"`
+	ResponseTargetDispatch    Duration `json:"response_target_dispatch"`
+	ResponseTargetResolve     Duration `json:"response_target_resolve"`
 	// Dashboard (dashboards): an XYZ tile template for the map's base
 	// layer (empty: ward boundaries only, works offline), and the targets
 	// the incident queue measures time in state against.
@@ -216,6 +223,10 @@ func Default() Config {
 		WSHeartbeat:              Duration(5 * time.Second),
 		EventRetention:           Duration(24 * time.Hour),
 		EventRetentionCount:      1_000_000,
+		// History.
+		ResponseTargetAcknowledge: Duration(60 * time.Second),
+		ResponseTargetDispatch:    Duration(120 * time.Second),
+		ResponseTargetResolve:     Duration(time.Hour),
 		// Dashboard.
 		DashboardAckTarget:      Duration(2 * time.Minute),
 		DashboardDispatchTarget: Duration(10 * time.Minute),
@@ -336,6 +347,10 @@ func (c *Config) settings() []setting {
 		{"ws_heartbeat", "IOC_WS_HEARTBEAT", "how often websocket clients get a heartbeat with the latest seq", dur(&c.WSHeartbeat)},
 		{"event_retention", "IOC_EVENT_RETENTION", "keep incident events this long for resuming clients", dur(&c.EventRetention)},
 		{"event_retention_count", "IOC_EVENT_RETENTION_COUNT", "keep at most this many incident events (0: no count limit)", num(&c.EventRetentionCount)},
+		// History.
+		{"response_target_acknowledge", "IOC_RESPONSE_TARGET_ACKNOWLEDGE", "response-time target from opening to acknowledgement (NFPA 1225: 60s)", dur(&c.ResponseTargetAcknowledge)},
+		{"response_target_dispatch", "IOC_RESPONSE_TARGET_DISPATCH", "response-time target from opening to dispatch (NFPA 1225: 120s)", dur(&c.ResponseTargetDispatch)},
+		{"response_target_resolve", "IOC_RESPONSE_TARGET_RESOLVE", "response-time target from opening to resolution", dur(&c.ResponseTargetResolve)},
 		// Dashboard.
 		{"dashboard_tile_url", "IOC_DASHBOARD_TILE_URL", "XYZ tile template for the dashboard map (https://host/{z}/{x}/{y}.png); empty: ward boundaries only", str(&c.DashboardTileURL)},
 		{"dashboard_tile_attribution", "IOC_DASHBOARD_TILE_ATTRIBUTION", "attribution shown with the tiles", str(&c.DashboardTileAttribution)},
@@ -557,6 +572,15 @@ func (c Config) Validate() error {
 	// Alert engine.
 	if c.AlertQueueSize < 16 || c.AlertQueueSize > 1<<20 {
 		bad("alert_queue_size", "want 16-1048576, got %d", c.AlertQueueSize)
+	}
+	// History.
+	for _, t := range []struct {
+		key string
+		v   Duration
+	}{{"response_target_acknowledge", c.ResponseTargetAcknowledge}, {"response_target_dispatch", c.ResponseTargetDispatch}, {"response_target_resolve", c.ResponseTargetResolve}} {
+		if t.v < Duration(time.Second) || t.v > Duration(30*24*time.Hour) {
+			bad(t.key, "want 1s-720h, got %v", t.v)
+		}
 	}
 	// Ingest hardening.
 	if c.IngestMaxHeldBytes < 1<<20 || c.IngestMaxHeldBytes > 4<<30 {

@@ -52,6 +52,11 @@ func setupAlerts(ctx context.Context, cfg config.Config, a *app) error {
 		NearestUnits: a.geo.WriteNearestUnits,
 		UnitVisible:  a.geo.UnitVisible,
 		KnownWard:    a.geo.KnownWard,
+		// History reads (list, stats, exports, CAP) go through the API's
+		// pool, whose statements time out.
+		ReadPool: a.apiPool,
+		Targets: alerts.ResponseTargets{Acknowledge: cfg.ResponseTargetAcknowledge.Std(),
+			Dispatch: cfg.ResponseTargetDispatch.Std(), Resolve: cfg.ResponseTargetResolve.Std()},
 	})
 	a.runs["alerts"] = eng.Run
 	a.alerts = eng

@@ -40,7 +40,9 @@ type app struct {
 	geo     *geo.Service
 	ing     *ingest.Ingester
 	sub     *ingest.Subscriber
-	reader  *ingest.Reader
+	// reader is ingest's read API (devices for the OGC API too).
+	reader *ingest.Reader
+	// alerts is the alert engine, set by setupAlerts.
 	alerts  *alerts.Engine
 	sec     *auth.Service
 	streams *streams.Gateway
@@ -122,6 +124,9 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger) (*app, err
 		return nil, err
 	}
 	a.runs["ingest"] = a.ing.Run
+	// Hourly and daily telemetry rollups (GET /devices/{id}/telemetry?bucket=1h|1d).
+	a.runs["rollups"] = ingest.NewRollups(pool, ingest.RollupConfig{Backfill: time.Duration(cfg.RetentionDays) * 24 * time.Hour},
+		a.reg, log.With("part", "rollups")).Run
 
 	var tlsConf *tls.Config
 	if cfg.MQTTCAFile != "" || cfg.MQTTCertFile != "" {
@@ -148,6 +153,10 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger) (*app, err
 		return nil, err
 	}
 	if err := setupAlerts(ctx, cfg, a); err != nil {
+		a.close()
+		return nil, err
+	}
+	if err := setupOGC(a); err != nil {
 		a.close()
 		return nil, err
 	}
@@ -182,6 +191,7 @@ func (a *app) routes() {
 	a.reader = rd
 	rd.Registry = a.ing // registrations reach this instance's ingest at once
 	rd.Register(a.srv)
+	a.reader = rd
 	a.geo.Register(a.srv)
 }
 

@@ -24,6 +24,7 @@ import (
 // A client that reconnects with since and epoch gets exactly the events it
 // missed; too old a since, or another epoch, gets a reset and a snapshot.
 func TestStreamsResumeAndReset(t *testing.T) {
+	t.Parallel()
 	b := brokertest.Start(t)
 	pool, dbURL := dbtest.New(t)
 	w := startWS(t, dbURL, b.URL, fmt.Sprintf("iocd-ws-r-%d", os.Getpid()))
@@ -81,6 +82,7 @@ func TestStreamsResumeAndReset(t *testing.T) {
 // A client that does not read is closed as a slow consumer; another on
 // the same instance gets every event.
 func TestStreamsSlowConsumer(t *testing.T) {
+	t.Parallel()
 	b := brokertest.Start(t)
 	pool, dbURL := dbtest.New(t)
 	w := startWS(t, dbURL, b.URL, fmt.Sprintf("iocd-ws-s-%d", os.Getpid()), func(c *config.Config) { c.WSQueueBytes = 6 << 20 })
@@ -138,6 +140,7 @@ func TestStreamsSlowConsumer(t *testing.T) {
 
 // Logging out closes that session's sockets with session_ended.
 func TestStreamsLogoutClosesSocket(t *testing.T) {
+	t.Parallel()
 	b := brokertest.Start(t)
 	_, dbURL := dbtest.New(t)
 	w := startWS(t, dbURL, b.URL, fmt.Sprintf("iocd-ws-l-%d", os.Getpid()))
@@ -170,6 +173,7 @@ func TestStreamsLogoutClosesSocket(t *testing.T) {
 // The LISTEN connection killed: readiness says so, clients are told, and
 // after it is back every client has every incident event exactly once.
 func TestStreamsListenKilled(t *testing.T) {
+	t.Parallel()
 	b := brokertest.Start(t)
 	pool, dbURL := dbtest.New(t)
 	w := startWS(t, dbURL, b.URL, fmt.Sprintf("iocd-ws-k-%d", os.Getpid()))

@@ -17,6 +17,7 @@ import (
 // a client of one sees the incidents and unit moves of the other, and
 // when Redis stops and comes back the fan-out recovers by itself.
 func TestStreamsTwoInstancesOverRedis(t *testing.T) {
+	t.Parallel()
 	b := brokertest.Start(t)
 	_, dbURL := dbtest.New(t)
 	port := freePort(t)

@@ -164,6 +164,7 @@ func incidentID(m map[string]any) string {
 }
 
 func TestStreamsFiltersScopeAndDeltas(t *testing.T) {
+	t.Parallel()
 	b := brokertest.Start(t)
 	_, dbURL := dbtest.New(t)
 	w := startWS(t, dbURL, b.URL, fmt.Sprintf("iocd-ws-f-%d", os.Getpid()))
@@ -268,6 +269,7 @@ func TestStreamsFiltersScopeAndDeltas(t *testing.T) {
 // A client subscribing while incidents change gets each of them exactly
 // once across snapshot and deltas, in seq order.
 func TestStreamsSnapshotThenDeltasNoGap(t *testing.T) {
+	t.Parallel()
 	b := brokertest.Start(t)
 	pool, dbURL := dbtest.New(t)
 	w := startWS(t, dbURL, b.URL, fmt.Sprintf("iocd-ws-g-%d", os.Getpid()))
