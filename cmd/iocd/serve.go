@@ -116,6 +116,9 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger) (*app, err
 		return nil, err
 	}
 	a.runs["ingest"] = a.ing.Run
+	// Hourly and daily telemetry rollups (GET /devices/{id}/telemetry?bucket=1h|1d).
+	a.runs["rollups"] = ingest.NewRollups(pool, ingest.RollupConfig{Backfill: time.Duration(cfg.RetentionDays) * 24 * time.Hour},
+		a.reg, log.With("part", "rollups")).Run
 
 	var tlsConf *tls.Config
 	if cfg.MQTTCAFile != "" || cfg.MQTTCertFile != "" {
