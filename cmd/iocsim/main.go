@@ -44,10 +44,12 @@ func main() {
 		err = runCmd(ctx, args)
 	case "load":
 		err = loadCmd(ctx, args)
+	case "ws":
+		err = wsCmd(ctx, args)
 	case "seed":
 		err = seedCmd(ctx, args)
 	case "help", "-h", "--help":
-		fmt.Fprintln(os.Stderr, "usage: iocsim [run] [flags] | iocsim load [flags] | iocsim seed [flags]; -h after a command lists its flags")
+		fmt.Fprintln(os.Stderr, "usage: iocsim [run] [flags] | iocsim load [flags] | iocsim ws [flags] | iocsim seed [flags]; -h after a command lists its flags")
 		return
 	default:
 		err = fmt.Errorf("unknown command %q (run, load, seed)", cmd)
