@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -26,6 +27,9 @@ import (
 // IOC_HISTORY_BENCH=1 to run them:
 //
 //	IOC_HISTORY_BENCH=1 go test ./alerts/ -run '^$' -bench BenchmarkHistory -benchtime 30x -count 3
+//
+// IOC_HISTORY_BENCH_URL instead names a database already filled, such as
+// one from `iocsim seed --end 2026-12-01T12:00:00Z` (the benchmarks' now).
 
 const benchIncidents = 1_000_000
 
@@ -38,10 +42,17 @@ var (
 )
 
 func historyBench(b *testing.B) *Store {
-	if os.Getenv("IOC_HISTORY_BENCH") == "" {
-		b.Skip("set IOC_HISTORY_BENCH=1 (fills a kept database with 1M incidents once)")
+	given := os.Getenv("IOC_HISTORY_BENCH_URL")
+	if os.Getenv("IOC_HISTORY_BENCH") == "" && given == "" {
+		b.Skip("set IOC_HISTORY_BENCH=1 (fills a kept database with 1M incidents once) or IOC_HISTORY_BENCH_URL")
 	}
-	benchOnce.Do(func() { benchPool, benchErr = seedHistoryBench(b) })
+	benchOnce.Do(func() {
+		if given != "" {
+			benchPool, benchErr = pgxpool.New(context.Background(), given)
+			return
+		}
+		benchPool, benchErr = seedHistoryBench(b)
+	})
 	if benchErr != nil {
 		b.Fatal(benchErr)
 	}
@@ -206,4 +217,47 @@ func BenchmarkHistory(b *testing.B) {
 			b.ReportMetric(float64(rows)/time.Since(start).Seconds(), "rows/s")
 		})
 	}
+}
+
+// TestHistoryPlans logs EXPLAIN (ANALYZE, BUFFERS) of the measured
+// queries on the benchmark database (docs/history.md shows them):
+//
+//	IOC_HISTORY_BENCH_URL=... go test ./alerts/ -run TestHistoryPlans -v
+func TestHistoryPlans(t *testing.T) {
+	given := os.Getenv("IOC_HISTORY_BENCH_URL")
+	if given == "" {
+		t.Skip("set IOC_HISTORY_BENCH_URL to a filled database")
+	}
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, given)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	day := IncidentFilter{From: benchNow.Add(-24 * time.Hour), To: benchNow, BBox: []float64{105.75, 20.98, 105.90, 21.08}, Limit: 1000}
+	month := IncidentFilter{From: benchNow.Add(-30 * 24 * time.Hour), To: benchNow}
+	explain := func(name, sql string, args []any) {
+		rows, err := pool.Query(ctx, `EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) `+sql, args...)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		plan, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%s:\n%s", name, strings.Join(plan, "\n"))
+	}
+	sql, args, err := listQuery(day)
+	if err != nil {
+		t.Fatal(err)
+	}
+	explain("bbox-24h", sql, args)
+	var a sqlArgs
+	where, _ := filterWhere(month, &a)
+	explain("stats-ward-30d", `SELECT coalesce(i.ward_code, ''), count(*) FROM incidents i WHERE `+where+` GROUP BY 1`, a)
+	a = nil
+	where, _ = filterWhere(month, &a)
+	explain("response-times-30d (acknowledge arm)", `SELECT coalesce(i.ward_code, ''), count(i.acknowledged_at),
+		percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM i.acknowledged_at - i.opened_at))
+		FROM incidents i WHERE `+where+` GROUP BY GROUPING SETS ((coalesce(i.ward_code, '')), ())`, a)
 }
