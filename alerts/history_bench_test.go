@@ -92,8 +92,10 @@ func seedHistoryBench(b *testing.B) (*pgxpool.Pool, error) {
 		return pool, nil
 	}
 	start := time.Now()
-	_, err = pool.Exec(ctx, `TRUNCATE incidents CASCADE;
-		INSERT INTO incidents (id, kind, severity, status, resolution, title, geom, ward_code, opened_by, auto_resolve,
+	if _, err := pool.Exec(ctx, `TRUNCATE incidents CASCADE`); err != nil {
+		return nil, err
+	}
+	_, err = pool.Exec(ctx, `INSERT INTO incidents (id, kind, severity, status, resolution, title, geom, ward_code, opened_by, auto_resolve,
 			opened_at, updated_at, acknowledged_at, dispatched_at, resolved_at, last_evidence_at, version)
 		SELECT 'H' || lpad(g::text, 9, '0'),
 			(ARRAY['traffic_congestion','traffic_congestion','traffic_congestion','accident','accident','fire','medical','crime','crowd','flooding'])[1 + g % 10],
@@ -109,11 +111,13 @@ func seedHistoryBench(b *testing.B) (*pgxpool.Pool, error) {
 			opened, 3
 		FROM (SELECT g, $1::timestamptz - random() * interval '365 days' AS opened,
 				random() AS r1, random() AS r2, random() AS r3, random() AS r4
-			FROM generate_series(1, $2::int) g) s;
-		INSERT INTO incident_evidence (incident_id, device_id, ts, kind, rule_id, added_at)
-			SELECT id, 'cam-' || right(id, 4), opened_at, 'camera', 'bench', opened_at FROM incidents;`, benchNow, benchIncidents)
+			FROM generate_series(1, $2::int) g) s`, benchNow, benchIncidents)
 	if err != nil {
 		return nil, fmt.Errorf("seed: %w", err)
+	}
+	if _, err := pool.Exec(ctx, `INSERT INTO incident_evidence (incident_id, device_id, ts, kind, rule_id, added_at)
+		SELECT id, 'cam-' || right(id, 4), opened_at, 'camera', 'bench', opened_at FROM incidents`); err != nil {
+		return nil, fmt.Errorf("seed evidence: %w", err)
 	}
 	if _, err := pool.Exec(ctx, `VACUUM ANALYZE incidents; VACUUM ANALYZE incident_evidence`); err != nil {
 		return nil, err
