@@ -119,8 +119,10 @@ func seedHistoryBench(b *testing.B) (*pgxpool.Pool, error) {
 		SELECT id, 'cam-' || right(id, 4), opened_at, 'camera', 'bench', opened_at FROM incidents`); err != nil {
 		return nil, fmt.Errorf("seed evidence: %w", err)
 	}
-	if _, err := pool.Exec(ctx, `VACUUM ANALYZE incidents; VACUUM ANALYZE incident_evidence`); err != nil {
-		return nil, err
+	for _, t := range []string{"incidents", "incident_evidence"} {
+		if _, err := pool.Exec(ctx, `VACUUM ANALYZE `+t); err != nil {
+			return nil, err
+		}
 	}
 	b.Logf("seeded %d incidents in %v", benchIncidents, time.Since(start).Round(time.Second))
 	return pool, nil
