@@ -19,6 +19,8 @@ have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok
 for p in postgresql-15 postgresql-15-postgis-3 postgresql-client-15 redis-server mosquitto mosquitto-clients libxml2-utils curl ca-certificates procps; do
   have_pkg "$p" || need+=("$p")
 done
+# GDAL's ogrinfo reads the OGC API in the tests (cmd/iocd TestOGCWithGDAL).
+have_pkg gdal-bin || need+=(gdal-bin)
 if [ ${#need[@]} -gt 0 ]; then
   log "installing ${need[*]}"
   $SUDO apt-get update -qq

@@ -278,33 +278,22 @@ func (rd *Reader) getDevice(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// telemetrySQL per device kind: the raw columns, and per-bucket aggregates.
-var telemetrySQL = map[string]struct{ table, raw, agg string }{
-	"traffic": {"traffic_readings",
-		`'speed_kmh', speed_kmh, 'volume', volume, 'occupancy', occupancy, 'interval_s', interval_s, 'lane', lane, 'heading_deg', heading_deg`,
-		`'speed_kmh_avg', round(avg(speed_kmh)::numeric, 2), 'speed_kmh_min', min(speed_kmh), 'volume', sum(volume), 'occupancy_avg', round(avg(occupancy)::numeric, 3)`},
-	"camera": {"camera_events",
-		`'event', event, 'confidence', confidence, 'count', count, 'snapshot_url', snapshot_url, 'zone', zone`,
-		`'events', (SELECT jsonb_object_agg(e, n) FROM (SELECT e, count(*) n FROM unnest(array_agg(event)) e GROUP BY e) x), 'confidence_max', max(confidence)`},
-	"emergency": {"emergency_signals",
-		`'type', type, 'priority', priority, 'channel', channel, 'note', note, 'caller_ref', caller_ref`,
-		`'priority_min', min(priority)`},
-	"unit": {"unit_positions",
-		`'kind', kind, 'status', status, 'speed_kmh', speed_kmh, 'heading_deg', heading_deg`,
-		`'speed_kmh_avg', round(avg(speed_kmh)::numeric, 2)`},
+// telemetrySQL per device kind: its table and the raw columns.
+var telemetrySQL = map[string]struct{ table, raw string }{
+	"traffic":   {"traffic_readings", `'speed_kmh', speed_kmh, 'volume', volume, 'occupancy', occupancy, 'interval_s', interval_s, 'lane', lane, 'heading_deg', heading_deg`},
+	"camera":    {"camera_events", `'event', event, 'confidence', confidence, 'count', count, 'snapshot_url', snapshot_url, 'zone', zone`},
+	"emergency": {"emergency_signals", `'type', type, 'priority', priority, 'channel', channel, 'note', note, 'caller_ref', caller_ref`},
+	"unit":      {"unit_positions", `'kind', kind, 'status', status, 'speed_kmh', speed_kmh, 'heading_deg', heading_deg`},
 }
 
-type telemetryKey struct {
-	TS    time.Time `json:"t"`
-	MsgID string    `json:"m"`
-}
-
+// telemetry: GET /api/v1/devices/{id}/telemetry?from=&to=[&bucket=5m|1h|1d]&limit=&cursor=
+// (Reader.Telemetry does the work).
 func (rd *Reader) telemetry(w http.ResponseWriter, r *http.Request) {
 	q := api.NewQuery(r, "from", "to", "bucket", "limit", "cursor")
 	from, to := q.Time("from"), q.Time("to")
-	bucket := q.Duration("bucket", time.Minute, 24*time.Hour)
+	bucket := q.Enum("bucket", "5m", "1h", "1d")
 	limit := q.Int("limit", 500, 1, 5000)
-	var after telemetryKey
+	var after TelemetryCursor
 	hasCursor := q.Cursor("cursor", &after)
 	if api.BadParam(w, q.Err()) {
 		return
@@ -319,44 +308,33 @@ func (rd *Reader) telemetry(w http.ResponseWriter, r *http.Request) {
 		api.Error(w, http.StatusBadRequest, "bad_parameter", "from must be before to")
 		return
 	}
-	if to.Sub(from) > maxSpan {
-		api.Error(w, http.StatusBadRequest, "bad_parameter", fmt.Sprintf("from..to spans more than %d days", int(maxSpan.Hours()/24)))
+	if span := telemetrySpan[bucket]; to.Sub(from) > span {
+		what := "raw readings"
+		if bucket != "" {
+			what = "bucket=" + bucket
+		}
+		api.Error(w, http.StatusBadRequest, "bad_parameter", fmt.Sprintf("from..to spans more than %d days (the cap for %s)", int(span.Hours()/24), what))
 		return
 	}
 	d, ok := rd.device(w, r)
 	if !ok {
 		return
 	}
-	spec, ok := telemetrySQL[d.Kind]
-	if !ok {
-		api.JSON(w, http.StatusOK, api.List[json.RawMessage]{Items: []json.RawMessage{}})
+	tq := TelemetryQuery{DeviceID: d.ID, Kind: d.Kind, From: from, To: to, Bucket: bucket, Limit: limit,
+		Wards: api.CallerFrom(r.Context()).WardFilter()}
+	if hasCursor {
+		tq.After = &after
+	}
+	page, err := rd.Telemetry(r.Context(), tq)
+	if err != nil {
+		api.Internal(w, rd.log, r, err)
 		return
 	}
-	if !hasCursor {
-		after = telemetryKey{TS: from.Add(-time.Nanosecond), MsgID: "\uffff"}
+	out := api.List[json.RawMessage]{Items: page.Items}
+	if page.Next != nil {
+		out.NextCursor = api.EncodeCursor(*page.Next)
 	}
-	wards := api.CallerFrom(r.Context()).WardFilter()
-	var sql string
-	if bucket > 0 {
-		sql = fmt.Sprintf(`SELECT b, '', jsonb_build_object('bucket_start', b, 'count', count(*), %s)
-			FROM (SELECT *, date_bin($6::interval, ts, '2000-01-01T00:00:00Z') b FROM %s
-			      WHERE device_id = $1 AND ts >= $2 AND ts < $3 AND ($7::text[] IS NULL OR ward_code = ANY($7))) t
-			WHERE b > $4 OR ($4 IS NULL)
-			GROUP BY b ORDER BY b LIMIT $5`, spec.agg, spec.table)
-		if !hasCursor {
-			after.TS = time.Time{}
-		}
-		rows, err := rd.pool.Query(r.Context(), sql, d.ID, from, to, nullTime(after.TS), limit+1, bucket.String(), wards)
-		rd.writeTelemetry(w, r, rows, err, limit)
-		return
-	}
-	sql = fmt.Sprintf(`SELECT ts, msg_id, jsonb_build_object('ts', ts, 'id', nullif(msg_id, ''), 'received_at', received_at,
-			'location', ST_AsGeoJSON(geom)::jsonb, 'ward', ward_code, %s)
-		FROM %s WHERE device_id = $1 AND ts >= $2 AND ts < $3 AND (ts, msg_id) > ($4, $5)
-		  AND ($7::text[] IS NULL OR ward_code = ANY($7))
-		ORDER BY ts, msg_id LIMIT $6`, spec.raw, spec.table)
-	rows, err := rd.pool.Query(r.Context(), sql, d.ID, from, to, after.TS, after.MsgID, limit+1, wards)
-	rd.writeTelemetry(w, r, rows, err, limit)
+	api.JSON(w, http.StatusOK, out)
 }
 
 func nullTime(t time.Time) *time.Time {
@@ -364,35 +342,6 @@ func nullTime(t time.Time) *time.Time {
 		return nil
 	}
 	return &t
-}
-
-func (rd *Reader) writeTelemetry(w http.ResponseWriter, r *http.Request, rows pgx.Rows, err error, limit int) {
-	if err != nil {
-		api.Internal(w, rd.log, r, err)
-		return
-	}
-	type item struct {
-		key  telemetryKey
-		body json.RawMessage
-	}
-	items, err := collect(rows, func(row pgx.Row) (item, error) {
-		var it item
-		err := row.Scan(&it.key.TS, &it.key.MsgID, &it.body)
-		return it, err
-	})
-	if err != nil {
-		api.Internal(w, rd.log, r, err)
-		return
-	}
-	out := api.List[json.RawMessage]{Items: []json.RawMessage{}}
-	for i, it := range items {
-		if i == limit {
-			out.NextCursor = api.EncodeCursor(items[limit-1].key)
-			break
-		}
-		out.Items = append(out.Items, it.body)
-	}
-	api.JSON(w, http.StatusOK, out)
 }
 
 // RejectView is one stored rejection.

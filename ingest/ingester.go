@@ -706,6 +706,17 @@ func (g *Ingester) ensurePartitions(ctx context.Context, p *prepared) error {
 // late-data window to a day ahead) has its partition, and drops days past
 // retention.
 func (g *Ingester) maintainPartitions(ctx context.Context) error {
+	err := g.maintainPartitionsOnce(ctx)
+	if err != nil {
+		g.m.RetentionRuns.WithLabelValues("error").Inc()
+		return err
+	}
+	g.m.RetentionRuns.WithLabelValues("ok").Inc()
+	g.m.RetentionLastRun.Set(float64(g.cfg.Now().Unix()))
+	return nil
+}
+
+func (g *Ingester) maintainPartitionsOnce(ctx context.Context) error {
 	now := g.cfg.Now()
 	if err := db.EnsurePartitions(ctx, g.pool, now.Add(-g.cfg.LateWindow-24*time.Hour), now.Add(48*time.Hour)); err != nil {
 		return err
@@ -713,7 +724,9 @@ func (g *Ingester) maintainPartitions(ctx context.Context) error {
 	if g.cfg.RetentionDays > 0 {
 		cutoff := now.AddDate(0, 0, -g.cfg.RetentionDays)
 		if cutoff.Before(now.Add(-g.cfg.LateWindow - 48*time.Hour)) {
+			g.m.RetentionCutoff.Set(float64(cutoff.Unix()))
 			dropped, err := db.DropPartitionsBefore(ctx, g.pool, cutoff)
+			g.m.PartitionsDropped.Add(float64(len(dropped)))
 			if err != nil {
 				return err
 			}

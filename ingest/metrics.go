@@ -27,6 +27,12 @@ type Metrics struct {
 	HeldBytes     prometheus.GaugeFunc // payload bytes received and not yet acknowledged
 	DeviceStates  prometheus.Gauge     // devices whose state ingest keeps in memory
 	RejectsPruned prometheus.Counter
+	// Retention (partition maintenance, hourly): passes by result, the
+	// last good pass, the cutoff it applied and the partitions it dropped.
+	RetentionRuns     *prometheus.CounterVec
+	RetentionLastRun  prometheus.Gauge
+	RetentionCutoff   prometheus.Gauge
+	PartitionsDropped prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, heldBytes func() float64) *Metrics {
@@ -71,6 +77,14 @@ func newMetrics(reg prometheus.Registerer, heldBytes func() float64) *Metrics {
 		Help: "Devices whose registry state ingest keeps in memory."})
 	m.RejectsPruned = prometheus.NewCounter(prometheus.CounterOpts{Name: "ioc_ingest_rejects_pruned_total",
 		Help: "Rows deleted from ingest_rejects by the age and count limits."})
+	m.RetentionRuns = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ioc_retention_runs_total",
+		Help: "Partition maintenance passes (create ahead, drop past retention_days), by result (ok, error)."}, []string{"result"})
+	m.RetentionLastRun = prometheus.NewGauge(prometheus.GaugeOpts{Name: "ioc_retention_last_run_timestamp_seconds",
+		Help: "Unix time of the last successful partition maintenance pass."})
+	m.RetentionCutoff = prometheus.NewGauge(prometheus.GaugeOpts{Name: "ioc_retention_cutoff_timestamp_seconds",
+		Help: "Telemetry before this Unix time is dropped (now - retention_days)."})
+	m.PartitionsDropped = prometheus.NewCounter(prometheus.CounterOpts{Name: "ioc_retention_partitions_dropped_total",
+		Help: "Daily telemetry partitions dropped past retention_days."})
 	// Resolved once: WithLabelValues hashes its labels on every call.
 	m.receivedBy = map[Kind]prometheus.Counter{}
 	for _, k := range []Kind{KindTraffic, KindCamera, KindEmergency, KindUnit, KindStatus, "invalid"} {
@@ -78,6 +92,7 @@ func newMetrics(reg prometheus.Registerer, heldBytes func() float64) *Metrics {
 	}
 	reg.MustRegister(m.Received, m.Committed, m.Duplicates, m.Rejected, m.Acked, m.BatchSize, m.CommitSeconds,
 		m.CommitLag, m.BufferDepth, m.WriteErrors, m.Connected, m.Reconnects, m.BrokerSys,
-		m.WriteFailing, m.Subscribed, m.SubscribeErrs, m.HeldBytes, m.DeviceStates, m.RejectsPruned)
+		m.WriteFailing, m.Subscribed, m.SubscribeErrs, m.HeldBytes, m.DeviceStates, m.RejectsPruned,
+		m.RetentionRuns, m.RetentionLastRun, m.RetentionCutoff, m.PartitionsDropped)
 	return m
 }

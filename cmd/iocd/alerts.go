@@ -59,6 +59,7 @@ func setupAlerts(ctx context.Context, cfg config.Config, a *app) error {
 			Dispatch: cfg.ResponseTargetDispatch.Std(), Resolve: cfg.ResponseTargetResolve.Std()},
 	})
 	a.runs["alerts"] = eng.Run
+	a.alerts = eng
 	a.observers = append(a.observers, eng.Observe)
 	a.inTx = eng.InTx
 	return nil

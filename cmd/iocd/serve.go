@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
+	"ioc/alerts"
 	"ioc/api"
 	"ioc/auth"
 	"ioc/config"
@@ -38,6 +39,10 @@ type app struct {
 	geo     *geo.Service
 	ing     *ingest.Ingester
 	sub     *ingest.Subscriber
+	// reader is ingest's read API (devices for the OGC API too).
+	reader *ingest.Reader
+	// alerts is the alert engine, set by setupAlerts.
+	alerts *alerts.Engine
 	// runs are the parts' Run methods, started together by serve.
 	runs map[string]func(context.Context) error
 	// observers receive every committed batch of observations, after the
@@ -116,6 +121,9 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger) (*app, err
 		return nil, err
 	}
 	a.runs["ingest"] = a.ing.Run
+	// Hourly and daily telemetry rollups (GET /devices/{id}/telemetry?bucket=1h|1d).
+	a.runs["rollups"] = ingest.NewRollups(pool, ingest.RollupConfig{Backfill: time.Duration(cfg.RetentionDays) * 24 * time.Hour},
+		a.reg, log.With("part", "rollups")).Run
 
 	var tlsConf *tls.Config
 	if cfg.MQTTCAFile != "" || cfg.MQTTCertFile != "" {
@@ -142,6 +150,10 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger) (*app, err
 		return nil, err
 	}
 	if err := setupAlerts(ctx, cfg, a); err != nil {
+		a.close()
+		return nil, err
+	}
+	if err := setupOGC(a); err != nil {
 		a.close()
 		return nil, err
 	}
@@ -173,6 +185,7 @@ func (a *app) routes() {
 	rd := ingest.NewReader(a.apiPool, a.geo.WardName, a.log.With("part", "api"))
 	rd.Registry = a.ing // registrations reach this instance's ingest at once
 	rd.Register(a.srv)
+	a.reader = rd
 	a.geo.Register(a.srv)
 }
 

@@ -10,6 +10,7 @@ import (
 
 	"ioc/config"
 	"ioc/db"
+	"ioc/ingest"
 	"ioc/sim"
 	"ioc/sim/seed"
 )
@@ -21,6 +22,7 @@ func seedCmd(ctx context.Context, args []string) error {
 	dbURL := fs.String("database-url", env("IOC_DATABASE_URL", ""), "PostgreSQL to fill (env IOC_DATABASE_URL); it is migrated first")
 	end := fs.String("end", "", "end of the history, RFC 3339 (default: now)")
 	verbose := fs.Bool("v", false, "debug logs")
+	noRollups := fs.Bool("no-rollups", false, "leave the telemetry rollups to iocd's first pass")
 	fs.Int64Var(&cfg.Telemetry, "telemetry", 10_000_000, "telemetry rows (80% traffic, 12% unit positions, 6% camera events, 2% emergency signals)")
 	fs.Int64Var(&cfg.Incidents, "incidents", 1_000_000, "incidents (timeline and evidence rows come on top)")
 	fs.IntVar(&cfg.Days, "days", 365, "days of history, ending at --end")
@@ -50,6 +52,9 @@ func seedCmd(ctx context.Context, args []string) error {
 	}
 	cfg.Log = newLogger(*verbose)
 	cfg.Progress = os.Stderr
+	if !*noRollups {
+		cfg.Rollups = ingest.RollUp
+	}
 	pool, err := db.Open(ctx, *dbURL)
 	if err != nil {
 		return err

@@ -161,10 +161,13 @@ export class LiveClient {
       case 'snapshot': {
         this.seq = m.seq || 0;
         this.epoch = m.epoch ?? this.epoch;
-        if (m.incidents) store.replaceIncidents(m.incidents);
-        if (m.devices) { s.devices.clear(); for (const d of m.devices) s.devices.set(d.id, d); store.touch('devices'); }
-        if (m.units) { s.units.clear(); for (const u of m.units) s.units.set(u.id, u); store.touch('units'); }
-        if (m.wards) this.putWards(m.wards);
+        // Empty layers may be left out of the frame: every subscribed layer
+        // is replaced.
+        const has = (l) => this.layers.includes(l);
+        if (has('incidents')) store.replaceIncidents(m.incidents || []);
+        if (has('devices')) { s.devices.clear(); for (const d of m.devices || []) s.devices.set(d.id, d); store.touch('devices'); }
+        if (has('units')) { s.units.clear(); for (const u of m.units || []) s.units.set(u.id, u); store.touch('units'); }
+        if (has('wards')) { s.wards.clear(); this.putWards(m.wards || []); }
         this.snapshotSeen = true;
         if (this.primary) store.set({ conn: 'open', seq: this.seq, epoch: this.epoch });
         break;

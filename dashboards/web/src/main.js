@@ -136,4 +136,5 @@ function App() {
 }
 
 if (WALL) document.documentElement.classList.add('wall');
+window.__iocStore = store; // read by the browser tests
 render(html`<${App} />`, document.getElementById('app'));
