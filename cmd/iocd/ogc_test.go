@@ -92,6 +92,18 @@ func newOGCEnv(t *testing.T) *ogcEnv {
 	return e
 }
 
+// TestOGC runs the OGC API's tests on one database (its fixture of 1030
+// incidents and 126 wards is read-only), to keep the suite's time small.
+func TestOGC(t *testing.T) {
+	e := newOGCEnv(t)
+	t.Run("Metadata", func(t *testing.T) { ogcMetadata(t, e) })
+	t.Run("ItemsPaging", func(t *testing.T) { ogcItemsPaging(t, e) })
+	t.Run("ItemsParameters", func(t *testing.T) { ogcItemsParameters(t, e) })
+	t.Run("CRSAxisOrder", func(t *testing.T) { ogcCRSAxisOrder(t, e) })
+	t.Run("WardScope", func(t *testing.T) { ogcWardScope(t, e) })
+	t.Run("WithGDAL", func(t *testing.T) { ogcWithGDAL(t, e) })
+}
+
 type ogcPage struct {
 	Type     string `json:"type"`
 	Features []struct {
@@ -157,8 +169,7 @@ func (e *ogcEnv) page(t *testing.T, path string) ogcPage {
 	return p
 }
 
-func TestOGCMetadata(t *testing.T) {
-	e := newOGCEnv(t)
+func ogcMetadata(t *testing.T, e *ogcEnv) {
 	getJSON := func(path, wantType string) map[string]any {
 		t.Helper()
 		w := e.send("GET", path, e.tok, "")
@@ -246,8 +257,7 @@ func TestOGCMetadata(t *testing.T) {
 	}
 }
 
-func TestOGCItemsPaging(t *testing.T) {
-	e := newOGCEnv(t)
+func ogcItemsPaging(t *testing.T, e *ogcEnv) {
 	// The named 25, ten a page, newest first; next links chain them and
 	// the Link header says the same.
 	var seen []string
@@ -306,8 +316,7 @@ func TestOGCItemsPaging(t *testing.T) {
 	}
 }
 
-func TestOGCItemsParameters(t *testing.T) {
-	e := newOGCEnv(t)
+func ogcItemsParameters(t *testing.T, e *ogcEnv) {
 	const items = "/ogc/collections/incidents/items?limit=1000&"
 	recent := "datetime=" + url.QueryEscape("2026-07-01T07:00:00Z/..") + "&"
 	check := func(query string, want func(id string, props map[string]any) bool, wantN int) {
@@ -411,8 +420,7 @@ func coords(t *testing.T, raw json.RawMessage) [2]float64 {
 	return c
 }
 
-func TestOGCCRSAxisOrder(t *testing.T) {
-	e := newOGCEnv(t)
+func ogcCRSAxisOrder(t *testing.T, e *ogcEnv) {
 	const one = "/ogc/collections/incidents/items?datetime=2026-07-01T08:00:00Z" // H00, at homePt
 	var east, north float64
 	if err := e.app.pool.QueryRow(e.ctx, `SELECT ST_X(p), ST_Y(p) FROM ST_Transform(ST_SetSRID(ST_MakePoint($1, $2), 4326), 3405) p`,
@@ -498,8 +506,7 @@ func TestOGCCRSAxisOrder(t *testing.T) {
 	}
 }
 
-func TestOGCWardScope(t *testing.T) {
-	e := newOGCEnv(t)
+func ogcWardScope(t *testing.T, e *ogcEnv) {
 	scoped := e.session(t, "ogc-scoped", "operator", e.home)
 	get := func(path string) (*httptest.ResponseRecorder, ogcPage) { return e.get(t, path, scoped) }
 	w, p := get("/ogc/collections/incidents/items?limit=1000")
@@ -537,7 +544,7 @@ func TestOGCWardScope(t *testing.T) {
 
 // GDAL reads the endpoint as QGIS would: several pages, with the
 // attribute filter sent to the server as CQL2, and a bearer token.
-func TestOGCWithGDAL(t *testing.T) {
+func ogcWithGDAL(t *testing.T, e *ogcEnv) {
 	ogrinfo, err := exec.LookPath("ogrinfo")
 	if err != nil {
 		if os.Getenv("CI") == "" {
@@ -545,7 +552,6 @@ func TestOGCWithGDAL(t *testing.T) {
 		}
 		t.Fatal("ogrinfo is missing in CI: deploy/setup.sh installs gdal-bin")
 	}
-	e := newOGCEnv(t)
 	var itemPages, filtered atomic.Int64
 	var lastFilter atomic.Value
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -206,7 +206,7 @@ test('a scripted incident appears in the queue and on the map', async () => {
   await waitFor(A.page, '[data-test=alarms]');
   assert.ok(await A.page.evaluate(() => window.__iocBeeps > 0), 'no alarm beep');
   await showRow(B.page, incidentId);
-  await A.page.evaluate((c) => window.__iocMap.map.jumpTo({ center: c, zoom: 15 }), P1);
+  await A.page.evaluate((c) => window.__iocMap.map.jumpTo({ center: c, zoom: 12.5 }), P1);
   await sleep(1500);
   await shot(A.page, 'operator');
 });
