@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -51,11 +52,44 @@ type Events struct {
 	mu   sync.Mutex // guards subs and last; never held across I/O
 	subs map[chan Event]struct{}
 	last int64
+
+	// listening is true while the LISTEN connection is up and caught up:
+	// while it is false no event reaches the subscribers.
+	listening atomic.Bool
+	// keepAge and keepCount bound the log (SetRetention).
+	keepAge   time.Duration
+	keepCount int64
 }
 
 // NewEvents makes the event log reader.
 func NewEvents(pool *pgxpool.Pool, log *slog.Logger) *Events {
-	return &Events{pool: pool, log: log, poll: time.Second, subs: map[chan Event]struct{}{}, last: -1}
+	return &Events{pool: pool, log: log, poll: time.Second, subs: map[chan Event]struct{}{}, last: -1,
+		keepAge: EventRetention}
+}
+
+// SetRetention bounds the log by age and count (0: that bound off; an
+// age of 0 keeps the default). A client that resumes from further back is
+// told to start over. Call before Run.
+func (e *Events) SetRetention(age time.Duration, count int64) {
+	if age > 0 {
+		e.keepAge = age
+	}
+	e.keepCount = count
+}
+
+// Listening reports whether new events are reaching the subscribers: the
+// LISTEN connection is up. While it is down they are delayed, not lost:
+// the log is read from the last delivered once it is back.
+func (e *Events) Listening() bool { return e.listening.Load() }
+
+// Epoch names this log's lineage: a seq means something only within
+// one epoch (db/migrations/0400_streams.sql).
+func (e *Events) Epoch(ctx context.Context) (string, error) {
+	var epoch string
+	if err := e.pool.QueryRow(ctx, `SELECT epoch FROM incident_log_epoch`).Scan(&epoch); err != nil {
+		return "", fmt.Errorf("incident log epoch: %w", err)
+	}
+	return epoch, nil
 }
 
 // Since returns the events with seq > since, oldest first, at most limit
@@ -110,9 +144,10 @@ func (e *Events) Subscribe() (<-chan Event, func()) {
 	}
 }
 
-// Trim deletes events older than the retention.
+// Trim deletes the events older or further back than the retention.
 func (e *Events) Trim(ctx context.Context, now time.Time) error {
-	_, err := e.pool.Exec(ctx, `DELETE FROM incident_events WHERE at < $1`, now.Add(-EventRetention))
+	_, err := e.pool.Exec(ctx, `DELETE FROM incident_events WHERE at < $1
+		OR ($2 > 0 AND seq <= (SELECT seq FROM incident_seq) - $2)`, now.Add(-e.keepAge), e.keepCount)
 	return err
 }
 
@@ -136,7 +171,11 @@ func (e *Events) Run(ctx context.Context) error {
 }
 
 func (e *Events) listen(ctx context.Context) error {
-	conn, err := pgx.ConnectConfig(ctx, e.pool.Config().ConnConfig.Copy())
+	cc := e.pool.Config().ConnConfig.Copy()
+	// Named, so an operator (or a test) can find the one connection the
+	// event stream depends on.
+	cc.RuntimeParams["application_name"] = ListenAppName
+	conn, err := pgx.ConnectConfig(ctx, cc)
 	if err != nil {
 		return err
 	}
@@ -158,6 +197,8 @@ func (e *Events) listen(ctx context.Context) error {
 	if err := e.deliver(ctx); err != nil {
 		return err
 	}
+	e.listening.Store(true)
+	defer e.listening.Store(false)
 	for {
 		wctx, cancel := context.WithTimeout(ctx, e.poll)
 		n, err := conn.WaitForNotification(wctx)
@@ -178,6 +219,9 @@ func (e *Events) listen(ctx context.Context) error {
 		}
 	}
 }
+
+// ListenAppName is the application_name of the LISTEN connection.
+const ListenAppName = "iocd-events-listen"
 
 // parseNotification reads "<seq> <event json>"; ok is false for a bare
 // seq or anything unexpected.

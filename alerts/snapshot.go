@@ -54,3 +54,28 @@ func (s *Store) Snapshot(ctx context.Context, f IncidentFilter) (incidents []*In
 	}
 	return incidents, seq, truncated, nil
 }
+
+// OpenByWard counts the open incidents per ward and severity (the
+// websocket's wards layer: a city-zoom map without 10,000 markers).
+// Incidents outside every ward are counted under "".
+func (s *Store) OpenByWard(ctx context.Context) (map[string]map[string]int, error) {
+	rows, err := s.pool.Query(ctx, `SELECT coalesce(ward_code, ''), severity, count(*) FROM incidents
+		WHERE status <> 'resolved' GROUP BY 1, 2`)
+	if err != nil {
+		return nil, fmt.Errorf("open incidents by ward: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]map[string]int{}
+	for rows.Next() {
+		var ward, sev string
+		var n int
+		if err := rows.Scan(&ward, &sev, &n); err != nil {
+			return nil, fmt.Errorf("open incidents by ward: %w", err)
+		}
+		if out[ward] == nil {
+			out[ward] = map[string]int{}
+		}
+		out[ward][sev] = n
+	}
+	return out, rows.Err()
+}

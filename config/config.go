@@ -141,6 +141,15 @@ type Config struct {
 	RejectsMaxAge        Duration `json:"rejects_max_age"`
 	RejectsMaxRows       int      `json:"rejects_max_rows"`
 	RejectsPruneInterval Duration `json:"rejects_prune_interval"`
+
+	// Websocket streams (/ws, docs/streams.md).
+	WSQueueBytes     int      `json:"ws_queue_bytes"`
+	WSUpdateInterval Duration `json:"ws_update_interval"`
+	WSHeartbeat      Duration `json:"ws_heartbeat"`
+	// EventRetention and EventRetentionCount bound the incident event log
+	// a reconnecting client can resume from.
+	EventRetention      Duration `json:"event_retention"`
+	EventRetentionCount int      `json:"event_retention_count"`
 	// History (issue 11): the response-time targets of GET
 	// /api/v1/stats/response-times, measured from an incident's opening.
 	// Defaults from NFPA 1225: acknowledge within 60 s, dispatch within
@@ -209,6 +218,11 @@ func Default() Config {
 		RejectsMaxAge:            Duration(30 * 24 * time.Hour),
 		RejectsMaxRows:           1_000_000,
 		RejectsPruneInterval:     Duration(10 * time.Minute),
+		WSQueueBytes:             4 << 20,
+		WSUpdateInterval:         Duration(250 * time.Millisecond),
+		WSHeartbeat:              Duration(5 * time.Second),
+		EventRetention:           Duration(24 * time.Hour),
+		EventRetentionCount:      1_000_000,
 		// History.
 		ResponseTargetAcknowledge: Duration(60 * time.Second),
 		ResponseTargetDispatch:    Duration(120 * time.Second),
@@ -328,6 +342,11 @@ func (c *Config) settings() []setting {
 		{"rejects_max_age", "IOC_REJECTS_MAX_AGE", "delete rejections older than this", dur(&c.RejectsMaxAge)},
 		{"rejects_max_rows", "IOC_REJECTS_MAX_ROWS", "keep at most this many rejections", num(&c.RejectsMaxRows)},
 		{"rejects_prune_interval", "IOC_REJECTS_PRUNE_INTERVAL", "how often rejections are pruned", dur(&c.RejectsPruneInterval)},
+		{"ws_queue_bytes", "IOC_WS_QUEUE_BYTES", "bytes a websocket client may fall behind before it is closed as a slow consumer", num(&c.WSQueueBytes)},
+		{"ws_update_interval", "IOC_WS_UPDATE_INTERVAL", "device and unit updates reach a websocket client at most this often (latest per id)", dur(&c.WSUpdateInterval)},
+		{"ws_heartbeat", "IOC_WS_HEARTBEAT", "how often websocket clients get a heartbeat with the latest seq", dur(&c.WSHeartbeat)},
+		{"event_retention", "IOC_EVENT_RETENTION", "keep incident events this long for resuming clients", dur(&c.EventRetention)},
+		{"event_retention_count", "IOC_EVENT_RETENTION_COUNT", "keep at most this many incident events (0: no count limit)", num(&c.EventRetentionCount)},
 		// History.
 		{"response_target_acknowledge", "IOC_RESPONSE_TARGET_ACKNOWLEDGE", "response-time target from opening to acknowledgement (NFPA 1225: 60s)", dur(&c.ResponseTargetAcknowledge)},
 		{"response_target_dispatch", "IOC_RESPONSE_TARGET_DISPATCH", "response-time target from opening to dispatch (NFPA 1225: 120s)", dur(&c.ResponseTargetDispatch)},
@@ -583,6 +602,21 @@ func (c Config) Validate() error {
 	}
 	if c.RejectsMaxAge != 0 && c.RejectsMaxAge < Duration(time.Hour) {
 		bad("rejects_max_age", "want 0 (no limit) or at least 1h, got %v", c.RejectsMaxAge)
+	}
+	if c.WSQueueBytes < 64<<10 || c.WSQueueBytes > 1<<30 {
+		bad("ws_queue_bytes", "want 64 KiB to 1 GiB, got %d", c.WSQueueBytes)
+	}
+	if c.WSUpdateInterval < Duration(10*time.Millisecond) || c.WSUpdateInterval > Duration(time.Minute) {
+		bad("ws_update_interval", "want 10ms-1m, got %v", c.WSUpdateInterval)
+	}
+	if c.WSHeartbeat < Duration(time.Second) || c.WSHeartbeat > Duration(time.Minute) {
+		bad("ws_heartbeat", "want 1s-1m, got %v", c.WSHeartbeat)
+	}
+	if c.EventRetention < Duration(time.Minute) || c.EventRetention > Duration(365*24*time.Hour) {
+		bad("event_retention", "want 1m-365 days, got %v", c.EventRetention)
+	}
+	if c.EventRetentionCount < 0 {
+		bad("event_retention_count", "want 0 (no limit) or more, got %d", c.EventRetentionCount)
 	}
 	if c.RejectsMaxRows < 0 {
 		bad("rejects_max_rows", "want 0 (no limit) or more, got %d", c.RejectsMaxRows)

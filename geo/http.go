@@ -2,6 +2,7 @@ package geo
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -458,3 +459,7 @@ func parseLonLat(s string) (float64, float64, error) {
 	}
 	return lon, lat, nil
 }
+
+// UnitJSON is a unit encoded as GET /api/v1/units shows it (the
+// websocket's unit frames carry the same object).
+func (s *Service) UnitJSON(u Unit) ([]byte, error) { return json.Marshal(s.unitOut(u)) }

@@ -105,3 +105,30 @@ func devicesPage(items []Device, more bool) api.List[Device] {
 	}
 	return out
 }
+
+// DeviceHealth is one ward's count of devices online and offline.
+type DeviceHealth struct {
+	Online  int `json:"online"`
+	Offline int `json:"offline"`
+}
+
+// HealthByWard counts the devices online and offline per ward (the
+// websocket's wards layer). Devices outside every ward count under "".
+func (rd *Reader) HealthByWard(ctx context.Context) (map[string]DeviceHealth, error) {
+	rows, err := rd.pool.Query(ctx, `SELECT coalesce(ward_code, ''), count(*) FILTER (WHERE online),
+		count(*) FILTER (WHERE NOT online) FROM devices GROUP BY 1`)
+	if err != nil {
+		return nil, fmt.Errorf("device health by ward: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]DeviceHealth{}
+	for rows.Next() {
+		var ward string
+		var h DeviceHealth
+		if err := rows.Scan(&ward, &h.Online, &h.Offline); err != nil {
+			return nil, fmt.Errorf("device health by ward: %w", err)
+		}
+		out[ward] = h
+	}
+	return out, rows.Err()
+}

@@ -60,6 +60,7 @@ func setupAlerts(ctx context.Context, cfg config.Config, a *app) error {
 	})
 	a.runs["alerts"] = eng.Run
 	a.alerts = eng
+	eng.Events().SetRetention(cfg.EventRetention.Std(), int64(cfg.EventRetentionCount))
 	a.observers = append(a.observers, eng.Observe)
 	a.inTx = eng.InTx
 	return nil

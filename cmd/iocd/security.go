@@ -40,7 +40,7 @@ func authConfig(cfg config.Config) auth.Config {
 //
 // Call it after the schema is migrated; routes may be registered on srv
 // before or after.
-func setupSecurity(ctx context.Context, cfg config.Config, pool *pgxpool.Pool, srv *api.Server, log *slog.Logger) (run func(context.Context) error, err error) {
+func setupSecurity(ctx context.Context, cfg config.Config, pool *pgxpool.Pool, srv *api.Server, log *slog.Logger) (*auth.Service, error) {
 	sec, err := auth.New(authConfig(cfg), pool, log.With("part", "auth"))
 	if err != nil {
 		return nil, err
@@ -50,7 +50,7 @@ func setupSecurity(ctx context.Context, cfg config.Config, pool *pgxpool.Pool, s
 	}
 	sec.Install(srv)
 	warnRemoteMetrics(cfg, log)
-	return sec.Run, nil
+	return sec, nil
 }
 
 // warnRemoteMetrics: config refuses a non-loopback metrics_addr unless

@@ -24,6 +24,7 @@ import (
 	"ioc/db"
 	"ioc/geo"
 	"ioc/ingest"
+	"ioc/streams"
 )
 
 // app is one iocd instance: every long-running part, built and wired.
@@ -42,7 +43,9 @@ type app struct {
 	// reader is ingest's read API (devices for the OGC API too).
 	reader *ingest.Reader
 	// alerts is the alert engine, set by setupAlerts.
-	alerts *alerts.Engine
+	alerts  *alerts.Engine
+	sec     *auth.Service
+	streams *streams.Gateway
 	// runs are the parts' Run methods, started together by serve.
 	runs map[string]func(context.Context) error
 	// observers receive every committed batch of observations, after the
@@ -157,13 +160,15 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger) (*app, err
 		a.close()
 		return nil, err
 	}
-	secRun, err := setupSecurity(ctx, cfg, pool, a.srv, log)
+	a.sec, err = setupSecurity(ctx, cfg, pool, a.srv, log)
 	if err != nil {
 		a.close()
 		return nil, err
 	}
-	if secRun != nil {
-		a.runs["security"] = secRun
+	a.runs["security"] = a.sec.Run
+	if err := setupStreams(cfg, a); err != nil {
+		a.close()
+		return nil, err
 	}
 	a.runs["http"] = a.srv.Run
 	if cfg.MetricsAddr != "" {
@@ -183,6 +188,7 @@ func (a *app) routes() {
 	}))
 	a.srv.Handle("GET", "/metrics", auth.ActMetricsRead, a.metricsHandler().ServeHTTP)
 	rd := ingest.NewReader(a.apiPool, a.geo.WardName, a.log.With("part", "api"))
+	a.reader = rd
 	rd.Registry = a.ing // registrations reach this instance's ingest at once
 	rd.Register(a.srv)
 	a.reader = rd
@@ -200,7 +206,7 @@ func (a *app) metricsHandler() http.Handler {
 func (a *app) ready(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
-	checks := map[string]string{"database": "ok", "ingest": "ok", "mqtt": "ok"}
+	checks := map[string]string{"database": "ok", "ingest": "ok", "mqtt": "ok", "streams": "ok"}
 	status := http.StatusOK
 	if err := a.pool.Ping(ctx); err != nil {
 		checks["database"], status = "unreachable", http.StatusServiceUnavailable
@@ -213,6 +219,16 @@ func (a *app) ready(w http.ResponseWriter, r *http.Request) {
 		checks["mqtt"], status = "not_subscribed", http.StatusServiceUnavailable
 		if errors.Is(err, ingest.ErrNotConnected) {
 			checks["mqtt"] = "disconnected"
+		}
+	}
+	if a.streams != nil {
+		if err := a.streams.Ready(); err != nil {
+			checks["streams"], status = "incident_events_down", http.StatusServiceUnavailable
+		}
+		if err := a.streams.FanoutReady(); err != nil {
+			// Degraded, not unready: this instance still serves its own
+			// updates and every incident event.
+			checks["streams_fanout"] = "redis_down"
 		}
 	}
 	api.JSON(w, status, checks)

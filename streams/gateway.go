@@ -1,0 +1,810 @@
+package streams
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"ioc/alerts"
+	"ioc/api"
+	"ioc/db"
+	"ioc/geo"
+	"ioc/ingest"
+)
+
+// Config is what the gateway needs from the other parts, and its limits.
+// Zero limits take the defaults (see defaults).
+type Config struct {
+	Events *alerts.Events
+	Store  *alerts.Store
+	// Devices and DeviceHealth read the devices table (ingest.Reader).
+	Devices      func(ctx context.Context, f ingest.DeviceFilter) ([]ingest.Device, bool, error)
+	DeviceHealth func(ctx context.Context) (map[string]ingest.DeviceHealth, error)
+	// Units lists the units' latest state; UnitJSON encodes one as the API
+	// does (geo.Service).
+	Units     func() []geo.Unit
+	UnitJSON  func(geo.Unit) ([]byte, error)
+	Unit      func(id string) (geo.Unit, bool)
+	WardName  func(code string) string
+	KnownWard func(code string) bool
+	// Credential returns a request's token or session; Recheck tells who
+	// it stands for now (auth.Service), api.ErrUnauthenticated once it
+	// ended.
+	Credential func(r *http.Request) string
+	Recheck    func(ctx context.Context, token string) (api.Caller, error)
+	// Broker fans device and unit updates out between instances (nil:
+	// in-process).
+	Broker Broker
+
+	Heartbeat      time.Duration // heartbeat frames (default 5 s)
+	PingInterval   time.Duration // websocket pings (default 25 s)
+	WriteTimeout   time.Duration // per frame (default 10 s)
+	UpdateInterval time.Duration // device/unit updates per client at most this often (default 250 ms)
+	WardsInterval  time.Duration // wards layer refresh (default 3 s)
+	SessionCheck   time.Duration // session recheck (default 3 s)
+	QueueBytes     int           // per client (default 4 MiB)
+	ResumeMax      int           // events a resume may replay before a reset (default 10,000)
+	SnapshotMax    int           // devices in a snapshot (default 20,000)
+
+	Log *slog.Logger
+}
+
+func (c *Config) defaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&c.Heartbeat, 5*time.Second)
+	def(&c.PingInterval, 25*time.Second)
+	def(&c.WriteTimeout, 10*time.Second)
+	def(&c.UpdateInterval, 250*time.Millisecond)
+	def(&c.WardsInterval, 3*time.Second)
+	def(&c.SessionCheck, 3*time.Second)
+	if c.QueueBytes <= 0 {
+		c.QueueBytes = 4 << 20
+	}
+	if c.ResumeMax <= 0 {
+		c.ResumeMax = 10000
+	}
+	if c.SnapshotMax <= 0 {
+		c.SnapshotMax = 20000
+	}
+	if c.Broker == nil {
+		c.Broker = NewMemoryBroker()
+	}
+	if c.Log == nil {
+		c.Log = slog.Default()
+	}
+}
+
+// Gateway serves /ws. Safe for concurrent use; Run is its goroutines.
+type Gateway struct {
+	cfg      Config
+	upgrader websocket.Upgrader
+	live     *Live
+
+	mu      sync.RWMutex // guards clients; taken before a client's mu
+	clients map[*client]struct{}
+
+	epoch     atomic.Pointer[string]
+	delivered atomic.Int64 // seq of the last incident event handed to every client
+	sourceOK  atomic.Bool  // the incident event source is live
+	wards     atomic.Pointer[[]wardSummary]
+	// slowCloses counts the clients closed as slow consumers.
+	slowCloses atomic.Int64
+}
+
+// Stats is what the gateway holds now.
+type Stats struct {
+	Clients            int
+	SlowConsumerCloses int64
+}
+
+// Stats reports the open connections and the slow-consumer closes so far.
+func (g *Gateway) Stats() Stats {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	return Stats{Clients: len(g.clients), SlowConsumerCloses: g.slowCloses.Load()}
+}
+
+// New makes the gateway.
+func New(cfg Config) *Gateway {
+	cfg.defaults()
+	g := &Gateway{cfg: cfg, clients: map[*client]struct{}{}}
+	g.live = newLive(cfg.Broker, g.updates, cfg.Log)
+	g.upgrader = websocket.Upgrader{
+		ReadBufferSize: 1024, WriteBufferSize: 4096,
+		// The security layer has already refused a cookie-carrying
+		// handshake from a foreign Origin (auth.Service.Wrap); a bearer
+		// token cannot be sent by a browser's websocket.
+		CheckOrigin:       func(*http.Request) bool { return true },
+		EnableCompression: false,
+	}
+	empty := ""
+	g.epoch.Store(&empty)
+	return g
+}
+
+// Ready reports whether incident events are flowing (for /readyz).
+func (g *Gateway) Ready() error {
+	if !g.sourceOK.Load() {
+		return errors.New("incident event source down")
+	}
+	return nil
+}
+
+// FanoutReady reports whether device and unit updates reach the other
+// instances (always true in-process).
+func (g *Gateway) FanoutReady() error { return g.cfg.Broker.Healthy() }
+
+// Observe takes a committed batch of observations (ingest's OnCommit,
+// via iocd's observers): it must not block.
+func (g *Gateway) Observe(obs []*ingest.Observation) { g.live.observe(obs, g.cfg) }
+
+// Run runs the incident pump, the tickers and the broker until ctx ends.
+func (g *Gateway) Run(ctx context.Context) error {
+	var b db.Backoff
+	for {
+		epoch, err := g.cfg.Events.Epoch(ctx)
+		if err == nil {
+			g.epoch.Store(&epoch)
+			break
+		}
+		g.cfg.Log.Warn("streams: reading the incident log epoch", "err", err)
+		if b.Wait(ctx) != nil {
+			return nil
+		}
+	}
+	var wg sync.WaitGroup
+	run := func(f func(context.Context)) {
+		wg.Add(1)
+		go func() { defer wg.Done(); f(ctx) }()
+	}
+	run(g.pump)
+	run(g.heartbeats)
+	run(g.wardsLoop)
+	run(g.sessions)
+	run(g.watchSources)
+	run(func(ctx context.Context) { g.live.run(ctx) })
+	<-ctx.Done()
+	g.mu.RLock()
+	for c := range g.clients {
+		c.close(websocket.CloseGoingAway, "server going away")
+	}
+	g.mu.RUnlock()
+	wg.Wait()
+	return nil
+}
+
+func (g *Gateway) each(f func(*client)) {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	for c := range g.clients {
+		f(c)
+	}
+}
+
+func prepare(v any) (frame, error) {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return frame{}, err
+	}
+	return prepareRaw(raw)
+}
+
+func prepareRaw(raw []byte) (frame, error) {
+	pm, err := websocket.NewPreparedMessage(websocket.TextMessage, raw)
+	if err != nil {
+		return frame{}, err
+	}
+	return frame{pm: pm, size: len(raw)}, nil
+}
+
+// incidentFrame encodes an event once for every client.
+func incidentFrame(ev alerts.Event) (frame, error) {
+	f, err := prepare(struct {
+		Type     string          `json:"type"`
+		Seq      int64           `json:"seq"`
+		Op       string          `json:"op"`
+		Incident json.RawMessage `json:"incident"`
+	}{"incident", ev.Seq, ev.Op, ev.Incident})
+	f.seq = ev.Seq
+	return f, err
+}
+
+// pump hands every incident event to the clients in seq order. It keeps
+// its own position: after a lost subscription (too slow) it reads what it
+// missed from the log, so no client ever sees a gap.
+func (g *Gateway) pump(ctx context.Context) {
+	var b db.Backoff
+	last := int64(-1)
+	for ctx.Err() == nil {
+		sub, cancel := g.cfg.Events.Subscribe()
+		err := g.follow(ctx, sub, &last)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		g.cfg.Log.Warn("streams: incident events interrupted; catching up from the log", "err", err, "at_seq", last)
+		metricSourceOutages.WithLabelValues("incidents").Inc()
+		if b.Wait(ctx) != nil {
+			return
+		}
+	}
+}
+
+// follow delivers from sub, filling any gap from the log, until sub is
+// closed or ctx ends.
+func (g *Gateway) follow(ctx context.Context, sub <-chan alerts.Event, last *int64) error {
+	if *last < 0 {
+		seq, err := g.cfg.Events.LastSeq(ctx)
+		if err != nil {
+			return err
+		}
+		*last = seq
+		g.delivered.Store(seq)
+	}
+	if err := g.catchUp(ctx, last); err != nil {
+		return err
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev, ok := <-sub:
+			if !ok {
+				return errors.New("subscriber dropped (too slow)")
+			}
+			if ev.Seq <= *last {
+				continue
+			}
+			if ev.Seq > *last+1 {
+				if err := g.catchUp(ctx, last); err != nil {
+					return err
+				}
+				if ev.Seq <= *last {
+					continue
+				}
+			}
+			g.deliver(ev)
+			*last = ev.Seq
+		}
+	}
+}
+
+// catchUp delivers the logged events after *last.
+func (g *Gateway) catchUp(ctx context.Context, last *int64) error {
+	for {
+		evs, err := g.cfg.Events.Since(ctx, *last, 1000)
+		if errors.Is(err, alerts.ErrEventsGone) {
+			// Trimmed while we were away: clients that missed them get a
+			// reset when they resume; live ones go on from now.
+			seq, err := g.cfg.Events.LastSeq(ctx)
+			if err != nil {
+				return err
+			}
+			g.resetAll("too_old")
+			*last = seq
+			g.delivered.Store(seq)
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		for _, ev := range evs {
+			if ev.Seq == *last+1 {
+				g.deliver(ev)
+				*last = ev.Seq
+			}
+		}
+		if len(evs) < 1000 {
+			return nil
+		}
+	}
+}
+
+func (g *Gateway) deliver(ev alerts.Event) {
+	f, err := incidentFrame(ev)
+	if err != nil {
+		g.cfg.Log.Error("streams: encoding an incident event", "seq", ev.Seq, "err", err)
+		return
+	}
+	k := keyOf(ev.Incident)
+	g.each(func(c *client) { c.incident(f, k) })
+	g.delivered.Store(ev.Seq)
+	metricIncidentEvents.Inc()
+}
+
+// resetAll closes every client as a slow consumer would be: they resume
+// and, their events being gone, get a reset and a snapshot.
+func (g *Gateway) resetAll(reason string) {
+	g.each(func(c *client) { c.close(CloseSlowConsumer, "events_lost_"+reason) })
+}
+
+// updates distributes a batch of device and unit updates to the clients.
+func (g *Gateway) updates(us []Update) {
+	for _, u := range us {
+		key := u.Layer[:1] + ":" + u.ID
+		body := map[string]json.RawMessage{"type": json.RawMessage(`"` + u.Layer + `"`), u.Layer: u.Body}
+		f, err := prepare(body)
+		if err != nil {
+			continue
+		}
+		layer := LayerDevices
+		if u.Layer == "unit" {
+			layer = LayerUnits
+		}
+		g.each(func(c *client) { c.update(key, layer, f, u.Ward, u.Lon, u.Lat) })
+	}
+}
+
+func (g *Gateway) heartbeats(ctx context.Context) {
+	t := time.NewTicker(g.cfg.Heartbeat)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			f, err := prepare(heartbeatFrame{"heartbeat", g.delivered.Load(), *g.epoch.Load(), now.UTC().Format(time.RFC3339Nano)})
+			if err != nil {
+				continue
+			}
+			g.each(func(c *client) { c.control(f, "") })
+			g.gauges()
+		}
+	}
+}
+
+// watchSources tells clients when the incident event source goes or comes
+// back, and keeps the readiness flag.
+func (g *Gateway) watchSources(ctx context.Context) {
+	t := time.NewTicker(500 * time.Millisecond)
+	defer t.Stop()
+	fanOK := true
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if ok := g.cfg.Events.Listening(); ok != g.sourceOK.Load() {
+			g.sourceOK.Store(ok)
+			metricSourceUp.WithLabelValues("incidents").Set(b2f(ok))
+			msg := "incident events delayed: the event source is reconnecting; nothing is lost"
+			if ok {
+				msg = ""
+			} else {
+				metricSourceOutages.WithLabelValues("incidents").Inc()
+			}
+			g.status("incidents", ok, msg)
+		}
+		if ok := g.cfg.Broker.Healthy() == nil; ok != fanOK {
+			fanOK = ok
+			metricSourceUp.WithLabelValues("fanout").Set(b2f(ok))
+			msg := "device and unit updates from other instances are delayed"
+			if ok {
+				msg = ""
+			} else {
+				metricSourceOutages.WithLabelValues("fanout").Inc()
+			}
+			g.status("fanout", ok, msg)
+		}
+	}
+}
+
+func (g *Gateway) status(source string, ok bool, msg string) {
+	f, err := prepare(statusFrame{"status", source, ok, msg})
+	if err == nil {
+		g.each(func(c *client) { c.control(f, "") })
+	}
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// wardsLoop refreshes the wards layer and sends it when it changed.
+func (g *Gateway) wardsLoop(ctx context.Context) {
+	t := time.NewTicker(g.cfg.WardsInterval)
+	defer t.Stop()
+	var prev []byte
+	for {
+		sums, err := g.wardSummaries(ctx)
+		if err != nil && ctx.Err() == nil {
+			g.cfg.Log.Warn("streams: wards layer", "err", err)
+		}
+		if err == nil {
+			g.wards.Store(&sums)
+			raw, _ := json.Marshal(sums)
+			if string(raw) != string(prev) {
+				prev = raw
+				g.sendWards(sums)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (g *Gateway) wardSummaries(ctx context.Context) ([]wardSummary, error) {
+	inc, err := g.cfg.Store.OpenByWard(ctx)
+	if err != nil {
+		return nil, err
+	}
+	dev, err := g.cfg.DeviceHealth(ctx)
+	if err != nil {
+		return nil, err
+	}
+	codes := map[string]bool{}
+	for c := range inc {
+		codes[c] = true
+	}
+	for c := range dev {
+		codes[c] = true
+	}
+	delete(codes, "")
+	out := make([]wardSummary, 0, len(codes))
+	for code := range codes {
+		s := wardSummary{Code: code, Incidents: map[string]int{}}
+		if g.cfg.WardName != nil {
+			s.Name = g.cfg.WardName(code)
+		}
+		for _, sev := range severities {
+			s.Incidents[sev] = inc[code][sev]
+		}
+		s.Devices.Online, s.Devices.Offline = dev[code].Online, dev[code].Offline
+		out = append(out, s)
+	}
+	slices.SortFunc(out, func(a, b wardSummary) int { return cmpString(a.Code, b.Code) })
+	return out, nil
+}
+
+func cmpString(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// wardsFor narrows the summaries to a view's wards.
+func wardsFor(sums []wardSummary, v *view) []wardSummary {
+	if v.wards == nil {
+		return sums
+	}
+	out := []wardSummary{}
+	for _, s := range sums {
+		if v.wards[s.Code] {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func (g *Gateway) sendWards(sums []wardSummary) {
+	all, err := prepare(wardsFrame{"wards", sums})
+	if err != nil {
+		return
+	}
+	g.each(func(c *client) {
+		c.mu.Lock()
+		v := c.view
+		c.mu.Unlock()
+		if v == nil || !v.has(LayerWards) {
+			return
+		}
+		f := all
+		if v.wards != nil { // a scoped or ward-filtered view: its own frame
+			if f, err = prepare(wardsFrame{"wards", wardsFor(sums, v)}); err != nil {
+				return
+			}
+		}
+		c.control(f, LayerWards)
+	})
+}
+
+// sessions closes the sockets whose session ended or whose user changed,
+// checking each distinct credential once per round.
+func (g *Gateway) sessions(ctx context.Context) {
+	t := time.NewTicker(g.cfg.SessionCheck)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		byToken := map[string][]*client{}
+		g.each(func(c *client) { byToken[c.token] = append(byToken[c.token], c) })
+		for token, cs := range byToken {
+			now, err := g.cfg.Recheck(ctx, token)
+			if err != nil && !errors.Is(err, api.ErrUnauthenticated) {
+				continue // cannot tell (database away): keep serving
+			}
+			for _, c := range cs {
+				if err != nil || now.Role != c.caller.Role || !slices.Equal(now.Wards, c.caller.Wards) {
+					c.close(CloseSessionEnded, "session_ended")
+					metricSessionEnded.Inc()
+				}
+			}
+		}
+	}
+}
+
+func (g *Gateway) gauges() {
+	var n, queued int
+	var layers [4]int
+	g.each(func(c *client) {
+		n++
+		c.mu.Lock()
+		queued += c.queued
+		if c.view != nil {
+			for i, on := range c.view.layers {
+				if on {
+					layers[i]++
+				}
+			}
+		}
+		c.mu.Unlock()
+	})
+	metricConnections.Set(float64(n))
+	metricQueueBytes.Set(float64(queued))
+	for i, l := range []string{LayerIncidents, LayerDevices, LayerUnits, LayerWards} {
+		metricSubscriptions.WithLabelValues(l).Set(float64(layers[i]))
+	}
+}
+
+// ServeWS upgrades an authenticated request (the route's guard has
+// checked the caller and its right to subscribe).
+func (g *Gateway) ServeWS(w http.ResponseWriter, r *http.Request) {
+	caller := api.CallerFrom(r.Context())
+	token := g.cfg.Credential(r)
+	conn, err := g.upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		return // the upgrader has answered
+	}
+	// A hijacked connection keeps the deadlines the HTTP server set on it;
+	// the socket sets its own from now on.
+	conn.NetConn().SetDeadline(time.Time{})
+	conn.SetReadLimit(MaxMessageBytes)
+	c := newClient(g, conn, caller, token)
+	g.mu.Lock()
+	g.clients[c] = struct{}{}
+	g.mu.Unlock()
+	metricConnects.Inc()
+	go c.write()
+	hello, err := prepare(welcomeFrame{"welcome", caller, *g.epoch.Load(), g.delivered.Load(), g.cfg.Heartbeat.Milliseconds()})
+	if err == nil {
+		c.mu.Lock()
+		c.enqueue(hello)
+		c.mu.Unlock()
+	}
+	g.read(r.Context(), c)
+	g.mu.Lock()
+	delete(g.clients, c)
+	g.mu.Unlock()
+	close(c.done)
+}
+
+// read handles the client's messages until the socket ends.
+func (g *Gateway) read(ctx context.Context, c *client) {
+	ctx = context.WithoutCancel(ctx) // the request's context ends with the handshake's server bookkeeping
+	pongWait := 2*g.cfg.PingInterval + g.cfg.WriteTimeout
+	extend := func() { c.conn.SetReadDeadline(time.Now().Add(pongWait)) }
+	extend()
+	c.conn.SetPongHandler(func(string) error { extend(); return nil })
+	var lastSub time.Time
+	for {
+		_, raw, err := c.conn.ReadMessage()
+		if err != nil {
+			return
+		}
+		extend()
+		s, err := ParseSubscribe(raw, g.cfg.KnownWard)
+		if err != nil {
+			metricBadMessages.Inc()
+			g.sendError(c, "bad_request", err.Error())
+			continue
+		}
+		// A panning map sends many; each costs a snapshot query. Space
+		// them (the socket's own backpressure holds the rest).
+		if wait := 200*time.Millisecond - time.Since(lastSub); wait > 0 {
+			time.Sleep(wait)
+		}
+		lastSub = time.Now()
+		g.subscribe(ctx, c, s)
+	}
+}
+
+func (g *Gateway) sendError(c *client, code, msg string) {
+	f, err := prepare(errorFrame{"error", code, msg})
+	if err != nil {
+		return
+	}
+	c.mu.Lock()
+	c.enqueue(f)
+	c.mu.Unlock()
+}
+
+// subscribe replaces the client's view and sends what it needs to go on:
+// the missed events (a resume), or a snapshot (after a reset if the
+// resume could not be served).
+func (g *Gateway) subscribe(ctx context.Context, c *client, s Subscribe) {
+	v, ok := newView(s, c.caller)
+	if !ok {
+		g.sendError(c, "forbidden_ward", "none of the wards asked for is in your scope")
+		return
+	}
+	c.mu.Lock()
+	c.view, c.live, c.pending, c.pendingBytes = v, false, nil, 0
+	clear(c.latest)
+	c.mu.Unlock()
+	metricSubscribes.Inc()
+
+	var first []frame
+	if s.Since != nil {
+		done, reason, err := g.resume(ctx, c, v, *s.Since, s.Epoch)
+		if err != nil {
+			g.failSubscribe(c, err)
+			return
+		}
+		if done {
+			return
+		}
+		f, err := prepare(resetFrame{"reset", reason})
+		if err != nil {
+			return
+		}
+		metricResets.WithLabelValues(reason).Inc()
+		first = append(first, f)
+	}
+	snap, seq, err := g.snapshot(ctx, v)
+	if err != nil {
+		g.failSubscribe(c, err)
+		return
+	}
+	c.goLive(append(first, snap), seq)
+}
+
+func (g *Gateway) failSubscribe(c *client, err error) {
+	g.cfg.Log.Warn("streams: subscribe failed", "user", c.caller.Name, "err", err)
+	g.sendError(c, "unavailable", "the live view could not be prepared; reconnecting")
+	c.close(websocket.CloseTryAgainLater, "unavailable")
+}
+
+// resume sends the events after since if the log still has all of them
+// (done). Otherwise it says why a reset is needed.
+func (g *Gateway) resume(ctx context.Context, c *client, v *view, since int64, epoch string) (done bool, reason string, err error) {
+	if epoch != *g.epoch.Load() {
+		return false, "epoch_changed", nil
+	}
+	cur, err := g.cfg.Events.LastSeq(ctx)
+	if err != nil {
+		return false, "", err
+	}
+	if since > cur { // ahead of this log: not the log the client knew
+		return false, "epoch_changed", nil
+	}
+	evs, err := g.cfg.Events.Since(ctx, since, g.cfg.ResumeMax+1)
+	if errors.Is(err, alerts.ErrEventsGone) {
+		return false, "too_old", nil
+	}
+	if err != nil {
+		return false, "", err
+	}
+	if len(evs) > g.cfg.ResumeMax {
+		return false, "too_old", nil
+	}
+	frames := make([]frame, 0, len(evs))
+	last := since
+	for _, ev := range evs {
+		last = ev.Seq
+		if !v.incident(keyOf(ev.Incident)) {
+			continue
+		}
+		f, err := incidentFrame(ev)
+		if err != nil {
+			return false, "", err
+		}
+		frames = append(frames, f)
+	}
+	c.goLive(frames, last)
+	metricResumes.Inc()
+	return true, "", nil
+}
+
+// snapshot encodes what matches v now and the seq it includes.
+func (g *Gateway) snapshot(ctx context.Context, v *view) (frame, int64, error) {
+	out := snapshotFrame{Type: "snapshot", Epoch: *g.epoch.Load()}
+	if v.has(LayerIncidents) {
+		xs, seq, truncated, err := g.cfg.Store.Snapshot(ctx, alerts.IncidentFilter{Active: true, Wards: v.wardList(), BBox: v.bboxSlice()})
+		if err != nil {
+			return frame{}, 0, err
+		}
+		out.Seq, out.Truncated = seq, truncated
+		out.Incidents = make([]json.RawMessage, 0, len(xs))
+		for _, x := range xs {
+			if severityRank(x.Severity) < v.minSev {
+				continue
+			}
+			raw, err := json.Marshal(x)
+			if err != nil {
+				return frame{}, 0, err
+			}
+			out.Incidents = append(out.Incidents, raw)
+		}
+	} else {
+		seq, err := g.cfg.Events.LastSeq(ctx)
+		if err != nil {
+			return frame{}, 0, err
+		}
+		out.Seq = seq
+	}
+	if v.has(LayerDevices) {
+		ds, more, err := g.cfg.Devices(ctx, ingest.DeviceFilter{Wards: v.wardList(), BBox: v.bboxSlice(), Limit: g.cfg.SnapshotMax})
+		if err != nil {
+			return frame{}, 0, err
+		}
+		out.Truncated = out.Truncated || more
+		out.Devices = make([]json.RawMessage, 0, len(ds))
+		for _, d := range ds {
+			raw, err := json.Marshal(d)
+			if err != nil {
+				return frame{}, 0, err
+			}
+			out.Devices = append(out.Devices, raw)
+		}
+	}
+	if v.has(LayerUnits) {
+		out.Units = []json.RawMessage{}
+		for _, u := range g.cfg.Units() {
+			if !v.place(u.Ward, u.Lon, u.Lat) {
+				continue
+			}
+			raw, err := g.cfg.UnitJSON(u)
+			if err != nil {
+				return frame{}, 0, err
+			}
+			out.Units = append(out.Units, raw)
+		}
+	}
+	if v.has(LayerWards) {
+		if p := g.wards.Load(); p != nil {
+			out.Wards = wardsFor(*p, v)
+		} else {
+			out.Wards = []wardSummary{}
+		}
+	}
+	f, err := prepare(out)
+	if err != nil {
+		return frame{}, 0, fmt.Errorf("encoding a snapshot: %w", err)
+	}
+	return f, out.Seq, nil
+}
+
+// unit looks up one unit's latest state.
+func (c Config) unit(id string) (geo.Unit, bool) {
+	if c.Unit != nil {
+		return c.Unit(id)
+	}
+	return geo.Unit{}, false
+}
