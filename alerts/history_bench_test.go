@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -26,6 +27,9 @@ import (
 // IOC_HISTORY_BENCH=1 to run them:
 //
 //	IOC_HISTORY_BENCH=1 go test ./alerts/ -run '^$' -bench BenchmarkHistory -benchtime 30x -count 3
+//
+// IOC_HISTORY_BENCH_URL instead names a database already filled, such as
+// one from `iocsim seed --end 2026-12-01T12:00:00Z` (the benchmarks' now).
 
 const benchIncidents = 1_000_000
 
@@ -38,10 +42,17 @@ var (
 )
 
 func historyBench(b *testing.B) *Store {
-	if os.Getenv("IOC_HISTORY_BENCH") == "" {
-		b.Skip("set IOC_HISTORY_BENCH=1 (fills a kept database with 1M incidents once)")
+	given := os.Getenv("IOC_HISTORY_BENCH_URL")
+	if os.Getenv("IOC_HISTORY_BENCH") == "" && given == "" {
+		b.Skip("set IOC_HISTORY_BENCH=1 (fills a kept database with 1M incidents once) or IOC_HISTORY_BENCH_URL")
 	}
-	benchOnce.Do(func() { benchPool, benchErr = seedHistoryBench(b) })
+	benchOnce.Do(func() {
+		if given != "" {
+			benchPool, benchErr = pgxpool.New(context.Background(), given)
+			return
+		}
+		benchPool, benchErr = seedHistoryBench(b)
+	})
 	if benchErr != nil {
 		b.Fatal(benchErr)
 	}
@@ -81,8 +92,10 @@ func seedHistoryBench(b *testing.B) (*pgxpool.Pool, error) {
 		return pool, nil
 	}
 	start := time.Now()
-	_, err = pool.Exec(ctx, `TRUNCATE incidents CASCADE;
-		INSERT INTO incidents (id, kind, severity, status, resolution, title, geom, ward_code, opened_by, auto_resolve,
+	if _, err := pool.Exec(ctx, `TRUNCATE incidents CASCADE`); err != nil {
+		return nil, err
+	}
+	_, err = pool.Exec(ctx, `INSERT INTO incidents (id, kind, severity, status, resolution, title, geom, ward_code, opened_by, auto_resolve,
 			opened_at, updated_at, acknowledged_at, dispatched_at, resolved_at, last_evidence_at, version)
 		SELECT 'H' || lpad(g::text, 9, '0'),
 			(ARRAY['traffic_congestion','traffic_congestion','traffic_congestion','accident','accident','fire','medical','crime','crowd','flooding'])[1 + g % 10],
@@ -98,14 +111,18 @@ func seedHistoryBench(b *testing.B) (*pgxpool.Pool, error) {
 			opened, 3
 		FROM (SELECT g, $1::timestamptz - random() * interval '365 days' AS opened,
 				random() AS r1, random() AS r2, random() AS r3, random() AS r4
-			FROM generate_series(1, $2::int) g) s;
-		INSERT INTO incident_evidence (incident_id, device_id, ts, kind, rule_id, added_at)
-			SELECT id, 'cam-' || right(id, 4), opened_at, 'camera', 'bench', opened_at FROM incidents;`, benchNow, benchIncidents)
+			FROM generate_series(1, $2::int) g) s`, benchNow, benchIncidents)
 	if err != nil {
 		return nil, fmt.Errorf("seed: %w", err)
 	}
-	if _, err := pool.Exec(ctx, `VACUUM ANALYZE incidents; VACUUM ANALYZE incident_evidence`); err != nil {
-		return nil, err
+	if _, err := pool.Exec(ctx, `INSERT INTO incident_evidence (incident_id, device_id, ts, kind, rule_id, added_at)
+		SELECT id, 'cam-' || right(id, 4), opened_at, 'camera', 'bench', opened_at FROM incidents`); err != nil {
+		return nil, fmt.Errorf("seed evidence: %w", err)
+	}
+	for _, t := range []string{"incidents", "incident_evidence"} {
+		if _, err := pool.Exec(ctx, `VACUUM ANALYZE `+t); err != nil {
+			return nil, err
+		}
 	}
 	b.Logf("seeded %d incidents in %v", benchIncidents, time.Since(start).Round(time.Second))
 	return pool, nil
@@ -206,4 +223,47 @@ func BenchmarkHistory(b *testing.B) {
 			b.ReportMetric(float64(rows)/time.Since(start).Seconds(), "rows/s")
 		})
 	}
+}
+
+// TestHistoryPlans logs EXPLAIN (ANALYZE, BUFFERS) of the measured
+// queries on the benchmark database (docs/history.md shows them):
+//
+//	IOC_HISTORY_BENCH_URL=... go test ./alerts/ -run TestHistoryPlans -v
+func TestHistoryPlans(t *testing.T) {
+	given := os.Getenv("IOC_HISTORY_BENCH_URL")
+	if given == "" {
+		t.Skip("set IOC_HISTORY_BENCH_URL to a filled database")
+	}
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, given)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	day := IncidentFilter{From: benchNow.Add(-24 * time.Hour), To: benchNow, BBox: []float64{105.75, 20.98, 105.90, 21.08}, Limit: 1000}
+	month := IncidentFilter{From: benchNow.Add(-30 * 24 * time.Hour), To: benchNow}
+	explain := func(name, sql string, args []any) {
+		rows, err := pool.Query(ctx, `EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) `+sql, args...)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		plan, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%s:\n%s", name, strings.Join(plan, "\n"))
+	}
+	sql, args, err := listQuery(day)
+	if err != nil {
+		t.Fatal(err)
+	}
+	explain("bbox-24h", sql, args)
+	var a sqlArgs
+	where, _ := filterWhere(month, &a)
+	explain("stats-ward-30d", `SELECT coalesce(i.ward_code, ''), count(*) FROM incidents i WHERE `+where+` GROUP BY 1`, a)
+	a = nil
+	where, _ = filterWhere(month, &a)
+	explain("response-times-30d (acknowledge arm)", `SELECT coalesce(i.ward_code, ''), count(i.acknowledged_at),
+		percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM i.acknowledged_at - i.opened_at))
+		FROM incidents i WHERE `+where+` GROUP BY GROUPING SETS ((coalesce(i.ward_code, '')), ())`, a)
 }

@@ -131,7 +131,7 @@ func (rd *Reader) telemetryBuckets(ctx context.Context, q TelemetryQuery) (Telem
 		  sum(b_n)::bigint, sum(b_sum), min(b_min)::float8, max(b_max)::float8,
 		  sum(c_n)::bigint, sum(c_sum), min(c_min)::float8, max(c_max)::float8
 		FROM (` + rollupPart + `SELECT date_bin($5::interval, ts, '` + bucketOrigin + `'::timestamptz) AS b, ` + rawCols + `
-			FROM ` + table + ` WHERE device_id = $1 AND ts >= greatest($2, (SELECT r FROM st)) AND ts < $3
+			FROM ` + table + ` WHERE device_id = $1 AND ts >= $2 AND ts >= greatest($2, (SELECT r FROM st)) AND ts < $3
 			  AND ($6::text[] IS NULL OR ward_code = ANY($6))) x
 		GROUP BY b ORDER BY b LIMIT $7`
 	rows, err := rd.pool.Query(ctx, sql, q.DeviceID, lo, hi, q.Bucket, size.String(), q.Wards, q.Limit+1)
