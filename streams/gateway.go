@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -380,27 +381,25 @@ func (g *Gateway) watchSources(ctx context.Context) {
 		}
 		if ok := g.cfg.Events.Listening(); ok != g.sourceOK.Load() {
 			g.sourceOK.Store(ok)
-			metricSourceUp.WithLabelValues("incidents").Set(b2f(ok))
-			msg := "incident events delayed: the event source is reconnecting; nothing is lost"
-			if ok {
-				msg = ""
-			} else {
-				metricSourceOutages.WithLabelValues("incidents").Inc()
-			}
-			g.status("incidents", ok, msg)
+			g.sourceChanged("incidents", ok, "incident events delayed: the event source is reconnecting; nothing is lost")
 		}
 		if ok := g.cfg.Broker.Healthy() == nil; ok != fanOK {
 			fanOK = ok
-			metricSourceUp.WithLabelValues("fanout").Set(b2f(ok))
-			msg := "device and unit updates from other instances are delayed"
-			if ok {
-				msg = ""
-			} else {
-				metricSourceOutages.WithLabelValues("fanout").Inc()
-			}
-			g.status("fanout", ok, msg)
+			g.sourceChanged("fanout", ok, "device and unit updates from other instances are delayed")
 		}
 	}
+}
+
+// sourceChanged records an event source going (with why) or coming back,
+// and tells the clients.
+func (g *Gateway) sourceChanged(source string, ok bool, downMsg string) {
+	metricSourceUp.WithLabelValues(source).Set(b2f(ok))
+	msg := ""
+	if !ok {
+		msg = downMsg
+		metricSourceOutages.WithLabelValues(source).Inc()
+	}
+	g.status(source, ok, msg)
 }
 
 func (g *Gateway) status(source string, ok bool, msg string) {
@@ -472,18 +471,8 @@ func (g *Gateway) wardSummaries(ctx context.Context) ([]wardSummary, error) {
 		s.Devices.Online, s.Devices.Offline = dev[code].Online, dev[code].Offline
 		out = append(out, s)
 	}
-	slices.SortFunc(out, func(a, b wardSummary) int { return cmpString(a.Code, b.Code) })
+	slices.SortFunc(out, func(a, b wardSummary) int { return strings.Compare(a.Code, b.Code) })
 	return out, nil
-}
-
-func cmpString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // wardsFor narrows the summaries to a view's wards.
