@@ -334,10 +334,15 @@ func (g *Gateway) resetAll(reason string) {
 
 // updates distributes a batch of device and unit updates to the clients.
 func (g *Gateway) updates(us []Update) {
+	g.mu.RLock()
+	n := len(g.clients)
+	g.mu.RUnlock()
+	if n == 0 {
+		return // latest values: a client that comes later starts from a snapshot
+	}
 	for _, u := range us {
 		key := u.Layer[:1] + ":" + u.ID
-		body := map[string]json.RawMessage{"type": json.RawMessage(`"` + u.Layer + `"`), u.Layer: u.Body}
-		f, err := prepare(body)
+		f, err := prepareRaw(updateFrame(u))
 		if err != nil {
 			continue
 		}
@@ -347,6 +352,30 @@ func (g *Gateway) updates(us []Update) {
 		}
 		g.each(func(c *client) { c.update(key, layer, f, u.Ward, u.Lon, u.Lat) })
 	}
+}
+
+// updateFrame is {"type":layer, layer:body} with the keys in the order
+// json.Marshal of that map gives (sorted), without reflection: it runs for
+// every update. The body comes from this package's encoders or another
+// instance's (through the broker, which checks it is JSON).
+func updateFrame(u Update) []byte {
+	b := make([]byte, 0, len(u.Body)+2*len(u.Layer)+16)
+	if u.Layer < "type" {
+		b = append(b, `{"`...)
+		b = append(b, u.Layer...)
+		b = append(b, `":`...)
+		b = append(b, u.Body...)
+		b = append(b, `,"type":"`...)
+		b = append(b, u.Layer...)
+		return append(b, `"}`...)
+	}
+	b = append(b, `{"type":"`...)
+	b = append(b, u.Layer...)
+	b = append(b, `","`...)
+	b = append(b, u.Layer...)
+	b = append(b, `":`...)
+	b = append(b, u.Body...)
+	return append(b, '}')
 }
 
 func (g *Gateway) heartbeats(ctx context.Context) {
