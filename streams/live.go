@@ -3,8 +3,8 @@ package streams
 import (
 	"context"
 	"encoding/json"
-	"log/slog"
 	"fmt"
+	"log/slog"
 	"math"
 	"strconv"
 	"strings"
