@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
@@ -57,7 +58,8 @@ type Result struct {
 func (r Result) OK() bool {
 	f := r.Figures
 	return r.Err == nil && r.Skipped == "" && f.Lost == 0 && f.Duplicated == 0 && f.Rejected == 0 &&
-		f.IncMissing == 0 && f.IncDoubled == 0 && f.SignalsAlone == 0 && f.IncOpened == f.IncExpected && f.Acked > 0
+		f.IncMissing == 0 && f.IncDoubled == 0 && f.SignalsAlone == 0 && f.IncOpened == f.IncExpected && f.Acked > 0 &&
+		!slices.Contains(f.Shares, 0)
 }
 
 // durations of a run: full (the issue's) or short (CI).
@@ -67,18 +69,19 @@ type durations struct {
 	pgDown, latencyFor, redisDown time.Duration
 	partitionFor, backlog         time.Duration
 	burst                         int
+	instanceDown                  time.Duration
 	recoverWithin                 time.Duration
 }
 
 func (s *Suite) durations() durations {
 	if s.cfg.Short {
 		return durations{warm: 3 * time.Second, tail: 2 * time.Second,
-			killFor: 30 * time.Second, killMin: 5 * time.Second, killMax: 10 * time.Second,
+			killFor: 20 * time.Second, killMin: 5 * time.Second, killMax: 10 * time.Second, instanceDown: 10 * time.Second,
 			pgDown: 10 * time.Second, latencyFor: 10 * time.Second, redisDown: 15 * time.Second,
 			partitionFor: 10 * time.Second, backlog: 5 * time.Second, burst: 12000, recoverWithin: 120 * time.Second}
 	}
 	return durations{warm: 5 * time.Second, tail: 5 * time.Second,
-		killFor: 5 * time.Minute, killMin: 5 * time.Second, killMax: 20 * time.Second,
+		killFor: 5 * time.Minute, killMin: 5 * time.Second, killMax: 20 * time.Second, instanceDown: 20 * time.Second,
 		pgDown: 30 * time.Second, latencyFor: 30 * time.Second, redisDown: time.Minute,
 		partitionFor: 30 * time.Second, backlog: 10 * time.Second, burst: 20000, recoverWithin: 180 * time.Second}
 }
@@ -103,22 +106,21 @@ func Faults() []Fault {
 	fs = append(fs, Fault{Name: "iocd-sigkill", Setup: Setup{Broker: "mosquitto"}, Short: true,
 		Note: "SIGKILL iocd every 5-20 s (CI: 5-10 s), restarted at once",
 		Inject: func(ctx context.Context, w *World, d durations, log func(string, ...any)) error {
-			rng := rand.New(rand.NewPCG(5, 20))
-			end := time.Now().Add(d.killFor)
-			kills := 0
-			for time.Now().Before(end) {
-				wait := d.killMin + time.Duration(rng.Int64N(int64(d.killMax-d.killMin)+1))
-				if err := sleep(ctx, wait); err != nil {
-					return err
-				}
-				w.Iocds[0].Kill()
-				kills++
-				if err := w.Iocds[0].Start(ctx); err != nil {
-					return err
-				}
+			return killRepeatedly(ctx, w, d, log)
+		}})
+	fs = append(fs, Fault{Name: "iocd-sigkill-nats", Setup: Setup{Broker: "nats"},
+		Note: "the same on NATS: SIGKILL iocd every 5-20 s, restarted at once",
+		Inject: func(ctx context.Context, w *World, d durations, log func(string, ...any)) error {
+			return killRepeatedly(ctx, w, d, log)
+		}})
+	fs = append(fs, Fault{Name: "iocd-down-nats-shared", Setup: Setup{Broker: "nats", Instances: 2}, Short: true,
+		Note: "two instances sharing the load on NATS (deploy/nats/instances.conf); one SIGKILLed and kept down 20 s (CI: 10 s)",
+		Inject: func(ctx context.Context, w *World, d durations, log func(string, ...any)) error {
+			w.Iocds[1].Kill()
+			if err := sleep(ctx, d.instanceDown); err != nil {
+				return err
 			}
-			log("%d kills", kills)
-			return nil
+			return w.Iocds[1].Start(ctx)
 		}})
 	fs = append(fs, Fault{Name: "postgres-restart", Setup: Setup{Broker: "mosquitto"},
 		Note: "PostgreSQL immediate shutdown (crash) and started again at once",
@@ -213,6 +215,27 @@ func Faults() []Fault {
 		Skip: "not run: a Go binary reads CLOCK_REALTIME through the vDSO (libfaketime's LD_PRELOAD does not reach it), " +
 			"Linux time namespaces offset only the monotonic and boot clocks, and iocd has no clock offset setting"})
 	return fs
+}
+
+// killRepeatedly SIGKILLs the first instance at random intervals and
+// restarts it at once, for d.killFor.
+func killRepeatedly(ctx context.Context, w *World, d durations, log func(string, ...any)) error {
+	rng := rand.New(rand.NewPCG(5, 20))
+	end := time.Now().Add(d.killFor)
+	kills := 0
+	for time.Now().Before(end) {
+		wait := d.killMin + time.Duration(rng.Int64N(int64(d.killMax-d.killMin)+1))
+		if err := sleep(ctx, wait); err != nil {
+			return err
+		}
+		w.Iocds[0].Kill()
+		kills++
+		if err := w.Iocds[0].Start(ctx); err != nil {
+			return err
+		}
+	}
+	log("%d kills", kills)
+	return nil
 }
 
 func sleep(ctx context.Context, d time.Duration) error {
@@ -367,8 +390,8 @@ func (s *Suite) RunFault(ctx context.Context, f Fault) (r Result) {
 		return r
 	}
 	healed := time.Now()
-	atHeal := w.load.nAcked.Load()
-	log("healed; %d acknowledged so far", atHeal)
+	atHeal, _ := w.load.snapshot()
+	log("healed; %d acknowledged so far", len(atHeal))
 	within := d.recoverWithin
 	if f.DeploymentChoice {
 		within = 30 * time.Second // it will not all come: it was lost
@@ -379,7 +402,7 @@ func (s *Suite) RunFault(ctx context.Context, f Fault) (r Result) {
 			return r
 		}
 	}
-	if _, err := w.waitCommitted(ctx, atHeal, within-time.Since(healed)); err == nil {
+	if _, err := w.waitRecovered(ctx, atHeal, within-time.Since(healed)); err == nil {
 		r.Recovery = time.Since(healed)
 		log("recovered in %s", r.Recovery.Round(100*time.Millisecond))
 	} else {

@@ -405,6 +405,51 @@ func (w *World) waitCommitted(ctx context.Context, n int64, within time.Duration
 	return time.Since(start), fmt.Errorf("%d of %d committed after %s", got, n, within)
 }
 
+// waitRecovered waits until every message in acks (those acknowledged
+// before the fault was healed) is committed, and says how long it took.
+// Per id, not by count: new messages must not stand in for old ones.
+func (w *World) waitRecovered(ctx context.Context, acks []acked, within time.Duration) (time.Duration, error) {
+	start := time.Now()
+	conn, err := w.Pool.Acquire(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, `CREATE TEMP TABLE healset (kind text, device_id text, msg_id text)`); err != nil {
+		return 0, err
+	}
+	defer conn.Exec(context.Background(), `DROP TABLE healset`)
+	rows := make([][]any, len(acks))
+	for i, a := range acks {
+		rows[i] = []any{a.kind, a.device, a.id}
+	}
+	if _, err := conn.CopyFrom(ctx, pgx.Identifier{"healset"}, []string{"kind", "device_id", "msg_id"}, pgx.CopyFromRows(rows)); err != nil {
+		return 0, err
+	}
+	if _, err := conn.Exec(ctx, `ANALYZE healset`); err != nil {
+		return 0, err
+	}
+	var q strings.Builder
+	q.WriteString("SELECT 0")
+	for kind, table := range tables {
+		fmt.Fprintf(&q, ` + (SELECT count(*) FROM healset a WHERE a.kind = '%s' AND NOT EXISTS
+			(SELECT 1 FROM %s t WHERE t.device_id = a.device_id AND t.msg_id = a.msg_id))`, kind, table)
+	}
+	missing := -1
+	for time.Since(start) < within {
+		qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := conn.QueryRow(qctx, q.String()).Scan(&missing)
+		cancel()
+		if err == nil && missing == 0 {
+			return time.Since(start), nil
+		}
+		if err := sleep(ctx, 500*time.Millisecond); err != nil {
+			return time.Since(start), err
+		}
+	}
+	return time.Since(start), fmt.Errorf("%d of the %d acknowledged before the heal not committed after %s", missing, len(acks), within)
+}
+
 // Figures is what a fault's run showed.
 type Figures struct {
 	Acked        int // acknowledged by the broker to the publishers (status messages aside)
@@ -418,6 +463,9 @@ type Figures struct {
 	IncMissing   int // injected signals with no incident
 	IncDoubled   int // incidents holding more than one injected signal, or none at all
 	SignalsAlone int // committed emergency signals (any) that are evidence of no incident
+	// Shares is what each instance acknowledged since its last start
+	// (ioc_ingest_acked_total): with several instances, each must take a share.
+	Shares []float64 `json:",omitempty"`
 }
 
 // judge compares the database with the acknowledgements, per message id.
@@ -425,6 +473,12 @@ func (w *World) judge(ctx context.Context) (Figures, error) {
 	all, inj := w.load.snapshot()
 	var f Figures
 	f.Acked, f.IncExpected = len(all), len(inj)
+	if len(w.Iocds) > 1 {
+		for _, c := range w.Iocds {
+			v, _ := c.Metric("ioc_ingest_acked_total")
+			f.Shares = append(f.Shares, v)
+		}
+	}
 	conn, err := w.Pool.Acquire(ctx)
 	if err != nil {
 		return f, err
