@@ -77,8 +77,8 @@ func (s *Suite) durations() durations {
 	if s.cfg.Short {
 		return durations{warm: 3 * time.Second, tail: 2 * time.Second,
 			killFor: 20 * time.Second, killMin: 5 * time.Second, killMax: 10 * time.Second, instanceDown: 10 * time.Second,
-			pgDown: 10 * time.Second, latencyFor: 10 * time.Second, redisDown: 15 * time.Second,
-			partitionFor: 10 * time.Second, backlog: 5 * time.Second, burst: 12000, recoverWithin: 120 * time.Second}
+			pgDown: 10 * time.Second, latencyFor: 10 * time.Second, redisDown: 10 * time.Second,
+			partitionFor: 10 * time.Second, backlog: 3 * time.Second, burst: 8000, recoverWithin: 120 * time.Second}
 	}
 	return durations{warm: 5 * time.Second, tail: 5 * time.Second,
 		killFor: 5 * time.Minute, killMin: 5 * time.Second, killMax: 20 * time.Second, instanceDown: 20 * time.Second,
@@ -141,7 +141,7 @@ func Faults() []Fault {
 		b := b
 		f := Fault{Name: "broker-sigkill-" + b, Setup: Setup{Broker: b}, Short: b == "nats",
 			DeploymentChoice: b == "mosquitto",
-			Note:             "iocd paused (SIGSTOP); a burst of 20,000 readings (CI: 12,000) and 10 s (CI: 5 s) of load build a backlog; the broker SIGKILLed, restarted, iocd resumed",
+			Note:             "iocd paused (SIGSTOP); a burst of 20,000 readings (CI: 8,000) and 10 s (CI: 3 s) of load build a backlog; the broker SIGKILLed, restarted, iocd resumed",
 			Inject: func(ctx context.Context, w *World, d durations, log func(string, ...any)) error {
 				for _, c := range w.Iocds {
 					c.Pause()
@@ -182,7 +182,7 @@ func Faults() []Fault {
 		fs = append(fs, f)
 	}
 	fs = append(fs, Fault{Name: "redis-down", Setup: Setup{Broker: "mosquitto", Instances: 2}, Short: true,
-		Note: "two instances sharing the subscription; Redis SIGKILLed, down 60 s (CI: 15 s), restarted empty",
+		Note: "two instances sharing the subscription; Redis SIGKILLed, down 60 s (CI: 10 s), restarted empty",
 		Inject: func(ctx context.Context, w *World, d durations, log func(string, ...any)) error {
 			w.Redis.Kill()
 			if err := sleep(ctx, d.redisDown); err != nil {

@@ -26,7 +26,9 @@ func TestFaultSuiteShort(t *testing.T) {
 	if os.Getenv("IOC_TEST_LOG") == "1" {
 		logw = os.Stderr
 	}
-	s, err := New(ctx, Config{Short: true, Dir: t.TempDir(), Log: logw})
+	// Its own temporary directory (removed by Close): t.TempDir is closed
+	// to the postgres user that PostgreSQL runs as under root.
+	s, err := New(ctx, Config{Short: true, Log: logw})
 	if err != nil {
 		t.Fatal(err)
 	}
