@@ -25,8 +25,8 @@ done
 have_pkg gdal-bin || need+=(gdal-bin)
 if [ ${#need[@]} -gt 0 ]; then
   log "installing ${need[*]}"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+  $SUDO apt-get -o DPkg::Lock::Timeout=600 update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get -o DPkg::Lock::Timeout=600 install -y -qq "${need[@]}" >/dev/null
 fi
 
 # --- Go -----------------------------------------------------------------------
@@ -82,8 +82,8 @@ command -v npm >/dev/null 2>&1 || dash_need+=(npm)
 command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || dash_need+=(chromium)
 if [ ${#dash_need[@]} -gt 0 ]; then
   log "installing ${dash_need[*]} (dashboard build and browser tests)"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${dash_need[@]}" >/dev/null
+  $SUDO apt-get -o DPkg::Lock::Timeout=600 update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get -o DPkg::Lock::Timeout=600 install -y -qq "${dash_need[@]}" >/dev/null
 fi
 
 # Mosquitto is started by the project itself with deploy/mosquitto.conf:
