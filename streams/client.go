@@ -20,6 +20,7 @@ type frame struct {
 type client struct {
 	g      *Gateway
 	conn   *websocket.Conn
+	cork   *corkConn // conn's network connection
 	caller api.Caller
 	token  string // the credential, rechecked while the socket lives
 
@@ -46,8 +47,8 @@ type client struct {
 	done chan struct{} // closed when the reader ends
 }
 
-func newClient(g *Gateway, conn *websocket.Conn, c api.Caller, token string) *client {
-	return &client{g: g, conn: conn, caller: c, token: token, latest: map[string]frame{},
+func newClient(g *Gateway, conn *websocket.Conn, cork *corkConn, c api.Caller, token string) *client {
+	return &client{g: g, conn: conn, cork: cork, caller: c, token: token, latest: map[string]frame{},
 		wake: make(chan struct{}, 1), done: make(chan struct{})}
 }
 
@@ -228,9 +229,14 @@ func (c *client) write() {
 		case <-c.done:
 			return
 		}
+		// What is ready goes out in one write (corkConn), flushed early
+		// when the batch grows large.
+		c.cork.cork()
+		n := 0
 		for {
 			f, ok, closing := c.nextFrame(&flush)
 			if closing {
+				c.cork.flush()
 				c.mu.Lock()
 				code, reason := c.closing, c.reason
 				c.mu.Unlock()
@@ -245,7 +251,17 @@ func (c *client) write() {
 			if err := c.conn.WritePreparedMessage(f.pm); err != nil {
 				return
 			}
-			metricDelivered.Inc()
+			n++
+			if c.cork.held() >= corkLimit {
+				if c.cork.flush() != nil {
+					return
+				}
+				c.cork.cork()
+			}
 		}
+		if c.cork.flush() != nil {
+			return
+		}
+		metricDelivered.Add(float64(n))
 	}
 }
