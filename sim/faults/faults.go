@@ -184,6 +184,15 @@ func Faults() []Fault {
 		}
 		fs = append(fs, f)
 	}
+	fs = append(fs, Fault{Name: "node-sigkill-nats-cluster", Setup: Setup{Broker: "nats-cluster"},
+		Note: "no pause, no burst: under steady load one node of three SIGKILLed (the one iocd and the devices are on), restarted 10 s later",
+		Inject: func(ctx context.Context, w *World, d durations, log func(string, ...any)) error {
+			w.Broker.Kill(0)
+			if err := sleep(ctx, 10*time.Second); err != nil {
+				return err
+			}
+			return w.Broker.Restart(ctx, 0)
+		}})
 	fs = append(fs, Fault{Name: "redis-down", Setup: Setup{Broker: "mosquitto", Instances: 2}, Short: true,
 		Note: "two instances sharing the subscription; Redis SIGKILLed, down 60 s (CI: 10 s), restarted empty",
 		Inject: func(ctx context.Context, w *World, d durations, log func(string, ...any)) error {
