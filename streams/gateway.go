@@ -616,24 +616,30 @@ func (g *Gateway) ServeWS(w http.ResponseWriter, r *http.Request) {
 	g.clients[c] = struct{}{}
 	g.mu.Unlock()
 	metricConnects.Inc()
-	go c.write()
+	c.startPings()
 	hello, err := prepare(welcomeFrame{"welcome", caller, *g.epoch.Load(), g.delivered.Load(), g.cfg.Heartbeat.Milliseconds()})
 	if err == nil {
 		c.mu.Lock()
 		c.enqueue(hello)
 		c.mu.Unlock()
 	}
-	g.read(r.Context(), c)
-	g.mu.Lock()
-	delete(g.clients, c)
-	g.idx.remove(c)
-	g.mu.Unlock()
-	close(c.done)
+	// The reader gets a goroutine of its own and the handler returns:
+	// net/http's connection goroutine then ends and lets go of its
+	// buffers, request and deep stack, which an idle socket would
+	// otherwise hold for hours (about half its memory).
+	ctx := context.WithoutCancel(r.Context()) // the request's context ends with the handler
+	go func() {
+		g.read(ctx, c)
+		g.mu.Lock()
+		delete(g.clients, c)
+		g.idx.remove(c)
+		g.mu.Unlock()
+		c.end()
+	}()
 }
 
 // read handles the client's messages until the socket ends.
 func (g *Gateway) read(ctx context.Context, c *client) {
-	ctx = context.WithoutCancel(ctx) // the request's context ends with the handshake's server bookkeeping
 	pongWait := 2*g.cfg.PingInterval + g.cfg.WriteTimeout
 	extend := func() { c.conn.SetReadDeadline(time.Now().Add(pongWait)) }
 	extend()
@@ -645,20 +651,31 @@ func (g *Gateway) read(ctx context.Context, c *client) {
 			return
 		}
 		extend()
-		s, err := ParseSubscribe(raw, g.cfg.KnownWard)
-		if err != nil {
-			metricBadMessages.Inc()
-			g.sendError(c, "bad_request", err.Error())
-			continue
-		}
-		// A panning map sends many; each costs a snapshot query. Space
-		// them (the socket's own backpressure holds the rest).
+		// A panning map sends many subscribes; each costs a snapshot
+		// query. Space them (the socket's own backpressure holds the
+		// rest).
 		if wait := 200*time.Millisecond - time.Since(lastSub); wait > 0 {
 			time.Sleep(wait)
 		}
 		lastSub = time.Now()
-		g.subscribe(ctx, c, s)
+		// Parsing, the snapshot's queries and its encoding run deep; on
+		// a goroutine of their own, the reader's stack, which lives as
+		// long as the socket, stays small.
+		done := make(chan struct{})
+		go func() { defer close(done); g.handle(ctx, c, raw) }()
+		<-done
 	}
+}
+
+// handle serves one client message.
+func (g *Gateway) handle(ctx context.Context, c *client, raw []byte) {
+	s, err := ParseSubscribe(raw, g.cfg.KnownWard)
+	if err != nil {
+		metricBadMessages.Inc()
+		g.sendError(c, "bad_request", err.Error())
+		return
+	}
+	g.subscribe(ctx, c, s)
 }
 
 func (g *Gateway) sendError(c *client, code, msg string) {

@@ -35,6 +35,7 @@ type Config struct {
 	Duration   time.Duration // publishing time
 	SignalRate float64       // emergency signals per second
 	Dialers    int           // connections opened at once (default 16)
+	Settle     time.Duration // wait after the idle clients connected before reading iocd's memory (default 3 s)
 	// Hold: Run leaves the idle clients connected and Report.Release
 	// closes them (so that a second run measures the next connections on
 	// top of them).
@@ -107,6 +108,9 @@ func pick(views []view, i int) view {
 func Run(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
 	if cfg.Dialers <= 0 {
 		cfg.Dialers = 16
+	}
+	if cfg.Settle <= 0 {
+		cfg.Settle = 3 * time.Second
 	}
 	token, err := login(cfg)
 	if err != nil {
@@ -185,7 +189,7 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
 		return nil, err
 	}
 	if cfg.Idle > 0 {
-		time.Sleep(3 * time.Second)
+		time.Sleep(cfg.Settle)
 		after, _ := rss(cfg, token)
 		rep.RSSBeforeIdle, rep.RSSIdle = rssBefore, after
 		rep.BytesPerIdle = (after - rssBefore) / float64(cfg.Idle)
