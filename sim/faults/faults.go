@@ -38,6 +38,9 @@ type Suite struct {
 	logw  io.Writer
 	logf  *os.File
 	temp  bool
+	// The first admin's password (iocd's bootstrap), for the websocket
+	// watchers.
+	adminPass, adminPassFile string
 }
 
 // Result is one fault's outcome.
@@ -59,7 +62,7 @@ func (r Result) OK() bool {
 	f := r.Figures
 	return r.Err == nil && r.Skipped == "" && f.Lost == 0 && f.Duplicated == 0 && f.Rejected == 0 &&
 		f.IncMissing == 0 && f.IncDoubled == 0 && f.SignalsAlone == 0 && f.IncOpened == f.IncExpected && f.Acked > 0 &&
-		!slices.Contains(f.Shares, 0)
+		!slices.Contains(f.Shares, 0) && f.WSGaps == 0 && f.WSRepeats == 0 && f.WSBehind == 0
 }
 
 // durations of a run: full (the issue's) or short (CI).
@@ -181,6 +184,15 @@ func Faults() []Fault {
 		}
 		fs = append(fs, f)
 	}
+	fs = append(fs, Fault{Name: "node-sigkill-nats-cluster", Setup: Setup{Broker: "nats-cluster"},
+		Note: "no pause, no burst: under steady load one node of three SIGKILLed (the one iocd and the devices are on), restarted 10 s later",
+		Inject: func(ctx context.Context, w *World, d durations, log func(string, ...any)) error {
+			w.Broker.Kill(0)
+			if err := sleep(ctx, 10*time.Second); err != nil {
+				return err
+			}
+			return w.Broker.Restart(ctx, 0)
+		}})
 	fs = append(fs, Fault{Name: "redis-down", Setup: Setup{Broker: "mosquitto", Instances: 2}, Short: true,
 		Note: "two instances sharing the subscription; Redis SIGKILLed, down 60 s (CI: 10 s), restarted empty",
 		Inject: func(ctx context.Context, w *World, d durations, log func(string, ...any)) error {
@@ -290,6 +302,11 @@ func New(ctx context.Context, cfg Config) (*Suite, error) {
 	if cfg.Log != nil {
 		s.logw = io.MultiWriter(s.logf, cfg.Log)
 	}
+	s.adminPass = fmt.Sprintf("fault-suite-%d-secret", time.Now().UnixNano())
+	s.adminPassFile = filepath.Join(s.dir, "admin.pass")
+	if err := os.WriteFile(s.adminPassFile, []byte(s.adminPass+"\n"), 0o600); err != nil {
+		return nil, err
+	}
 	if s.iocd, err = BuildIocd(ctx, s.root, s.dir); err != nil {
 		s.Close()
 		return nil, err
@@ -375,6 +392,7 @@ func (s *Suite) RunFault(ctx context.Context, f Fault) (r Result) {
 	}
 	defer w.Close()
 	log("world up (%s, %d instance(s))", w.Broker.Name(), len(w.Iocds))
+	w.startWatchers(ctx)
 	if err := w.startLoad(ctx, s.cfg.Rate, 3*time.Second); err != nil {
 		r.Err = err
 		return r
@@ -425,17 +443,18 @@ func (s *Suite) RunFault(ctx context.Context, f Fault) (r Result) {
 	// let the last ones settle.
 	sleep(ctx, time.Second)
 	r.Figures, r.Err = w.judge(ctx)
+	w.judgeWatchers(ctx, &r.Figures)
 	log("%+v", r.Figures)
 	return r
 }
 
 // WriteTable prints the results as a Markdown table.
 func WriteTable(w io.Writer, rs []Result) {
-	fmt.Fprintln(w, "| fault | broker | acked | committed | rejected | lost | duplicated | incidents expected / opened | missing / doubled | recovery | verdict |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Fprintln(w, "| fault | broker | acked | committed | rejected | lost | duplicated | incidents expected / opened | missing / doubled | ws clients: gaps / repeats / behind (resets, reconnects) | recovery | verdict |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, r := range rs {
 		if r.Skipped != "" {
-			fmt.Fprintf(w, "| %s | %s | | | | | | | | | not run: %s |\n", r.Fault, r.Broker, strings.TrimPrefix(r.Skipped, "not run: "))
+			fmt.Fprintf(w, "| %s | %s | | | | | | | | | | not run: %s |\n", r.Fault, r.Broker, strings.TrimPrefix(r.Skipped, "not run: "))
 			continue
 		}
 		f := r.Figures
@@ -453,9 +472,10 @@ func WriteTable(w io.Writer, rs []Result) {
 		default:
 			verdict = "LOSS"
 		}
-		fmt.Fprintf(w, "| %s | %s | %d | %d | %d | %d | %d | %d / %d | %d / %d | %s | %s |\n",
+		fmt.Fprintf(w, "| %s | %s | %d | %d | %d | %d | %d | %d / %d | %d / %d | %d: %d / %d / %d (%d, %d) | %s | %s |\n",
 			r.Fault, r.Broker, f.Acked, f.Committed, f.Rejected, f.Lost, f.Duplicated,
-			f.IncExpected, f.IncOpened, f.IncMissing, f.IncDoubled, rec, verdict)
+			f.IncExpected, f.IncOpened, f.IncMissing, f.IncDoubled,
+			f.WSClients, f.WSGaps, f.WSRepeats, f.WSBehind, f.WSResets, f.WSReconnects, rec, verdict)
 	}
 }
 

@@ -50,6 +50,7 @@ type Iocd struct {
 	Index       int
 	PG, MQ, RD  *Proxy // RD is nil without Redis
 	metricsAddr string
+	httpAddr    string
 	p           *proc
 }
 

@@ -42,16 +42,20 @@ type World struct {
 	load   *load
 	// injectAt is when the fault began.
 	injectAt time.Time
+
+	watchers     []*watcher
+	watchWG      sync.WaitGroup
+	stopWatchers context.CancelFunc
 }
 
-func (s *Suite) newWorld(ctx context.Context, name string, st Setup) (w *World, err error) {
+func (s *Suite) newWorld(ctx context.Context, name string, st Setup) (_ *World, err error) {
 	if st.Instances == 0 {
 		st.Instances = 1
 	}
 	if st.Instances > 1 {
 		st.Redis = true
 	}
-	w = &World{s: s, name: name, dir: filepath.Join(s.dir, name), db: "faults_" + strings.ReplaceAll(name, "-", "_")}
+	w := &World{s: s, name: name, dir: filepath.Join(s.dir, name), db: "faults_" + strings.ReplaceAll(name, "-", "_")}
 	defer func() {
 		if err != nil {
 			w.Close()
@@ -128,11 +132,13 @@ func (w *World) newIocd(i int, st Setup) (*Iocd, error) {
 		return nil, err
 	}
 	c.metricsAddr = fmt.Sprintf("127.0.0.1:%d", metricsPort)
+	c.httpAddr = fmt.Sprintf("127.0.0.1:%d", httpPort)
 	env := []string{
 		"IOC_DATABASE_URL=" + s.pg.URL(w.db, c.PG.Addr),
 		"IOC_MQTT_URL=tcp://" + c.MQ.Addr,
 		fmt.Sprintf("IOC_MQTT_CLIENT_ID=faults-%s-%d", w.name, i),
-		fmt.Sprintf("IOC_HTTP_ADDR=127.0.0.1:%d", httpPort),
+		"IOC_HTTP_ADDR=" + c.httpAddr,
+		"IOC_BOOTSTRAP_ADMIN_PASSWORD_FILE=" + s.adminPassFile,
 		"IOC_METRICS_ADDR=" + c.metricsAddr,
 		"IOC_LOG_LEVEL=" + s.cfg.IocdLogLevel,
 		"IOC_AREAS_FILE=" + s.wards,
@@ -159,6 +165,10 @@ func (w *World) newIocd(i int, st Setup) (*Iocd, error) {
 func (w *World) Close() {
 	if w.load != nil {
 		w.load.stop()
+	}
+	if w.stopWatchers != nil {
+		w.stopWatchers()
+		w.watchWG.Wait()
 	}
 	for _, c := range w.Iocds {
 		c.Kill()
@@ -466,6 +476,13 @@ type Figures struct {
 	// Shares is what each instance acknowledged since its last start
 	// (ioc_ingest_acked_total): with several instances, each must take a share.
 	Shares []float64 `json:",omitempty"`
+	// Websocket screens (one city-wide incidents client per instance):
+	// events missing between two received (gaps), received twice or out
+	// of order (repeats), resets (resume impossible, fresh snapshot),
+	// reconnects, and clients not caught up with the log's last seq at
+	// the end.
+	WSClients, WSGaps, WSRepeats, WSResets, WSReconnects, WSBehind int
+	WSLastSeq                                                      int64
 }
 
 // judge compares the database with the acknowledgements, per message id.
