@@ -30,10 +30,4 @@ func TestDeviceStateJSON(t *testing.T) {
 			t.Errorf("appendJSON\n got %s\nwant %s", got, want)
 		}
 	}
-	for _, u := range []Update{{Layer: "device", Body: json.RawMessage(`{"id":"a"}`)}, {Layer: "unit", Body: json.RawMessage(`{"id":"b"}`)}} {
-		want, _ := json.Marshal(map[string]json.RawMessage{"type": json.RawMessage(`"` + u.Layer + `"`), u.Layer: u.Body})
-		if got := updateFrame(u); string(got) != string(want) {
-			t.Errorf("updateFrame\n got %s\nwant %s", got, want)
-		}
-	}
 }

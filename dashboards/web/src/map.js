@@ -267,6 +267,7 @@ export class CityMap {
         id: x.id, severity: x.severity, rank: sevRank(x.severity), status: x.status, fresh: !!(f && now - f < 120000) } });
     }
     this.map.getSource('incidents').setData(fc(feats));
+    this.incidentCount = feats.length; // read by the measurements
   }
 
   setDevices(devices) {
