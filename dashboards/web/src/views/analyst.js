@@ -66,7 +66,7 @@ export function Analyst() {
   const [stats, setStats] = useState(null);
 
   useEffect(() => {
-    const map = new CityMap({ container: mapBox.current, config: s.config, areas: s.areas, analyst: true, screenshots: true,
+    const map = new CityMap({ container: mapBox.current, config: s.config, areas: s.areas, analyst: true,
       onArea: (b) => { setBbox(b); setDrawing(false); } });
     mapRef.current = map;
     window.__iocAnalystMap = map; // read by the browser tests
