@@ -51,7 +51,7 @@ type Config struct {
 	Heartbeat      time.Duration // heartbeat frames (default 5 s)
 	PingInterval   time.Duration // websocket pings (default 25 s)
 	WriteTimeout   time.Duration // per frame (default 10 s)
-	UpdateInterval time.Duration // device/unit updates per client at most this often (default 250 ms)
+	UpdateInterval time.Duration // device/unit updates per client at most this often (default 500 ms)
 	WardsInterval  time.Duration // wards layer refresh (default 3 s)
 	SessionCheck   time.Duration // session recheck (default 3 s)
 	QueueBytes     int           // per client (default 4 MiB)
@@ -70,7 +70,7 @@ func (c *Config) defaults() {
 	def(&c.Heartbeat, 5*time.Second)
 	def(&c.PingInterval, 25*time.Second)
 	def(&c.WriteTimeout, 10*time.Second)
-	def(&c.UpdateInterval, 250*time.Millisecond)
+	def(&c.UpdateInterval, 500*time.Millisecond)
 	def(&c.WardsInterval, 3*time.Second)
 	def(&c.SessionCheck, 3*time.Second)
 	if c.QueueBytes <= 0 {
@@ -348,6 +348,12 @@ func (g *Gateway) resetAll(reason string) {
 
 // updates distributes a batch of device and unit updates to the clients.
 func (g *Gateway) updates(us []Update) {
+	g.mu.RLock()
+	n := len(g.clients)
+	g.mu.RUnlock()
+	if n == 0 {
+		return // latest values: a client that comes later starts from a snapshot
+	}
 	frames := make([]frame, len(us))
 	for i, u := range us {
 		if u.Layer != "device" && u.Layer != "unit" {
