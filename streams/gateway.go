@@ -348,6 +348,12 @@ func (g *Gateway) resetAll(reason string) {
 
 // updates distributes a batch of device and unit updates to the clients.
 func (g *Gateway) updates(us []Update) {
+	g.mu.RLock()
+	n := len(g.clients)
+	g.mu.RUnlock()
+	if n == 0 {
+		return // latest values: a client that comes later starts from a snapshot
+	}
 	frames := make([]frame, len(us))
 	for i, u := range us {
 		if u.Layer != "device" && u.Layer != "unit" {
