@@ -219,7 +219,7 @@ func Default() Config {
 		RejectsMaxRows:           1_000_000,
 		RejectsPruneInterval:     Duration(10 * time.Minute),
 		WSQueueBytes:             4 << 20,
-		WSUpdateInterval:         Duration(250 * time.Millisecond),
+		WSUpdateInterval:         Duration(500 * time.Millisecond),
 		WSHeartbeat:              Duration(5 * time.Second),
 		EventRetention:           Duration(24 * time.Hour),
 		EventRetentionCount:      1_000_000,

@@ -16,15 +16,17 @@ SUDO=""
 # --- packages ---------------------------------------------------------------
 need=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-for p in postgresql-15 postgresql-15-postgis-3 postgresql-client-15 redis-server mosquitto mosquitto-clients libxml2-utils curl ca-certificates procps; do
+# nats-server: the durable broker tier (deploy/nats, docs/operations.md) and
+# the fault suite (sim/faults) run it on their own ports; it is not started here.
+for p in postgresql-15 postgresql-15-postgis-3 postgresql-client-15 redis-server mosquitto mosquitto-clients nats-server libxml2-utils curl ca-certificates procps; do
   have_pkg "$p" || need+=("$p")
 done
 # GDAL's ogrinfo reads the OGC API in the tests (cmd/iocd TestOGCWithGDAL).
 have_pkg gdal-bin || need+=(gdal-bin)
 if [ ${#need[@]} -gt 0 ]; then
   log "installing ${need[*]}"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+  $SUDO apt-get -o DPkg::Lock::Timeout=600 update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get -o DPkg::Lock::Timeout=600 install -y -qq "${need[@]}" >/dev/null
 fi
 
 # --- Go -----------------------------------------------------------------------
@@ -80,12 +82,13 @@ command -v npm >/dev/null 2>&1 || dash_need+=(npm)
 command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || dash_need+=(chromium)
 if [ ${#dash_need[@]} -gt 0 ]; then
   log "installing ${dash_need[*]} (dashboard build and browser tests)"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${dash_need[@]}" >/dev/null
+  $SUDO apt-get -o DPkg::Lock::Timeout=600 update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get -o DPkg::Lock::Timeout=600 install -y -qq "${dash_need[@]}" >/dev/null
 fi
 
 # Mosquitto is started by the project itself with deploy/mosquitto.conf:
 # tests start their own on free ports (deploy/brokertest), deploy/run.sh one
 # on 127.0.0.1:1884. A system broker on 1883, if any, is left alone.
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || { log "mosquitto missing"; exit 1; }
-log "ready: PostgreSQL $(psql -h 127.0.0.1 -U ioc -d postgres -Atc 'show server_version' 2>/dev/null | cut -d' ' -f1) with PostGIS, Redis, Mosquitto, $(go version | cut -d' ' -f3)"
+command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || { log "nats-server missing"; exit 1; }
+log "ready: PostgreSQL $(psql -h 127.0.0.1 -U ioc -d postgres -Atc 'show server_version' 2>/dev/null | cut -d' ' -f1) with PostGIS, Redis, Mosquitto, NATS $(nats-server --version 2>/dev/null | awk '{print $2}'), $(go version | cut -d' ' -f3)"

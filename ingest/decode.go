@@ -2,14 +2,18 @@ package ingest
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"net/url"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
+
+	"github.com/go-json-experiment/json/jsontext"
 
 	"ioc/api"
 )
@@ -182,6 +186,13 @@ func validID(id string) bool {
 // Decode validates a payload that arrived on a topic of the given kind
 // and device. It returns the valid observations and one rejection per bad
 // element (or one for the whole message). now is the arrival time.
+//
+// The payload is read by a JSON tokenizer (jsontext) into a wire value,
+// without reflection; the outcome is what encoding/json's Unmarshal into
+// the same fields gave (FuzzDecodeMatchesReflection holds it to that): a
+// syntax error anywhere refuses the whole message as bad_json; a value of
+// the wrong JSON type refuses its element as wrong_type (the first such
+// field in document order); then the fields are validated.
 func Decode(lim Limits, kind Kind, device string, payload []byte, now time.Time) ([]Observation, []Rejection) {
 	if len(payload) > lim.MaxPayloadBytes {
 		return nil, []Rejection{{-1, ReasonTooLarge, fmt.Sprintf("payload of %d bytes, limit %d", len(payload), lim.MaxPayloadBytes)}}
@@ -193,78 +204,506 @@ func Decode(lim Limits, kind Kind, device string, payload []byte, now time.Time)
 	if !utf8.Valid(trimmed) {
 		return nil, []Rejection{{-1, ReasonBadUTF8, "payload is not valid UTF-8"}}
 	}
-	switch trimmed[0] {
-	case '{':
-		o, rej := decodeOne(lim, kind, device, trimmed, now)
-		if rej != nil {
+	if trimmed[0] != '{' && trimmed[0] != '[' {
+		return nil, []Rejection{{-1, ReasonBadJSON, "payload is neither a JSON object nor an array"}}
+	}
+	d := decoders.Get().(*decoder)
+	defer d.release()
+	d.r.Reset(trimmed)
+	d.dec.Reset(&d.r, decodeOptions...)
+	if trimmed[0] == '{' {
+		var o Observation
+		rej, err := d.object(lim, kind, device, now, &o)
+		if err == nil {
+			err = d.end()
+		}
+		switch {
+		case err != nil:
+			return nil, []Rejection{{-1, ReasonBadJSON, jsonProblem(err)}}
+		case rej != nil:
 			return nil, []Rejection{*rej}
 		}
 		o.Item = -1
 		return []Observation{o}, nil
-	case '[':
-		var items []json.RawMessage
-		if err := json.Unmarshal(trimmed, &items); err != nil {
-			return nil, []Rejection{{-1, ReasonBadJSON, jsonProblem(err)}}
+	}
+	obs, rejs, n, err := d.array(lim, kind, device, now)
+	if err == nil {
+		err = d.end()
+	}
+	switch {
+	case err != nil:
+		return nil, []Rejection{{-1, ReasonBadJSON, jsonProblem(err)}}
+	case n == 0:
+		return nil, []Rejection{{-1, ReasonEmpty, "empty array"}}
+	case n > lim.MaxBatchItems:
+		return nil, []Rejection{{-1, ReasonBatchTooLarge, fmt.Sprintf("array of %d objects, limit %d", n, lim.MaxBatchItems)}}
+	}
+	return obs, rejs
+}
+
+// decodeOptions: as encoding/json, a later duplicate name wins, and an
+// escaped lone surrogate becomes U+FFFD (the raw bytes are checked to be
+// UTF-8 before).
+var decodeOptions = []jsontext.Options{jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true)}
+
+// decoder is a tokenizer with its scratch space, pooled: decoding a
+// message allocates only the strings it keeps.
+type decoder struct {
+	dec jsontext.Decoder
+	r   bytes.Reader
+	w   wire
+	buf []byte
+}
+
+var decoders = sync.Pool{New: func() any { return new(decoder) }}
+
+func (d *decoder) release() {
+	d.r.Reset(nil)
+	d.dec.Reset(&d.r) // drop references to the payload
+	if cap(d.buf) > 4096 {
+		d.buf = nil
+	}
+	decoders.Put(d)
+}
+
+// end checks that nothing follows the top-level value.
+func (d *decoder) end() error {
+	if _, err := d.dec.ReadToken(); err != io.EOF {
+		if err == nil {
+			err = errors.New("invalid character after top-level value")
 		}
-		if len(items) == 0 {
-			return nil, []Rejection{{-1, ReasonEmpty, "empty array"}}
-		}
-		if len(items) > lim.MaxBatchItems {
-			return nil, []Rejection{{-1, ReasonBatchTooLarge, fmt.Sprintf("array of %d objects, limit %d", len(items), lim.MaxBatchItems)}}
-		}
-		obs := make([]Observation, 0, len(items))
-		var rejs []Rejection
-		for i, raw := range items {
-			raw = bytes.TrimSpace(raw)
-			if len(raw) == 0 || raw[0] != '{' {
-				rejs = append(rejs, Rejection{i, ReasonWrongType, "array element is not an object"})
-				continue
+		return err
+	}
+	return nil
+}
+
+// array reads a JSON array of objects; n counts its elements. Past
+// MaxBatchItems the rest is only checked for syntax.
+func (d *decoder) array(lim Limits, kind Kind, device string, now time.Time) (obs []Observation, rejs []Rejection, n int, err error) {
+	if _, err := d.dec.ReadToken(); err != nil { // [
+		return nil, nil, 0, err
+	}
+	for {
+		switch d.dec.PeekKind() {
+		case ']':
+			_, err := d.dec.ReadToken()
+			return obs, rejs, n, err
+		case '{':
+			if n >= lim.MaxBatchItems {
+				break
 			}
-			o, rej := decodeOne(lim, kind, device, raw, now)
+			if obs == nil {
+				obs = make([]Observation, 0, 8)
+			}
+			obs = append(obs, Observation{})
+			o := &obs[len(obs)-1]
+			rej, err := d.object(lim, kind, device, now, o)
+			if err != nil {
+				return nil, nil, 0, err
+			}
 			if rej != nil {
-				rej.Item = i
+				obs = obs[:len(obs)-1]
+				rej.Item = n
 				rejs = append(rejs, *rej)
-				continue
+			} else {
+				o.Item = n
 			}
-			o.Item = i
-			obs = append(obs, o)
+			n++
+			continue
+		default:
+			if n < lim.MaxBatchItems {
+				rejs = append(rejs, Rejection{n, ReasonWrongType, "array element is not an object"})
+			}
 		}
-		return obs, rejs
-	default:
-		return nil, []Rejection{{-1, ReasonBadJSON, "payload is neither a JSON object nor an array"}}
+		if err := d.dec.SkipValue(); err != nil { // also reports a syntax error at PeekKind
+			return nil, nil, 0, err
+		}
+		n++
 	}
 }
 
+// object reads one JSON object into o. err is a syntax error (the whole
+// message is bad_json); rej says why the object was refused.
+func (d *decoder) object(lim Limits, kind Kind, device string, now time.Time, o *Observation) (rej *Rejection, err error) {
+	if _, err := d.dec.ReadToken(); err != nil { // {
+		return nil, err
+	}
+	w := &d.w
+	w.reset()
+	var typeErr *fieldError
+	for d.dec.PeekKind() != '}' {
+		name, err := d.dec.ReadValue()
+		if err != nil {
+			return nil, err
+		}
+		f := d.field(name)
+		if f < 0 {
+			if err := d.dec.SkipValue(); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if e, err := d.value(w, f); err != nil {
+			return nil, err
+		} else if e != nil && typeErr == nil {
+			typeErr = e
+		}
+	}
+	if _, err := d.dec.ReadToken(); err != nil { // }
+		return nil, err
+	}
+	if typeErr != nil {
+		return &Rejection{-1, typeErr.reason, typeErr.detail}, nil
+	}
+	*o = Observation{Kind: kind, DeviceID: device}
+	if e := o.fill(lim, w, now); e != nil {
+		return &Rejection{-1, e.reason, e.detail}, nil
+	}
+	return nil, nil
+}
+
+// The fields a payload may carry (the union of every kind's), and the JSON
+// type each wants.
+type fieldType uint8
+
+const (
+	fieldNumber fieldType = iota
+	fieldString
+	fieldBool
+	fieldAny // ts and lane: more than one JSON type; checked by fill
+)
+
+type fieldSpec struct {
+	name string
+	typ  fieldType
+}
+
+const (
+	fTS = iota
+	fLat
+	fLon
+	fID
+	fSpeedKmh
+	fVolume
+	fOccupancy
+	fIntervalS
+	fLane
+	fHeadingDeg
+	fEvent
+	fConfidence
+	fCount
+	fSnapshotURL
+	fZone
+	fType
+	fPriority
+	fChannel
+	fNote
+	fCallerRef
+	fKind
+	fStatus
+	fOnline
+	numFields
+)
+
+var wireFields = [numFields]fieldSpec{
+	fTS: {"ts", fieldAny}, fLat: {"lat", fieldNumber}, fLon: {"lon", fieldNumber}, fID: {"id", fieldString},
+	fSpeedKmh: {"speed_kmh", fieldNumber}, fVolume: {"volume", fieldNumber}, fOccupancy: {"occupancy", fieldNumber},
+	fIntervalS: {"interval_s", fieldNumber}, fLane: {"lane", fieldAny}, fHeadingDeg: {"heading_deg", fieldNumber},
+	fEvent: {"event", fieldString}, fConfidence: {"confidence", fieldNumber}, fCount: {"count", fieldNumber},
+	fSnapshotURL: {"snapshot_url", fieldString}, fZone: {"zone", fieldString},
+	fType: {"type", fieldString}, fPriority: {"priority", fieldNumber}, fChannel: {"channel", fieldString},
+	fNote: {"note", fieldString}, fCallerRef: {"caller_ref", fieldString},
+	fKind: {"kind", fieldString}, fStatus: {"status", fieldString}, fOnline: {"online", fieldBool},
+}
+
+// field finds the field an object name (a raw JSON string) names, or -1.
+// As encoding/json: an exact match, else a case-insensitive one.
+func (d *decoder) field(raw jsontext.Value) int {
+	name := []byte(raw[1 : len(raw)-1])
+	if bytes.IndexByte(name, '\\') >= 0 {
+		d.buf, _ = jsontext.AppendUnquote(d.buf[:0], raw)
+		name = d.buf
+	}
+	switch string(name) {
+	case "ts":
+		return fTS
+	case "lat":
+		return fLat
+	case "lon":
+		return fLon
+	case "id":
+		return fID
+	case "speed_kmh":
+		return fSpeedKmh
+	case "volume":
+		return fVolume
+	case "occupancy":
+		return fOccupancy
+	case "interval_s":
+		return fIntervalS
+	case "lane":
+		return fLane
+	case "heading_deg":
+		return fHeadingDeg
+	case "event":
+		return fEvent
+	case "confidence":
+		return fConfidence
+	case "count":
+		return fCount
+	case "snapshot_url":
+		return fSnapshotURL
+	case "zone":
+		return fZone
+	case "type":
+		return fType
+	case "priority":
+		return fPriority
+	case "channel":
+		return fChannel
+	case "note":
+		return fNote
+	case "caller_ref":
+		return fCallerRef
+	case "kind":
+		return fKind
+	case "status":
+		return fStatus
+	case "online":
+		return fOnline
+	}
+	for i := range wireFields {
+		if bytes.EqualFold(name, []byte(wireFields[i].name)) {
+			return i
+		}
+	}
+	return -1
+}
+
+// value reads field f's value into w. A null makes the field absent; a
+// value of another JSON type than the field's is a wrong_type error (the
+// value is skipped); err is a syntax error.
+func (d *decoder) value(w *wire, f int) (*fieldError, error) {
+	spec := wireFields[f]
+	k := d.dec.PeekKind()
+	if k == 'n' {
+		_, err := d.dec.ReadToken()
+		w.clear(f)
+		return nil, err
+	}
+	var ok bool
+	switch spec.typ {
+	case fieldNumber:
+		ok = k == '0'
+	case fieldString:
+		ok = k == '"'
+	case fieldBool:
+		ok = k == 't' || k == 'f'
+	case fieldAny:
+		ok = true
+	}
+	if ok {
+		v, err := d.dec.ReadValue()
+		if err != nil {
+			return nil, err
+		}
+		switch spec.typ {
+		case fieldNumber:
+			x, err := strconv.ParseFloat(string(v), 64)
+			if err != nil {
+				return bad(ReasonWrongType, "%s: want a number, got JSON number %s", spec.name, api.Clip(string(v))), nil
+			}
+			w.setNumber(f, x)
+		case fieldString:
+			w.setString(f, d.unquote(v))
+		case fieldBool:
+			w.Online = &w.online
+			w.online = k == 't'
+		case fieldAny:
+			r := rawField{kind: k}
+			switch k {
+			case '"':
+				r.s = d.unquote(v)
+			case '0':
+				r.f, err = strconv.ParseFloat(string(v), 64)
+				r.badNumber = err != nil
+			}
+			if f == fTS {
+				w.TS = r
+			} else {
+				w.Lane = r
+			}
+		}
+		return nil, nil
+	}
+	if err := d.dec.SkipValue(); err != nil {
+		return nil, err
+	}
+	return bad(ReasonWrongType, "%s: want %s, got JSON %s", spec.name, typeName(spec.typ), kindName(k)), nil
+}
+
+func (d *decoder) unquote(v jsontext.Value) string {
+	raw := v[1 : len(v)-1]
+	if bytes.IndexByte(raw, '\\') < 0 {
+		return string(raw)
+	}
+	// The tokenizer checked the literal; the only error left is a lone
+	// surrogate, which is replaced by U+FFFD as encoding/json does.
+	d.buf, _ = jsontext.AppendUnquote(d.buf[:0], v)
+	return string(d.buf)
+}
+
+func typeName(t fieldType) string {
+	switch t {
+	case fieldNumber:
+		return "a number"
+	case fieldString:
+		return "a string"
+	}
+	return "true or false"
+}
+
+func kindName(k jsontext.Kind) string {
+	switch k {
+	case '"':
+		return "string"
+	case '0':
+		return "number"
+	case 't', 'f':
+		return "bool"
+	case '{':
+		return "object"
+	case '[':
+		return "array"
+	}
+	return "value"
+}
+
+// rawField is a field that may hold more than one JSON type (ts, lane).
+type rawField struct {
+	kind      jsontext.Kind // 0: absent; 'n' null
+	s         string        // a string's value
+	f         float64       // a number's value
+	badNumber bool          // a number out of float64's range
+}
+
 // wire is the union of every kind's fields. Pointers tell absent from zero;
-// RawMessage fields accept more than one JSON type.
+// they point into the wire's own storage, reused from message to message.
 type wire struct {
-	TS  json.RawMessage `json:"ts"`
-	Lat *float64        `json:"lat"`
-	Lon *float64        `json:"lon"`
-	ID  *string         `json:"id"`
+	TS  rawField
+	Lat *float64
+	Lon *float64
+	ID  *string
 
-	SpeedKmh   *float64        `json:"speed_kmh"`
-	Volume     *float64        `json:"volume"`
-	Occupancy  *float64        `json:"occupancy"`
-	IntervalS  *float64        `json:"interval_s"`
-	Lane       json.RawMessage `json:"lane"`
-	HeadingDeg *float64        `json:"heading_deg"`
+	SpeedKmh   *float64
+	Volume     *float64
+	Occupancy  *float64
+	IntervalS  *float64
+	Lane       rawField
+	HeadingDeg *float64
 
-	Event       *string  `json:"event"`
-	Confidence  *float64 `json:"confidence"`
-	Count       *float64 `json:"count"`
-	SnapshotURL *string  `json:"snapshot_url"`
-	Zone        *string  `json:"zone"`
+	Event       *string
+	Confidence  *float64
+	Count       *float64
+	SnapshotURL *string
+	Zone        *string
 
-	Type      *string  `json:"type"`
-	Priority  *float64 `json:"priority"`
-	Channel   *string  `json:"channel"`
-	Note      *string  `json:"note"`
-	CallerRef *string  `json:"caller_ref"`
+	Type      *string
+	Priority  *float64
+	Channel   *string
+	Note      *string
+	CallerRef *string
 
-	Kind   *string `json:"kind"`
-	Status *string `json:"status"`
-	Online *bool   `json:"online"`
+	Kind   *string
+	Status *string
+	Online *bool
+
+	nums   [numFields]float64
+	strs   [numFields]string
+	online bool
+}
+
+// reset empties w; the strings it held go with their observations.
+func (w *wire) reset() { *w = wire{} }
+
+func (w *wire) numberField(f int) **float64 {
+	switch f {
+	case fLat:
+		return &w.Lat
+	case fLon:
+		return &w.Lon
+	case fSpeedKmh:
+		return &w.SpeedKmh
+	case fVolume:
+		return &w.Volume
+	case fOccupancy:
+		return &w.Occupancy
+	case fIntervalS:
+		return &w.IntervalS
+	case fHeadingDeg:
+		return &w.HeadingDeg
+	case fConfidence:
+		return &w.Confidence
+	case fCount:
+		return &w.Count
+	case fPriority:
+		return &w.Priority
+	}
+	return nil
+}
+
+func (w *wire) stringField(f int) **string {
+	switch f {
+	case fID:
+		return &w.ID
+	case fEvent:
+		return &w.Event
+	case fSnapshotURL:
+		return &w.SnapshotURL
+	case fZone:
+		return &w.Zone
+	case fType:
+		return &w.Type
+	case fChannel:
+		return &w.Channel
+	case fNote:
+		return &w.Note
+	case fCallerRef:
+		return &w.CallerRef
+	case fKind:
+		return &w.Kind
+	case fStatus:
+		return &w.Status
+	}
+	return nil
+}
+
+func (w *wire) setNumber(f int, v float64) {
+	w.nums[f] = v
+	*w.numberField(f) = &w.nums[f]
+}
+
+func (w *wire) setString(f int, v string) {
+	w.strs[f] = v
+	*w.stringField(f) = &w.strs[f]
+}
+
+// clear makes field f absent (a JSON null).
+func (w *wire) clear(f int) {
+	switch wireFields[f].typ {
+	case fieldNumber:
+		*w.numberField(f) = nil
+	case fieldString:
+		*w.stringField(f) = nil
+	case fieldBool:
+		w.Online = nil
+	case fieldAny:
+		if f == fTS {
+			w.TS = rawField{kind: 'n'}
+		} else {
+			w.Lane = rawField{kind: 'n'}
+		}
+	}
 }
 
 // fieldError is a validation failure of one field.
@@ -274,22 +713,6 @@ func (e *fieldError) Error() string { return e.detail }
 
 func bad(reason, format string, a ...any) *fieldError {
 	return &fieldError{reason, fmt.Sprintf(format, a...)}
-}
-
-func decodeOne(lim Limits, kind Kind, device string, raw []byte, now time.Time) (Observation, *Rejection) {
-	var w wire
-	if err := json.Unmarshal(raw, &w); err != nil {
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) {
-			return Observation{}, &Rejection{-1, ReasonWrongType, fmt.Sprintf("%s: want %s, got JSON %s", te.Field, te.Type, te.Value)}
-		}
-		return Observation{}, &Rejection{-1, ReasonBadJSON, jsonProblem(err)}
-	}
-	o := Observation{Kind: kind, DeviceID: device}
-	if err := o.fill(lim, &w, now); err != nil {
-		return Observation{}, &Rejection{-1, err.reason, err.detail}
-	}
-	return o, nil
 }
 
 func (o *Observation) fill(lim Limits, w *wire, now time.Time) *fieldError {
@@ -343,26 +766,21 @@ func (o *Observation) fill(lim Limits, w *wire, now time.Time) *fieldError {
 }
 
 // parseTS accepts RFC 3339 with an offset or integer epoch milliseconds.
-func parseTS(raw json.RawMessage) (time.Time, *fieldError) {
-	if len(raw) == 0 || string(raw) == "null" {
+func parseTS(raw rawField) (time.Time, *fieldError) {
+	switch raw.kind {
+	case 0, 'n':
 		return time.Time{}, bad(ReasonMissingField, "ts: required")
-	}
-	switch raw[0] {
 	case '"':
-		var s string
-		if err := json.Unmarshal(raw, &s); err != nil {
-			return time.Time{}, bad(ReasonWrongType, "ts: not a string")
-		}
-		t, err := time.Parse(time.RFC3339Nano, s)
+		t, err := time.Parse(time.RFC3339Nano, raw.s)
 		if err != nil {
-			return time.Time{}, bad(ReasonWrongType, "ts: want RFC 3339 with an offset (2026-11-22T08:00:00+07:00) or epoch milliseconds, got %q", api.Clip(s))
+			return time.Time{}, bad(ReasonWrongType, "ts: want RFC 3339 with an offset (2026-11-22T08:00:00+07:00) or epoch milliseconds, got %q", api.Clip(raw.s))
 		}
 		return t, nil
-	case '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
-		var f float64
-		if err := json.Unmarshal(raw, &f); err != nil {
+	case '0':
+		if raw.badNumber {
 			return time.Time{}, bad(ReasonWrongType, "ts: not a number")
 		}
+		f := raw.f
 		if f != math.Trunc(f) {
 			return time.Time{}, bad(ReasonWrongType, "ts: epoch milliseconds must be an integer")
 		}
@@ -416,13 +834,13 @@ func (o *Observation) traffic(w *wire) *fieldError {
 			return e
 		}
 	}
-	if len(w.Lane) > 0 && string(w.Lane) != "null" {
+	if w.Lane.kind != 0 && w.Lane.kind != 'n' {
 		var s string
-		var n float64
 		switch {
-		case json.Unmarshal(w.Lane, &s) == nil:
-		case json.Unmarshal(w.Lane, &n) == nil:
-			s = fmt.Sprint(n)
+		case w.Lane.kind == '"':
+			s = w.Lane.s
+		case w.Lane.kind == '0' && !w.Lane.badNumber:
+			s = fmt.Sprint(w.Lane.f)
 		default:
 			return bad(ReasonWrongType, "lane: want a string or a number")
 		}
@@ -563,9 +981,12 @@ func noNUL(name, s string) *fieldError {
 }
 
 func jsonProblem(err error) string {
-	var se *json.SyntaxError
+	var se *jsontext.SyntacticError
 	if errors.As(err, &se) {
-		return fmt.Sprintf("invalid JSON at byte %d: %v", se.Offset, se)
+		return fmt.Sprintf("invalid JSON at byte %d: %v", se.ByteOffset, se.Err)
+	}
+	if err == io.ErrUnexpectedEOF {
+		return "invalid JSON: unexpected end of input"
 	}
 	return "invalid JSON: " + err.Error()
 }

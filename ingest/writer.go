@@ -114,9 +114,15 @@ type rejectRow struct {
 	dup      bool
 }
 
+// obsRow is an observation to store and when its message arrived.
+type obsRow struct {
+	o        *Observation
+	received time.Time
+}
+
 // prepared is a batch turned into rows, built once and reused on retry.
 type prepared struct {
-	rows     map[Kind][][]any
+	rows     map[Kind][]obsRow
 	obs      []*Observation
 	devices  []deviceRow
 	statuses []statusRow
@@ -125,7 +131,7 @@ type prepared struct {
 }
 
 func prepare(envs []*envelope, cache *deviceCache, touch time.Duration, now time.Time) *prepared {
-	p := &prepared{rows: map[Kind][][]any{}}
+	p := &prepared{rows: map[Kind][]obsRow{}}
 	devs := map[string]deviceRow{}
 	stats := map[string]statusRow{}
 	lastReading := map[string]time.Time{} // arrival of the device's latest reading in this batch
@@ -141,8 +147,7 @@ func prepare(envs []*envelope, cache *deviceCache, touch time.Duration, now time
 				delete(lastReading, o.DeviceID) // a status after a reading wins
 				continue
 			}
-			t := tables[o.Kind]
-			p.rows[o.Kind] = append(p.rows[o.Kind], t.row(o, pointEWKB(o.Lon, o.Lat), e.received))
+			p.rows[o.Kind] = append(p.rows[o.Kind], obsRow{o, e.received})
 			p.obs = append(p.obs, o)
 			lastReading[o.DeviceID] = e.received
 			if cache.needsTouch(o, now, touch) {
@@ -273,11 +278,12 @@ func insertRows(ctx context.Context, tx pgx.Tx, p *prepared, now time.Time) (dup
 		var sql strings.Builder
 		args := make([]any, 0, len(rows)*len(t.cols))
 		fmt.Fprintf(&sql, "INSERT INTO %s (%s) VALUES ", t.name, strings.Join(t.cols, ", "))
-		for i, row := range rows {
+		for i, r := range rows {
 			if i > 0 {
 				sql.WriteString(", ")
 			}
 			sql.WriteByte('(')
+			row := t.row(r.o, pointEWKB(r.o.Lon, r.o.Lat), r.received)
 			for j := range row {
 				if j > 0 {
 					sql.WriteString(", ")
@@ -311,7 +317,7 @@ func copyRows(ctx context.Context, tx pgx.Tx, p *prepared) error {
 			continue
 		}
 		t := tables[k]
-		if _, err := tx.CopyFrom(ctx, pgx.Identifier{t.name}, t.cols, pgx.CopyFromRows(rows)); err != nil {
+		if err := copyBinary(ctx, tx, t.name, k, rows); err != nil {
 			return fmt.Errorf("copy %s: %w", t.name, err)
 		}
 	}
@@ -332,7 +338,7 @@ func stageRows(ctx context.Context, tx pgx.Tx, p *prepared) (dups int64, err err
 		if _, err := tx.Exec(ctx, "TRUNCATE "+stage); err != nil {
 			return 0, err
 		}
-		if _, err := tx.CopyFrom(ctx, pgx.Identifier{stage}, t.cols, pgx.CopyFromRows(rows)); err != nil {
+		if err := copyBinary(ctx, tx, stage, k, rows); err != nil {
 			return 0, fmt.Errorf("copy %s: %w", stage, err)
 		}
 		tag, err := tx.Exec(ctx, fmt.Sprintf(`INSERT INTO %s SELECT * FROM %s ON CONFLICT DO NOTHING`, t.name, stage))

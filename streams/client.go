@@ -20,6 +20,7 @@ type frame struct {
 type client struct {
 	g      *Gateway
 	conn   *websocket.Conn
+	cork   *corkConn // conn's network connection
 	caller api.Caller
 	token  string // the credential, rechecked while the socket lives
 
@@ -42,16 +43,47 @@ type client struct {
 	closing   int     // a close code once the gateway decided to close
 	reason    string
 
-	wake chan struct{} // capacity 1: writes merge
-	done chan struct{} // closed when the reader ends
+	// The writer is a goroutine that runs while there is something to
+	// write and ends when there is none, so an idle socket holds no
+	// goroutine but its reader. There is at most one (writing).
+	writing bool
+	wake    chan struct{} // capacity 1: wakes a writer waiting for its flush interval
+	pingDue bool          // the ping timer fired
+	pinger  *time.Timer
+	ended   bool // the reader ended: the writer closes the socket
 }
 
-func newClient(g *Gateway, conn *websocket.Conn, c api.Caller, token string) *client {
-	return &client{g: g, conn: conn, caller: c, token: token, latest: map[string]frame{},
-		wake: make(chan struct{}, 1), done: make(chan struct{})}
+func newClient(g *Gateway, conn *websocket.Conn, cork *corkConn, c api.Caller, token string) *client {
+	return &client{g: g, conn: conn, cork: cork, caller: c, token: token, latest: map[string]frame{},
+		wake: make(chan struct{}, 1)}
 }
 
+// startPings arms the ping timer.
+func (c *client) startPings() {
+	c.pinger = time.AfterFunc(c.g.cfg.PingInterval, func() {
+		c.mu.Lock()
+		c.pingDue = true
+		c.signal()
+		c.mu.Unlock()
+	})
+}
+
+// end tells the writer that the reader has ended.
+func (c *client) end() {
+	c.mu.Lock()
+	c.ended = true
+	c.signal()
+	c.mu.Unlock()
+}
+
+// signal makes sure a writer looks at the client: it starts one, or wakes
+// the one waiting. Call with c.mu held.
 func (c *client) signal() {
+	if !c.writing {
+		c.writing = true
+		go c.write()
+		return
+	}
 	select {
 	case c.wake <- struct{}{}:
 	default:
@@ -162,34 +194,49 @@ func (c *client) goLive(first []frame, seq int64) {
 	c.pending, c.pendingBytes, c.live = nil, 0, true
 }
 
-// nextFrame takes the next frame to write: the ordered queue first, one
-// frame at a time (so what is queued is what has not been written, and a
-// client that stops reading overflows its queue instead of blocking the
-// writer), then the coalesced updates once their interval has passed
-// (arming *flush otherwise). closing: the gateway decided to close.
-func (c *client) nextFrame(flush *<-chan time.Time) (f frame, ok, closing bool) {
+// What the writer does next (next).
+type action int
+
+const (
+	actFrame action = iota // write the frame
+	actPing                // write a ping
+	actFlush               // nothing more now: write out the batch, then ask again
+	actWait                // wait for the flush interval (or a wake)
+	actIdle                // nothing at all: the writer ends
+	actClose               // write the close frame and close the socket
+	actEnd                 // the reader ended: close the socket
+)
+
+// next tells the writer what to do: the ordered queue first, one frame at
+// a time (so what is queued is what has not been written, and a client
+// that stops reading overflows its queue instead of blocking the writer),
+// then the coalesced updates once their interval has passed. held is the
+// writer's unflushed batch; the writer ends (writing = false) only with
+// nothing held, so a writer started later never shares a batch.
+func (c *client) next(held int) (f frame, act action, wait time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closing != 0 {
-		return frame{}, false, true
-	}
-	if len(c.queue) > 0 {
+	switch {
+	case c.ended:
+		return frame{}, actEnd, 0
+	case c.closing != 0:
+		return frame{}, actClose, 0
+	case c.pingDue:
+		c.pingDue = false
+		return frame{}, actPing, 0
+	case len(c.queue) > 0:
 		f = c.queue[0]
 		c.queue[0] = frame{}
 		c.queue = c.queue[1:]
 		c.queued -= f.size
-		return f, true, false
+		return f, actFrame, 0
 	}
-	if len(c.latest) == 0 {
-		return frame{}, false, false
-	}
-	interval := c.g.cfg.UpdateInterval
-	if c.flushing == nil {
-		if wait := interval - time.Since(c.lastFlush); wait > 0 {
-			if *flush == nil {
-				*flush = time.After(wait)
+	if c.flushing == nil && len(c.latest) > 0 {
+		if w := c.g.cfg.UpdateInterval - time.Since(c.lastFlush); w > 0 {
+			if held > 0 {
+				return frame{}, actFlush, 0
 			}
-			return frame{}, false, false
+			return frame{}, actWait, w
 		}
 		// Take this round's updates; newer ones arriving meanwhile wait
 		// for the next round.
@@ -200,52 +247,100 @@ func (c *client) nextFrame(flush *<-chan time.Time) (f frame, ok, closing bool) 
 		}
 		c.lastFlush = time.Now()
 	}
-	f = c.flushing[0]
-	if c.flushing = c.flushing[1:]; len(c.flushing) == 0 {
-		c.flushing = nil
+	if c.flushing != nil {
+		f = c.flushing[0]
+		if c.flushing = c.flushing[1:]; len(c.flushing) == 0 {
+			c.flushing = nil
+		}
+		return f, actFrame, 0
 	}
-	return f, true, false
+	if held > 0 {
+		return frame{}, actFlush, 0
+	}
+	c.writing = false
+	return frame{}, actIdle, 0
 }
 
-// write runs the connection's only writer until the socket ends.
+// write is the connection's writer: it runs until there is nothing to
+// write (or the socket ends). What is ready goes out in one write
+// (corkConn), flushed early when the batch grows large.
 func (c *client) write() {
 	cfg := c.g.cfg
-	ping := time.NewTicker(cfg.PingInterval)
-	defer ping.Stop()
-	defer c.conn.Close()
-	var flush <-chan time.Time
-	deadline := func() { c.conn.SetWriteDeadline(time.Now().Add(cfg.WriteTimeout)) }
+	n := 0
+	flush := func() bool {
+		err := c.cork.flush()
+		metricDelivered.Add(float64(n))
+		n = 0
+		return err == nil
+	}
+	closeSocket := func() {
+		c.pinger.Stop()
+		c.conn.Close()
+	}
+	c.cork.cork()
 	for {
-		select {
-		case <-c.wake:
-		case <-flush:
-			flush = nil
-		case <-ping.C:
-			if err := c.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(cfg.WriteTimeout)); err != nil {
+		f, act, wait := c.next(c.cork.held())
+		switch act {
+		case actFrame:
+			c.conn.SetWriteDeadline(time.Now().Add(cfg.WriteTimeout))
+			if err := c.conn.WritePreparedMessage(f.pm); err != nil {
+				c.fail()
+				closeSocket()
 				return
 			}
-			continue
-		case <-c.done:
+			n++
+			if c.cork.held() >= corkLimit {
+				if !flush() {
+					c.fail()
+					closeSocket()
+					return
+				}
+				c.cork.cork()
+			}
+		case actPing:
+			if err := c.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(cfg.WriteTimeout)); err != nil {
+				c.fail()
+				closeSocket()
+				return
+			}
+			c.pinger.Reset(cfg.PingInterval)
+		case actFlush:
+			if !flush() {
+				c.fail()
+				closeSocket()
+				return
+			}
+			c.cork.cork()
+		case actWait:
+			t := time.NewTimer(wait)
+			select {
+			case <-c.wake:
+			case <-t.C:
+			}
+			t.Stop()
+		case actIdle:
+			c.cork.flush() // nothing held: only ends the batch
+			return
+		case actClose:
+			flush()
+			c.mu.Lock()
+			code, reason := c.closing, c.reason
+			c.mu.Unlock()
+			c.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(time.Second))
+			c.fail()
+			closeSocket()
+			return
+		case actEnd:
+			c.cork.flush()
+			closeSocket()
 			return
 		}
-		for {
-			f, ok, closing := c.nextFrame(&flush)
-			if closing {
-				c.mu.Lock()
-				code, reason := c.closing, c.reason
-				c.mu.Unlock()
-				msg := websocket.FormatCloseMessage(code, reason)
-				c.conn.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
-				return
-			}
-			if !ok {
-				break
-			}
-			deadline()
-			if err := c.conn.WritePreparedMessage(f.pm); err != nil {
-				return
-			}
-			metricDelivered.Inc()
-		}
 	}
+}
+
+// fail marks a writer that ends with the socket: nothing starts another.
+func (c *client) fail() {
+	c.mu.Lock()
+	c.ended = true
+	c.mu.Unlock()
 }

@@ -8,12 +8,14 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
+	"golang.org/x/sync/singleflight"
 
 	"ioc/alerts"
 	"ioc/api"
@@ -49,7 +51,7 @@ type Config struct {
 	Heartbeat      time.Duration // heartbeat frames (default 5 s)
 	PingInterval   time.Duration // websocket pings (default 25 s)
 	WriteTimeout   time.Duration // per frame (default 10 s)
-	UpdateInterval time.Duration // device/unit updates per client at most this often (default 250 ms)
+	UpdateInterval time.Duration // device/unit updates per client at most this often (default 500 ms)
 	WardsInterval  time.Duration // wards layer refresh (default 3 s)
 	SessionCheck   time.Duration // session recheck (default 3 s)
 	QueueBytes     int           // per client (default 4 MiB)
@@ -68,7 +70,7 @@ func (c *Config) defaults() {
 	def(&c.Heartbeat, 5*time.Second)
 	def(&c.PingInterval, 25*time.Second)
 	def(&c.WriteTimeout, 10*time.Second)
-	def(&c.UpdateInterval, 250*time.Millisecond)
+	def(&c.UpdateInterval, 500*time.Millisecond)
 	def(&c.WardsInterval, 3*time.Second)
 	def(&c.SessionCheck, 3*time.Second)
 	if c.QueueBytes <= 0 {
@@ -94,8 +96,17 @@ type Gateway struct {
 	upgrader websocket.Upgrader
 	live     *Live
 
-	mu      sync.RWMutex // guards clients; taken before a client's mu
+	mu      sync.RWMutex // guards clients and idx; taken before a client's mu
 	clients map[*client]struct{}
+	idx     *updateIndex
+
+	// Snapshots' incident parts, shared between views with the same
+	// filter at the latest seq (incidentPart).
+	snapFlight singleflight.Group
+	snapMu     sync.Mutex // guards what follows
+	snaps      map[string]incidentPart
+	snapBytes  int
+	snapSeq    int64
 
 	epoch     atomic.Pointer[string]
 	delivered atomic.Int64 // seq of the last incident event handed to every client
@@ -121,10 +132,13 @@ func (g *Gateway) Stats() Stats {
 // New makes the gateway.
 func New(cfg Config) *Gateway {
 	cfg.defaults()
-	g := &Gateway{cfg: cfg, clients: map[*client]struct{}{}}
+	g := &Gateway{cfg: cfg, clients: map[*client]struct{}{}, idx: newUpdateIndex(), snaps: map[string]incidentPart{}}
 	g.live = newLive(cfg.Broker, g.updates, cfg.Log)
 	g.upgrader = websocket.Upgrader{
-		ReadBufferSize: 1024, WriteBufferSize: 4096,
+		// Small read buffers (clients send only subscribes) and write
+		// buffers from a pool (broadcasts are PreparedMessages): an idle
+		// socket holds little.
+		ReadBufferSize: 1024, WriteBufferPool: &sync.Pool{},
 		// The security layer has already refused a cookie-carrying
 		// handshake from a foreign Origin (auth.Service.Wrap); a bearer
 		// token cannot be sent by a browser's websocket.
@@ -334,18 +348,45 @@ func (g *Gateway) resetAll(reason string) {
 
 // updates distributes a batch of device and unit updates to the clients.
 func (g *Gateway) updates(us []Update) {
-	for _, u := range us {
-		key := u.Layer[:1] + ":" + u.ID
-		body := map[string]json.RawMessage{"type": json.RawMessage(`"` + u.Layer + `"`), u.Layer: u.Body}
-		f, err := prepare(body)
+	g.mu.RLock()
+	n := len(g.clients)
+	g.mu.RUnlock()
+	if n == 0 {
+		return // latest values: a client that comes later starts from a snapshot
+	}
+	frames := make([]frame, len(us))
+	for i, u := range us {
+		if u.Layer != "device" && u.Layer != "unit" {
+			continue
+		}
+		// {"type":"device","device":{...}}, the body as it came.
+		raw := make([]byte, 0, len(u.Body)+2*len(u.Layer)+16)
+		raw = append(raw, `{"type":"`...)
+		raw = append(raw, u.Layer...)
+		raw = append(raw, `","`...)
+		raw = append(raw, u.Layer...)
+		raw = append(raw, `":`...)
+		raw = append(raw, u.Body...)
+		raw = append(raw, '}')
+		f, err := prepareRaw(raw)
 		if err != nil {
 			continue
 		}
+		frames[i] = f
+	}
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	for i, u := range us {
+		f := frames[i]
+		if f.pm == nil {
+			continue
+		}
+		key := u.Layer[:1] + ":" + u.ID
 		layer := LayerDevices
 		if u.Layer == "unit" {
 			layer = LayerUnits
 		}
-		g.each(func(c *client) { c.update(key, layer, f, u.Ward, u.Lon, u.Lat) })
+		g.idx.each(u.Ward, u.Lon, u.Lat, func(c *client) { c.update(key, layer, f, u.Ward, u.Lon, u.Lat) })
 	}
 }
 
@@ -567,7 +608,8 @@ func (g *Gateway) gauges() {
 func (g *Gateway) ServeWS(w http.ResponseWriter, r *http.Request) {
 	caller := api.CallerFrom(r.Context())
 	token := g.cfg.Credential(r)
-	conn, err := g.upgrader.Upgrade(w, r, nil)
+	cw := &corkWriter{ResponseWriter: w}
+	conn, err := g.upgrader.Upgrade(cw, r, nil)
 	if err != nil {
 		return // the upgrader has answered
 	}
@@ -575,28 +617,35 @@ func (g *Gateway) ServeWS(w http.ResponseWriter, r *http.Request) {
 	// the socket sets its own from now on.
 	conn.NetConn().SetDeadline(time.Time{})
 	conn.SetReadLimit(MaxMessageBytes)
-	c := newClient(g, conn, caller, token)
+	c := newClient(g, conn, cw.conn, caller, token)
 	g.mu.Lock()
 	g.clients[c] = struct{}{}
 	g.mu.Unlock()
 	metricConnects.Inc()
-	go c.write()
+	c.startPings()
 	hello, err := prepare(welcomeFrame{"welcome", caller, *g.epoch.Load(), g.delivered.Load(), g.cfg.Heartbeat.Milliseconds()})
 	if err == nil {
 		c.mu.Lock()
 		c.enqueue(hello)
 		c.mu.Unlock()
 	}
-	g.read(r.Context(), c)
-	g.mu.Lock()
-	delete(g.clients, c)
-	g.mu.Unlock()
-	close(c.done)
+	// The reader gets a goroutine of its own and the handler returns:
+	// net/http's connection goroutine then ends and lets go of its
+	// buffers, request and deep stack, which an idle socket would
+	// otherwise hold for hours (about half its memory).
+	ctx := context.WithoutCancel(r.Context()) // the request's context ends with the handler
+	go func() {
+		g.read(ctx, c)
+		g.mu.Lock()
+		delete(g.clients, c)
+		g.idx.remove(c)
+		g.mu.Unlock()
+		c.end()
+	}()
 }
 
 // read handles the client's messages until the socket ends.
 func (g *Gateway) read(ctx context.Context, c *client) {
-	ctx = context.WithoutCancel(ctx) // the request's context ends with the handshake's server bookkeeping
 	pongWait := 2*g.cfg.PingInterval + g.cfg.WriteTimeout
 	extend := func() { c.conn.SetReadDeadline(time.Now().Add(pongWait)) }
 	extend()
@@ -608,20 +657,31 @@ func (g *Gateway) read(ctx context.Context, c *client) {
 			return
 		}
 		extend()
-		s, err := ParseSubscribe(raw, g.cfg.KnownWard)
-		if err != nil {
-			metricBadMessages.Inc()
-			g.sendError(c, "bad_request", err.Error())
-			continue
-		}
-		// A panning map sends many; each costs a snapshot query. Space
-		// them (the socket's own backpressure holds the rest).
+		// A panning map sends many subscribes; each costs a snapshot
+		// query. Space them (the socket's own backpressure holds the
+		// rest).
 		if wait := 200*time.Millisecond - time.Since(lastSub); wait > 0 {
 			time.Sleep(wait)
 		}
 		lastSub = time.Now()
-		g.subscribe(ctx, c, s)
+		// Parsing, the snapshot's queries and its encoding run deep; on
+		// a goroutine of their own, the reader's stack, which lives as
+		// long as the socket, stays small.
+		done := make(chan struct{})
+		go func() { defer close(done); g.handle(ctx, c, raw) }()
+		<-done
 	}
+}
+
+// handle serves one client message.
+func (g *Gateway) handle(ctx context.Context, c *client, raw []byte) {
+	s, err := ParseSubscribe(raw, g.cfg.KnownWard)
+	if err != nil {
+		metricBadMessages.Inc()
+		g.sendError(c, "bad_request", err.Error())
+		return
+	}
+	g.subscribe(ctx, c, s)
 }
 
 func (g *Gateway) sendError(c *client, code, msg string) {
@@ -643,6 +703,9 @@ func (g *Gateway) subscribe(ctx context.Context, c *client, s Subscribe) {
 		g.sendError(c, "forbidden_ward", "none of the wards asked for is in your scope")
 		return
 	}
+	g.mu.Lock()
+	g.idx.file(c, v)
+	g.mu.Unlock()
 	c.mu.Lock()
 	c.view, c.live, c.pending, c.pendingBytes = v, false, nil, 0
 	clear(c.latest)
@@ -721,50 +784,44 @@ func (g *Gateway) resume(ctx context.Context, c *client, v *view, since int64, e
 	return true, "", nil
 }
 
-// snapshot encodes what matches v now and the seq it includes.
+// snapshot encodes what matches v now and the seq it includes. The
+// frame is written out by hand: its parts are already JSON, and
+// encoding/json would check and compact every byte of them again.
 func (g *Gateway) snapshot(ctx context.Context, v *view) (frame, int64, error) {
-	out := snapshotFrame{Type: "snapshot", Epoch: *g.epoch.Load()}
+	var seq int64
+	var truncated bool
+	var incidents []byte
 	if v.has(LayerIncidents) {
-		xs, seq, truncated, err := g.cfg.Store.Snapshot(ctx, alerts.IncidentFilter{Active: true, Wards: v.wardList(), BBox: v.bboxSlice()})
+		p, err := g.incidentPart(ctx, v)
 		if err != nil {
 			return frame{}, 0, err
 		}
-		out.Seq, out.Truncated = seq, truncated
-		out.Incidents = make([]json.RawMessage, 0, len(xs))
-		for _, x := range xs {
-			if severityRank(x.Severity) < v.minSev {
-				continue
-			}
-			raw, err := json.Marshal(x)
-			if err != nil {
-				return frame{}, 0, err
-			}
-			out.Incidents = append(out.Incidents, raw)
-		}
+		seq, truncated, incidents = p.seq, p.truncated, p.json
 	} else {
-		seq, err := g.cfg.Events.LastSeq(ctx)
-		if err != nil {
+		var err error
+		if seq, err = g.cfg.Events.LastSeq(ctx); err != nil {
 			return frame{}, 0, err
 		}
-		out.Seq = seq
 	}
+	var devices [][]byte
 	if v.has(LayerDevices) {
 		ds, more, err := g.cfg.Devices(ctx, ingest.DeviceFilter{Wards: v.wardList(), BBox: v.bboxSlice(), Limit: g.cfg.SnapshotMax})
 		if err != nil {
 			return frame{}, 0, err
 		}
-		out.Truncated = out.Truncated || more
-		out.Devices = make([]json.RawMessage, 0, len(ds))
+		truncated = truncated || more
+		devices = make([][]byte, 0, len(ds))
 		for _, d := range ds {
 			raw, err := json.Marshal(d)
 			if err != nil {
 				return frame{}, 0, err
 			}
-			out.Devices = append(out.Devices, raw)
+			devices = append(devices, raw)
 		}
 	}
+	var units [][]byte
 	if v.has(LayerUnits) {
-		out.Units = []json.RawMessage{}
+		units = [][]byte{}
 		for _, u := range g.cfg.Units() {
 			if !v.place(u.Ward, u.Lon, u.Lat) {
 				continue
@@ -773,22 +830,124 @@ func (g *Gateway) snapshot(ctx context.Context, v *view) (frame, int64, error) {
 			if err != nil {
 				return frame{}, 0, err
 			}
-			out.Units = append(out.Units, raw)
+			units = append(units, raw)
 		}
+	}
+	b := make([]byte, 0, 256+len(incidents)+64*len(devices)*8)
+	b = append(b, `{"type":"snapshot","seq":`...)
+	b = strconv.AppendInt(b, seq, 10)
+	b = append(b, `,"epoch":`...)
+	b = strconv.AppendQuote(b, *g.epoch.Load())
+	if truncated {
+		b = append(b, `,"truncated":true`...)
+	}
+	if v.has(LayerIncidents) {
+		b = append(append(b, `,"incidents":`...), incidents...)
+	}
+	if v.has(LayerDevices) {
+		b = appendArray(append(b, `,"devices":`...), devices)
+	}
+	if v.has(LayerUnits) {
+		b = appendArray(append(b, `,"units":`...), units)
 	}
 	if v.has(LayerWards) {
+		sums := []wardSummary{}
 		if p := g.wards.Load(); p != nil {
-			out.Wards = wardsFor(*p, v)
-		} else {
-			out.Wards = []wardSummary{}
+			sums = wardsFor(*p, v)
 		}
+		raw, err := json.Marshal(sums)
+		if err != nil {
+			return frame{}, 0, fmt.Errorf("encoding a snapshot: %w", err)
+		}
+		b = append(append(b, `,"wards":`...), raw...)
 	}
-	f, err := prepare(out)
+	b = append(b, '}')
+	f, err := prepareRaw(b)
 	if err != nil {
 		return frame{}, 0, fmt.Errorf("encoding a snapshot: %w", err)
 	}
-	return f, out.Seq, nil
+	return f, seq, nil
 }
+
+func appendArray(b []byte, items [][]byte) []byte {
+	b = append(b, '[')
+	for i, it := range items {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, it...)
+	}
+	return append(b, ']')
+}
+
+// incidentPart is a snapshot's incidents, encoded as a JSON array, and
+// the seq they are exactly those of.
+type incidentPart struct {
+	seq       int64
+	truncated bool
+	json      []byte
+}
+
+// incidentPart reads the incidents that match v. Views with the same
+// incident filter share one read and one encoding while no event has
+// happened since (a reconnecting control room: hundreds of identical
+// city views at once). A shared part is exact for a client: the client's
+// view was set before the seq was read (subscribe), so every event after
+// that seq reaches its pending queue, and the part holds every event up
+// to it.
+func (g *Gateway) incidentPart(ctx context.Context, v *view) (incidentPart, error) {
+	key := v.incidentFilterKey()
+	last, err := g.cfg.Events.LastSeq(ctx)
+	if err != nil {
+		return incidentPart{}, err
+	}
+	g.snapMu.Lock()
+	p, ok := g.snaps[key]
+	g.snapMu.Unlock()
+	if ok && p.seq >= last {
+		metricSnapshotsShared.Inc()
+		return p, nil
+	}
+	r, err, shared := g.snapFlight.Do(key+"@"+strconv.FormatInt(last, 10), func() (any, error) {
+		xs, seq, truncated, err := g.cfg.Store.Snapshot(ctx, alerts.IncidentFilter{Active: true, Wards: v.wardList(), BBox: v.bboxSlice()})
+		if err != nil {
+			return incidentPart{}, err
+		}
+		items := make([][]byte, 0, len(xs))
+		for _, x := range xs {
+			if severityRank(x.Severity) < v.minSev {
+				continue
+			}
+			raw, err := json.Marshal(x)
+			if err != nil {
+				return incidentPart{}, err
+			}
+			items = append(items, raw)
+		}
+		p := incidentPart{seq: seq, truncated: truncated, json: appendArray(nil, items)}
+		g.snapMu.Lock()
+		if p.seq > g.snapSeq { // a newer event: every kept part is stale
+			clear(g.snaps)
+			g.snapBytes, g.snapSeq = 0, p.seq
+		}
+		if p.seq == g.snapSeq && g.snapBytes+len(p.json) <= snapCacheBytes {
+			g.snaps[key] = p
+			g.snapBytes += len(p.json)
+		}
+		g.snapMu.Unlock()
+		return p, nil
+	})
+	if err != nil {
+		return incidentPart{}, err
+	}
+	if shared {
+		metricSnapshotsShared.Inc()
+	}
+	return r.(incidentPart), nil
+}
+
+// snapCacheBytes bounds the encoded incident parts kept for sharing.
+const snapCacheBytes = 64 << 20
 
 // unit looks up one unit's latest state.
 func (c Config) unit(id string) (geo.Unit, bool) {

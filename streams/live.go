@@ -3,9 +3,16 @@ package streams
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
+	"math"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
+
+	"github.com/go-json-experiment/json/jsontext"
 
 	"ioc/ingest"
 )
@@ -57,6 +64,105 @@ type deviceState struct {
 	Occupancy *float64 `json:"occupancy,omitempty"`
 	Event     string   `json:"event,omitempty"`
 	Type      string   `json:"type,omitempty"`
+}
+
+// appendJSON appends d as json.Marshal encodes it (TestDeviceStateJSON):
+// by hand, because it runs for every committed observation on an ingest
+// writer, where reflection cost more than the rest of the fan-out.
+func (d *deviceState) appendJSON(b []byte) []byte {
+	b = append(b, `{"id":`...)
+	b = appendString(b, d.ID)
+	if d.Kind != "" {
+		b = append(b, `,"kind":`...)
+		b = appendString(b, d.Kind)
+	}
+	if d.Location != nil {
+		b = append(b, `,"location":{"type":`...)
+		b = appendString(b, d.Location.Type)
+		b = append(b, `,"coordinates":[`...)
+		b = appendFloat(b, d.Location.Coordinates[0])
+		b = append(b, ',')
+		b = appendFloat(b, d.Location.Coordinates[1])
+		b = append(b, "]}"...)
+	}
+	if d.Ward != nil {
+		b = append(b, `,"ward":{"code":`...)
+		b = appendString(b, d.Ward.Code)
+		b = append(b, `,"name":`...)
+		b = appendString(b, d.Ward.Name)
+		b = append(b, '}')
+	}
+	b = append(b, `,"online":`...)
+	b = strconv.AppendBool(b, d.Online)
+	b = append(b, `,"last_seen":"`...)
+	b = d.LastSeen.AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `","last_ts":"`...)
+	b = d.LastTS.AppendFormat(b, time.RFC3339Nano)
+	b = append(b, '"')
+	if d.SpeedKmh != nil {
+		b = append(b, `,"speed_kmh":`...)
+		b = appendFloat(b, *d.SpeedKmh)
+	}
+	if d.Volume != nil {
+		b = append(b, `,"volume":`...)
+		b = strconv.AppendInt(b, *d.Volume, 10)
+	}
+	if d.Occupancy != nil {
+		b = append(b, `,"occupancy":`...)
+		b = appendFloat(b, *d.Occupancy)
+	}
+	if d.Event != "" {
+		b = append(b, `,"event":`...)
+		b = appendString(b, d.Event)
+	}
+	if d.Type != "" {
+		b = append(b, `,"type":`...)
+		b = appendString(b, d.Type)
+	}
+	return append(b, '}')
+}
+
+// appendString quotes s as encoding/json does (HTML-safe, U+2028 and
+// U+2029 escaped).
+func appendString(b []byte, s string) []byte {
+	start := len(b)
+	b, _ = jsontext.AppendQuote(b, s) // ingest checked the text is UTF-8
+	if !strings.ContainsAny(s, "<>&\u2028\u2029") {
+		return b
+	}
+	out := append([]byte(nil), b[start:]...)
+	b = b[:start]
+	for _, r := range string(out) {
+		switch r {
+		case '<', '>', '&', '\u2028', '\u2029':
+			b = append(b, `\u`...)
+			b = append(b, fmt.Sprintf("%04x", r)...)
+		default:
+			b = utf8.AppendRune(b, r)
+		}
+	}
+	return b
+}
+
+// appendFloat formats a float64 as encoding/json does (ES6 number
+// formatting; NaN and infinities, which it refuses, never reach here:
+// ingest validated the ranges).
+func appendFloat(b []byte, f float64) []byte {
+	abs := math.Abs(f)
+	format := byte('f')
+	if abs != 0 && (abs < 1e-6 || abs >= 1e21) {
+		format = 'e'
+	}
+	b = strconv.AppendFloat(b, f, format, -1, 64)
+	if format == 'e' {
+		// clean up e-09 to e-9
+		n := len(b)
+		if n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
+			b[n-2] = b[n-1]
+			b = b[:n-1]
+		}
+	}
+	return b
 }
 
 type pointJSON struct {
@@ -115,11 +221,7 @@ func (l *Live) observe(obs []*ingest.Observation, cfg Config) {
 			case ingest.KindEmergency:
 				d.Type = o.Type
 			}
-			raw, err := json.Marshal(d)
-			if err != nil {
-				continue
-			}
-			u.Layer, u.Body = "device", raw
+			u.Layer, u.Body = "device", d.appendJSON(make([]byte, 0, 320))
 		}
 		batch = append(batch, u)
 	}

@@ -138,16 +138,10 @@ type (
 		Seq         int64  `json:"seq"`
 		HeartbeatMS int64  `json:"heartbeat_ms"`
 	}
-	snapshotFrame struct {
-		Type      string            `json:"type"` // snapshot
-		Seq       int64             `json:"seq"`
-		Epoch     string            `json:"epoch"`
-		Truncated bool              `json:"truncated,omitempty"`
-		Incidents []json.RawMessage `json:"incidents,omitempty"`
-		Devices   []json.RawMessage `json:"devices,omitempty"`
-		Units     []json.RawMessage `json:"units,omitempty"`
-		Wards     []wardSummary     `json:"wards,omitempty"`
-	}
+	// The snapshot frame, {"type":"snapshot","seq":N,"epoch":"…",
+	// "truncated":true (only when a part was cut at its maximum),
+	// "incidents":[…],"devices":[…],"units":[…],"wards":[…]} with an
+	// array for each layer subscribed, is written by Gateway.snapshot.
 	heartbeatFrame struct {
 		Type  string `json:"type"` // heartbeat
 		Seq   int64  `json:"seq"`

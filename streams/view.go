@@ -3,6 +3,8 @@ package streams
 import (
 	"encoding/json"
 	"slices"
+	"strconv"
+	"strings"
 
 	"ioc/api"
 )
@@ -65,6 +67,18 @@ func (v *view) wardList() []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// incidentFilterKey names what the view asks of incidents: views with
+// the same key see the same incidents.
+func (v *view) incidentFilterKey() string {
+	k := strconv.Itoa(v.minSev) + "|" + strings.Join(v.wardList(), ",") + "|"
+	if b := v.bbox; b != nil {
+		for _, x := range b {
+			k += strconv.FormatFloat(x, 'g', -1, 64) + ","
+		}
+	}
+	return k
 }
 
 func (v *view) bboxSlice() []float64 {

@@ -14,7 +14,7 @@ import (
 // require_registered_devices admits. Others may not, nor may a
 // ward-scoped admin (the registry is city-wide).
 func TestDeviceRegistrationRoutes(t *testing.T) {
-	e, _ := newRouteEnv(t)
+	e := newRouteEnv(t)
 	admin := e.session(t, "reg-admin", "admin")
 	w := e.send("POST", "/api/v1/devices", admin, `{"id":"CAM-REG-1","kind":"camera","fixed_location":{"type":"Point","coordinates":[105.85,21.03]}}`)
 	if w.Code != http.StatusCreated {
@@ -59,7 +59,7 @@ func TestDeviceRegistrationRoutes(t *testing.T) {
 // own (a column renamed away) /readyz says so, though the database
 // answers pings; once they succeed again ingest is reported ok.
 func TestReadyReportsFailingIngestWrites(t *testing.T) {
-	e, _ := newRouteEnv(t)
+	e := newRouteEnv(t)
 	pool := e.app.pool
 	if _, err := pool.Exec(e.ctx, `ALTER TABLE traffic_readings RENAME COLUMN volume TO volume_gone`); err != nil {
 		t.Fatal(err)

@@ -38,11 +38,10 @@ var contractRoles = func() map[string][]string {
 	}
 }()
 
-// pendingRoutes are contract routes (CONTRACT sections 3 and 4) whose
-// handlers other work is still building. Until they are registered by
-// newApp, the test registers stand-ins with the actions they will use, so
-// the policy is checked for them too; once a real one exists it is used.
-var pendingRoutes = []api.Route{
+// contractRoutes are contract routes (CONTRACT sections 3 and 4) with the
+// action each is authorised by; newRouteEnv fails a test if newApp does
+// not serve one of them.
+var contractRoutes = []api.Route{
 	{Method: "GET", Pattern: "/api/v1/incidents", Action: auth.ActIncidentsRead},
 	{Method: "POST", Pattern: "/api/v1/incidents", Action: auth.ActIncidentsOpen},
 	{Method: "GET", Pattern: "/api/v1/incidents/{id}", Action: auth.ActIncidentsRead},
@@ -81,8 +80,8 @@ type routeEnv struct {
 }
 
 // newRouteEnv builds the server exactly as iocd serve does (newApp), on a
-// fresh database, plus stand-ins for pendingRoutes not yet registered.
-func newRouteEnv(t *testing.T) (*routeEnv, []string) {
+// fresh database; every contract route must be served.
+func newRouteEnv(t *testing.T) *routeEnv {
 	t.Helper()
 	pool, dbURL := dbtest.New(t)
 	cfg := config.Default()
@@ -97,22 +96,20 @@ func newRouteEnv(t *testing.T) (*routeEnv, []string) {
 		t.Fatalf("newApp: %v", err)
 	}
 	t.Cleanup(a.close)
-	have := map[string]bool{}
+	served := map[string]string{} // route → action
 	for _, r := range a.srv.Routes() {
-		have[r.Method+" "+r.Pattern] = true
+		served[r.Method+" "+r.Pattern] = r.Action
 	}
-	var standIns []string
-	for _, r := range pendingRoutes {
-		if have[r.Method+" "+r.Pattern] {
-			continue
+	for _, r := range contractRoutes {
+		switch act, ok := served[r.Method+" "+r.Pattern]; {
+		case !ok:
+			t.Errorf("contract route %s %s is not served", r.Method, r.Pattern)
+		case act != r.Action:
+			t.Errorf("%s %s is authorised by %q, want %q", r.Method, r.Pattern, act, r.Action)
 		}
-		standIns = append(standIns, r.Method+" "+r.Pattern)
-		a.srv.Handle(r.Method, r.Pattern, r.Action, func(w http.ResponseWriter, r *http.Request) {
-			api.JSON(w, http.StatusOK, map[string]string{"stand_in": "true"})
-		})
 	}
 	store := auth.NewStore(pool, auth.HashParams{Time: 1, MemoryKiB: 64, Threads: 1}, 2)
-	return &routeEnv{app: a, h: a.srv.Handler(), store: store, ctx: ctx}, standIns
+	return &routeEnv{app: a, h: a.srv.Handler(), store: store, ctx: ctx}
 }
 
 // session signs a fresh account of the role in (one per request, so a
@@ -163,8 +160,7 @@ func concrete(pattern string) string {
 }
 
 func TestRouteTable(t *testing.T) {
-	e, standIns := newRouteEnv(t)
-	t.Logf("stand-ins for routes not built yet: %v", standIns)
+	e := newRouteEnv(t)
 	roles := []string{"operator", "dispatcher", "analyst", "admin"}
 	routes := e.app.srv.Routes()
 	if len(routes) < 30 {
@@ -217,7 +213,7 @@ func TestRouteTable(t *testing.T) {
 // A ward-scoped account sees nothing outside its wards through the routes
 // that exist (devices, telemetry), and global actions refuse it.
 func TestWardScopeOnRoutes(t *testing.T) {
-	e, _ := newRouteEnv(t)
+	e := newRouteEnv(t)
 	pool := e.app.pool
 	for _, d := range []struct{ id, ward string }{{"cam-in", "00008"}, {"cam-out", "00004"}} {
 		if _, err := pool.Exec(e.ctx, `INSERT INTO devices (id, kind, geom, ward_code, first_seen, last_seen)
@@ -265,7 +261,7 @@ func TestWardScopeOnRoutes(t *testing.T) {
 // The whole flow through iocd's own server: bootstrap admin, login, create
 // an operator, CSRF on the cookie, audit of it all.
 func TestSecurityThroughIocd(t *testing.T) {
-	e, _ := newRouteEnv(t)
+	e := newRouteEnv(t)
 	srv := httptest.NewServer(e.h)
 	defer srv.Close()
 	post := func(path, body string, hdr map[string]string) *http.Response {

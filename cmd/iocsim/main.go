@@ -48,11 +48,13 @@ func main() {
 		err = wsCmd(ctx, args)
 	case "seed":
 		err = seedCmd(ctx, args)
+	case "faults":
+		err = faultsCmd(ctx, args)
 	case "help", "-h", "--help":
-		fmt.Fprintln(os.Stderr, "usage: iocsim [run] [flags] | iocsim load [flags] | iocsim ws [flags] | iocsim seed [flags]; -h after a command lists its flags")
+		fmt.Fprintln(os.Stderr, "usage: iocsim [run] [flags] | iocsim load [flags] | iocsim ws [flags] | iocsim seed [flags] | iocsim faults [flags]; -h after a command lists its flags")
 		return
 	default:
-		err = fmt.Errorf("unknown command %q (run, load, seed)", cmd)
+		err = fmt.Errorf("unknown command %q (run, load, ws, seed, faults)", cmd)
 	}
 	if err != nil && !errors.Is(err, flag.ErrHelp) {
 		fmt.Fprintln(os.Stderr, "iocsim:", err)

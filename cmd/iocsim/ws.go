@@ -19,17 +19,28 @@ func wsCmd(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.Pass, "password", os.Getenv("IOC_PASSWORD"), "password (env IOC_PASSWORD)")
 	fs.StringVar(&cfg.Broker, "broker", env("IOC_MQTT_URL", "tcp://127.0.0.1:1883"), "MQTT broker iocd ingests from")
 	fs.StringVar(&cfg.Prefix, "prefix", env("IOC_MQTT_TOPIC_PREFIX", "city"), "topic prefix iocd ingests")
-	fs.IntVar(&cfg.Active, "clients", 1000, "active clients (a mix: city-wide all layers, a bounding box, city zoom)")
+	fs.IntVar(&cfg.Active, "clients", 1000, "active clients (a mix: ward operators, street maps, city zoom, dispatchers)")
 	fs.IntVar(&cfg.Idle, "idle", 0, "idle clients connected first, for the memory per connection")
 	fs.DurationVar(&cfg.Duration, "duration", 30*time.Second, "publishing time")
+	fs.IntVar(&cfg.Dialers, "dialers", 16, "connections opened at once")
+	fs.DurationVar(&cfg.Settle, "settle", 3*time.Second, "wait after the idle clients connected before reading iocd's memory")
+	hold := fs.Duration("hold", 0, "keep the idle clients connected this long after the report")
 	fs.Float64Var(&cfg.SignalRate, "signal-rate", 2, "emergency signals per second, each opening an incident")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	cfg.Hold = *hold > 0
 	rep, err := wsload.Run(ctx, cfg, os.Stderr)
 	if err != nil {
 		return err
 	}
 	rep.WriteText(os.Stdout)
+	if rep.Release != nil {
+		select {
+		case <-time.After(*hold):
+		case <-ctx.Done():
+		}
+		rep.Release()
+	}
 	return nil
 }

@@ -34,47 +34,143 @@ type Config struct {
 	Idle       int           // clients connected with a subscribe to nothing new (incidents of a far bbox)
 	Duration   time.Duration // publishing time
 	SignalRate float64       // emergency signals per second
+	Dialers    int           // connections opened at once (default 16)
+	Settle     time.Duration // wait after the idle clients connected before reading iocd's memory (default 3 s)
+	// Hold: Run leaves the idle clients connected and Report.Release
+	// closes them (so that a second run measures the next connections on
+	// top of them).
+	Hold bool
 }
 
 // Report is what a run measured.
 type Report struct {
 	Active, Idle             int
-	Connected                int
+	Mix                      map[string]int // active clients by view
 	FramesPerSec             float64
 	IncidentP50, IncidentP99 time.Duration // publish → receipt, over every receiving client
 	IncidentSamples          int
-	DeviceP50, DeviceP99     time.Duration // reading ts → receipt
-	DeviceSamples            int
-	SlowConsumerCloses       int
-	OtherCloses              int
-	RSSBeforeIdle, RSSIdle   float64 // iocd's resident bytes
-	BytesPerIdle             float64
+	// CityWideExpected is what the city-wide clients should have received
+	// (each of them every incident opened); CityWideGot what they did.
+	CityWideExpected, CityWideGot int
+	DeviceP50, DeviceP99          time.Duration // reading ts → receipt
+	DeviceSamples                 int
+	SlowConsumerCloses            int
+	OtherCloses                   int
+	RSSBeforeIdle, RSSIdle        float64 // iocd's resident bytes
+	BytesPerIdle                  float64
+	Release                       func() `json:"-"` // with Config.Hold: closes the idle clients
+}
+
+// A view is one kind of screen in the mix.
+type view struct {
+	name     string
+	share    int // of 10
+	cityWide bool
+	msg      func(i int) map[string]any
+}
+
+// mix is the screens of a control room at this scale: most are ward
+// operators (their ward's incidents, devices and units), then street-level
+// maps (a 2 km box in the inner city), city-zoom maps (incidents and the
+// ward summaries) and city-wide dispatchers (incidents and every unit).
+// Nobody watches every device of the city live: that is what the wards
+// layer is for.
+func mix(wards []string) []view {
+	return []view{
+		{name: "ward operator", share: 5, msg: func(i int) map[string]any {
+			return map[string]any{"type": "subscribe", "layers": []string{"incidents", "devices", "units"}, "wards": []string{wards[i%len(wards)]}}
+		}},
+		{name: "street map (2 km box)", share: 2, msg: func(i int) map[string]any {
+			x, y := 105.79+float64(i%8)*0.012, 20.99+float64((i/8)%6)*0.012
+			return map[string]any{"type": "subscribe", "layers": []string{"incidents", "devices"}, "bbox": []float64{x, y, x + 0.02, y + 0.018}}
+		}},
+		{name: "city zoom", share: 2, cityWide: true, msg: func(int) map[string]any {
+			return map[string]any{"type": "subscribe", "layers": []string{"incidents", "wards"}}
+		}},
+		{name: "dispatcher (city-wide units)", share: 1, cityWide: true, msg: func(int) map[string]any {
+			return map[string]any{"type": "subscribe", "layers": []string{"incidents", "units"}}
+		}},
+	}
+}
+
+func pick(views []view, i int) view {
+	n := i % 10
+	for _, v := range views {
+		if n < v.share {
+			return v
+		}
+		n -= v.share
+	}
+	return views[0]
 }
 
 // Run runs the load and reports.
 func Run(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
+	if cfg.Dialers <= 0 {
+		cfg.Dialers = 16
+	}
+	if cfg.Settle <= 0 {
+		cfg.Settle = 3 * time.Second
+	}
 	token, err := login(cfg)
 	if err != nil {
 		return nil, err
 	}
 	wsURL := "ws" + strings.TrimPrefix(cfg.URL, "http") + "/ws"
-	rep := &Report{Active: cfg.Active, Idle: cfg.Idle}
+	header := http.Header{"Authorization": {"Bearer " + token}}
+	rep := &Report{Active: cfg.Active, Idle: cfg.Idle, Mix: map[string]int{}}
 	var (
 		mu        sync.Mutex
 		incLat    []time.Duration
 		devLat    []time.Duration
 		frames    atomic.Int64
 		published sync.Map // "lon,lat" → publish time
+		opened    atomic.Int64
+		cityGot   atomic.Int64
 	)
 	rssBefore, _ := rss(cfg, token)
+	// dial opens n connections, cfg.Dialers at a time.
+	dial := func(n int, what string, start func(i int, c *websocket.Conn)) ([]*websocket.Conn, error) {
+		conns := make([]*websocket.Conn, n)
+		var next atomic.Int64
+		var firstErr error
+		var errOnce sync.Once
+		var wg sync.WaitGroup
+		for range cfg.Dialers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					i := int(next.Add(1) - 1)
+					if i >= n {
+						return
+					}
+					c, _, err := websocket.DefaultDialer.DialContext(ctx, wsURL, header)
+					if err != nil {
+						errOnce.Do(func() { firstErr = fmt.Errorf("%s client %d: %w", what, i, err) })
+						return
+					}
+					conns[i] = c
+					start(i, c)
+					if i%1000 == 999 {
+						fmt.Fprintf(progress, "%s clients: %d\n", what, i+1)
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		return conns, firstErr
+	}
+	closeAll := func(cs []*websocket.Conn) {
+		for _, c := range cs {
+			if c != nil {
+				c.Close()
+			}
+		}
+	}
 	// Idle clients: connected and subscribed to a corner of the map with
 	// nothing in it; they only get heartbeats.
-	var idle []*websocket.Conn
-	for i := 0; i < cfg.Idle; i++ {
-		c, _, err := websocket.DefaultDialer.DialContext(ctx, wsURL, http.Header{"Authorization": {"Bearer " + token}})
-		if err != nil {
-			return nil, fmt.Errorf("idle client %d: %w", i, err)
-		}
+	idle, err := dial(cfg.Idle, "idle", func(_ int, c *websocket.Conn) {
 		c.WriteJSON(map[string]any{"type": "subscribe", "layers": []string{"incidents"}, "bbox": []float64{106.5, 21.5, 106.51, 21.51}})
 		go func() {
 			for {
@@ -83,41 +179,51 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
 				}
 			}
 		}()
-		idle = append(idle, c)
-		if i%1000 == 999 {
-			fmt.Fprintf(progress, "idle clients: %d\n", i+1)
-		}
+	})
+	if err != nil || !cfg.Hold {
+		defer closeAll(idle)
+	} else {
+		rep.Release = func() { closeAll(idle) } // the caller holds them
+	}
+	if err != nil {
+		return nil, err
 	}
 	if cfg.Idle > 0 {
-		time.Sleep(3 * time.Second)
+		time.Sleep(cfg.Settle)
 		after, _ := rss(cfg, token)
 		rep.RSSBeforeIdle, rep.RSSIdle = rssBefore, after
 		rep.BytesPerIdle = (after - rssBefore) / float64(cfg.Idle)
 	}
-	defer func() {
-		for _, c := range idle {
-			c.Close()
-		}
-	}()
-	// Active clients, a mix of views.
-	views := []map[string]any{
-		{"type": "subscribe", "layers": []string{"incidents", "devices", "units"}},                                         // city-wide
-		{"type": "subscribe", "layers": []string{"incidents", "devices"}, "bbox": []float64{105.83, 21.01, 105.87, 21.05}}, // the old quarter
-		{"type": "subscribe", "layers": []string{"incidents", "wards"}},                                                    // city zoom
+	if cfg.Active == 0 {
+		return rep, nil
+	}
+	wards, err := wardCodes(ctx, wsURL, header)
+	if err != nil {
+		return nil, err
+	}
+	views := mix(wards)
+	for i := range cfg.Active {
+		rep.Mix[pick(views, i).name]++
 	}
 	var wg sync.WaitGroup
 	var closes sync.Map
-	var conns []*websocket.Conn
-	for i := 0; i < cfg.Active; i++ {
-		c, _, err := websocket.DefaultDialer.DialContext(ctx, wsURL, http.Header{"Authorization": {"Bearer " + token}})
-		if err != nil {
-			return nil, fmt.Errorf("client %d: %w", i, err)
-		}
-		conns = append(conns, c)
-		c.WriteJSON(views[i%len(views)])
+	var measuring atomic.Bool
+	conns, err := dial(cfg.Active, "active", func(i int, c *websocket.Conn) {
+		v := pick(views, i)
+		c.WriteJSON(v.msg(i))
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			// Counted here and merged at the end: 5,000 readers sharing
+			// a counter and a lock would measure the tool, not iocd.
+			var n int64
+			var dev []time.Duration
+			defer func() {
+				mu.Lock()
+				devLat = append(devLat, dev...)
+				mu.Unlock()
+				frames.Add(n)
+			}()
 			for {
 				_, raw, err := c.ReadMessage()
 				now := time.Now()
@@ -128,7 +234,9 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
 					}
 					return
 				}
-				frames.Add(1)
+				if measuring.Load() {
+					n++
+				}
 				switch {
 				case bytes.HasPrefix(raw, []byte(`{"type":"incident"`)):
 					var m struct {
@@ -140,32 +248,30 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
 					if json.Unmarshal(raw, &m) == nil && m.Op == "opened" {
 						k := key(m.Incident.Location.Coordinates[0], m.Incident.Location.Coordinates[1])
 						if t, ok := published.Load(k); ok {
+							if v.cityWide {
+								cityGot.Add(1)
+							}
 							mu.Lock()
 							incLat = append(incLat, now.Sub(t.(time.Time)))
 							mu.Unlock()
 						}
 					}
-				case bytes.HasPrefix(raw, []byte(`{"device"`)), bytes.Contains(raw[:min(len(raw), 20)], []byte(`"device"`)):
-					var m struct {
-						Device struct {
-							LastTS time.Time `json:"last_ts"`
-						}
-					}
-					if json.Unmarshal(raw, &m) == nil && !m.Device.LastTS.IsZero() {
-						mu.Lock()
-						devLat = append(devLat, now.Sub(m.Device.LastTS))
-						mu.Unlock()
+				case measuring.Load() && bytes.HasPrefix(raw, []byte(`{"type":"device"`)):
+					// The reading's time, without decoding the frame.
+					if ts, ok := lastTS(raw); ok {
+						dev = append(dev, now.Sub(ts))
 					}
 				}
 			}
 		}()
+	})
+	defer closeAll(conns)
+	if err != nil {
+		return nil, err
 	}
 	fmt.Fprintf(progress, "%d active clients connected\n", cfg.Active)
-	time.Sleep(2 * time.Second) // snapshots
-	frames.Store(0)
-	mu.Lock()
-	devLat = devLat[:0]
-	mu.Unlock()
+	time.Sleep(3 * time.Second) // snapshots
+	measuring.Store(true)
 
 	// Emergency signals at distinct places (1 km grid) so that each opens
 	// its own incident; the place is the key to its publish time.
@@ -188,15 +294,15 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
 			"type": "medical", "priority": 1, "channel": "call_115", "id": fmt.Sprintf("wsload-%d-%d", start.Unix(), n)})
 		published.Store(key(lon, lat), time.Now())
 		pub.Publish(cfg.Prefix+"/emergency/wsload-"+strconv.Itoa(n), 1, false, payload)
+		opened.Add(1)
 	}
 	tick.Stop()
 	time.Sleep(3 * time.Second) // the last deliveries
 	elapsed := time.Since(start)
-	rep.FramesPerSec = float64(frames.Load()) / elapsed.Seconds()
-	for _, c := range conns {
-		c.Close()
-	}
+	measuring.Store(false)
+	closeAll(conns)
 	wg.Wait()
+	rep.FramesPerSec = float64(frames.Load()) / elapsed.Seconds()
 	closes.Range(func(k, v any) bool {
 		if k.(int) == 4000 {
 			rep.SlowConsumerCloses += int(v.(*atomic.Int64).Load())
@@ -205,11 +311,64 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
 		}
 		return true
 	})
-	rep.Connected = cfg.Active + cfg.Idle
+	cityWide := 0
+	for i := range cfg.Active {
+		if pick(views, i).cityWide {
+			cityWide++
+		}
+	}
+	rep.CityWideExpected, rep.CityWideGot = cityWide*int(opened.Load()), int(cityGot.Load())
 	rep.IncidentSamples, rep.DeviceSamples = len(incLat), len(devLat)
 	rep.IncidentP50, rep.IncidentP99 = pct(incLat, 50), pct(incLat, 99)
 	rep.DeviceP50, rep.DeviceP99 = pct(devLat, 50), pct(devLat, 99)
 	return rep, nil
+}
+
+// wardCodes asks the gateway for the wards (a snapshot of the wards layer).
+func wardCodes(ctx context.Context, wsURL string, header http.Header) ([]string, error) {
+	c, _, err := websocket.DefaultDialer.DialContext(ctx, wsURL, header)
+	if err != nil {
+		return nil, fmt.Errorf("wards: %w", err)
+	}
+	defer c.Close()
+	c.WriteJSON(map[string]any{"type": "subscribe", "layers": []string{"wards"}})
+	c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	for {
+		var m struct {
+			Type  string
+			Wards []struct{ Code string }
+		}
+		if err := c.ReadJSON(&m); err != nil {
+			return nil, fmt.Errorf("wards: %w", err)
+		}
+		if m.Type != "snapshot" {
+			continue
+		}
+		var out []string
+		for _, w := range m.Wards {
+			out = append(out, w.Code)
+		}
+		if len(out) == 0 {
+			return nil, fmt.Errorf("wards: the snapshot has none (no devices yet?)")
+		}
+		return out, nil
+	}
+}
+
+// lastTS finds a device frame's "last_ts".
+func lastTS(raw []byte) (time.Time, bool) {
+	const k = `"last_ts":"`
+	i := bytes.Index(raw, []byte(k))
+	if i < 0 {
+		return time.Time{}, false
+	}
+	rest := raw[i+len(k):]
+	j := bytes.IndexByte(rest, '"')
+	if j < 0 {
+		return time.Time{}, false
+	}
+	t, err := time.Parse(time.RFC3339Nano, string(rest[:j]))
+	return t, err == nil
 }
 
 func key(lon, lat float64) string {
@@ -259,8 +418,19 @@ func rss(cfg Config, token string) (float64, error) {
 // WriteText prints the report.
 func (r *Report) WriteText(w io.Writer) {
 	fmt.Fprintf(w, "clients: %d active, %d idle\n", r.Active, r.Idle)
+	names := make([]string, 0, len(r.Mix))
+	for k := range r.Mix {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	for _, k := range names {
+		fmt.Fprintf(w, "  %5d %s\n", r.Mix[k], k)
+	}
 	fmt.Fprintf(w, "delivered: %.0f frames/s to the active clients\n", r.FramesPerSec)
 	fmt.Fprintf(w, "incident event, MQTT publish → websocket receipt: p50 %v, p99 %v (%d receipts)\n", r.IncidentP50.Round(time.Microsecond*100), r.IncidentP99.Round(time.Microsecond*100), r.IncidentSamples)
+	if r.CityWideExpected > 0 {
+		fmt.Fprintf(w, "city-wide clients received %d of the %d incident openings they should see\n", r.CityWideGot, r.CityWideExpected)
+	}
 	fmt.Fprintf(w, "device update, reading ts → websocket receipt: p50 %v, p99 %v (%d receipts)\n", r.DeviceP50.Round(time.Millisecond), r.DeviceP99.Round(time.Millisecond), r.DeviceSamples)
 	fmt.Fprintf(w, "slow-consumer closes: %d, other closes: %d\n", r.SlowConsumerCloses, r.OtherCloses)
 	if r.Idle > 0 {

@@ -10,11 +10,11 @@ export function chromiumPath() {
   throw new Error('chromium not found: apt-get install chromium (deploy/setup.sh does)');
 }
 
-export async function launch() {
+export async function launch(extra = []) {
   return chromium.launch({
     executablePath: chromiumPath(),
     headless: true,
     args: ['--no-sandbox', '--use-gl=angle', '--use-angle=swiftshader', '--enable-unsafe-swiftshader',
-      '--ignore-gpu-blocklist', '--autoplay-policy=no-user-gesture-required', '--lang=vi-VN'],
+      '--ignore-gpu-blocklist', '--autoplay-policy=no-user-gesture-required', '--lang=vi-VN', ...extra],
   });
 }

@@ -2,82 +2,18 @@
 // real iocd (with PostgreSQL/PostGIS, the project's Mosquitto and the
 // simulator), as issue 12 "Show it" asks. Saves a screenshot of each view
 // in docs/screens/. Run from deploy/test.sh, or:
-//   cd dashboards/web && node e2e/run.mjs      (IOC_E2E_KEEP=1 keeps logs)
+//   cd dashboards/web && node --test e2e/run.mjs      (IOC_E2E_KEEP=1 keeps logs)
 // Needs: bin paths in IOC_E2E_IOCD / IOC_E2E_IOCSIM (built by the caller),
 // IOC_TEST_DATABASE_URL (a superuser URL to the postgres database).
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFileSync } from 'node:child_process';
-import { mkdirSync, writeFileSync, readFileSync, mkdtempSync, createWriteStream } from 'node:fs';
-import { join, dirname } from 'node:path';
-import { tmpdir } from 'node:os';
-import { createServer } from 'node:net';
-import { fileURLToPath } from 'node:url';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { launch } from './browser.mjs';
+import { Stack, screens, sleep } from './stack.mjs';
 
-const here = dirname(fileURLToPath(import.meta.url));
-const root = join(here, '..', '..', '..');
-const shared = process.env.IOC_SHARED_DATA || join(root, '..', 'shared', 'data', 'hanoi');
-const screens = join(root, 'docs', 'screens');
-const work = mkdtempSync(join(tmpdir(), 'ioc-e2e-'));
-const dbBase = process.env.IOC_TEST_DATABASE_URL || 'postgres://ioc:ioc@127.0.0.1:5432/postgres';
-const dbName = 'ioc_e2e_' + process.pid;
-const dbURL = dbBase.replace(/\/[^/?]*(\?|$)/, '/' + dbName + '$1');
-const adminPassword = 'Kho-bi-mat-2026-e2e';
 const userPassword = 'Mat-khau-truc-2026';
-const iocdBin = process.env.IOC_E2E_IOCD || join(root, 'bin', 'iocd');
-const simBin = process.env.IOC_E2E_IOCSIM || join(root, 'bin', 'iocsim');
-
-let mqttPort, httpPort, base, mosq, iocd, sim, browser, adminToken;
-const logs = createWriteStream(join(work, 'iocd.log'));
-
-function freePort() {
-  return new Promise((res) => { const s = createServer(); s.listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => res(p)); }); });
-}
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-function psql(sql) {
-  execFileSync('psql', [dbBase, '-qAtc', sql], { stdio: ['ignore', 'pipe', 'pipe'] });
-}
-
-function startIocd() {
-  iocd = spawn(iocdBin, ['serve'], {
-    env: { ...process.env, IOC_DATABASE_URL: dbURL, IOC_MQTT_URL: `tcp://127.0.0.1:${mqttPort}`,
-      IOC_AREAS_FILE: join(shared, 'wards.geojson'), IOC_CITY_FILE: join(shared, 'city.geojson'),
-      IOC_HTTP_ADDR: `127.0.0.1:${httpPort}`, IOC_BOOTSTRAP_ADMIN_PASSWORD_FILE: join(work, 'admin-pw'),
-      IOC_MQTT_CLIENT_ID: 'iocd-e2e-' + process.pid, IOC_RULES_FILE: join(root, 'deploy', 'rules.json'),
-      IOC_METRICS_ADDR: '', IOC_DASHBOARD_ACK_TARGET: '30s' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  iocd.stdout.pipe(logs, { end: false });
-  iocd.stderr.pipe(logs, { end: false });
-}
-async function waitHealthy() {
-  for (let i = 0; i < 150; i++) {
-    try { const r = await fetch(base + '/readyz'); if (r.ok) return; } catch (e) { /* not yet */ }
-    await sleep(200);
-  }
-  throw new Error('iocd did not become ready; log in ' + work);
-}
-async function stopIocd() {
-  if (!iocd || iocd.exitCode !== null) return;
-  const done = new Promise((r) => iocd.once('exit', r));
-  iocd.kill('SIGTERM');
-  await done;
-}
-
-async function apiCall(method, path, body, token = adminToken, version) {
-  const headers = { 'Content-Type': 'application/json', Authorization: 'Bearer ' + token };
-  if (version !== undefined) headers['If-Match'] = String(version);
-  const r = await fetch(base + path, { method, headers, body: body ? JSON.stringify(body) : undefined });
-  const text = await r.text();
-  return { status: r.status, body: text ? JSON.parse(text) : null };
-}
-
-function publishEmergency(id, lon, lat, type = 'fire') {
-  const msg = JSON.stringify({ ts: new Date().toISOString(), lon, lat, type, priority: 1, channel: 'call_114', note: 'E2E ' + id, id: 'e2e-' + id });
-  execFileSync('mosquitto_pub', ['-h', '127.0.0.1', '-p', String(mqttPort), '-q', '1', '-t', 'city/emergency/e2e-' + id, '-m', msg]);
-}
+let stack, browser;
 
 // until polls fn in the page (page.evaluate, which the page's CSP allows;
 // waitForFunction would need eval).
@@ -86,8 +22,8 @@ async function until(page, fn, arg, timeout = 20000) {
   for (;;) {
     const v = await page.evaluate(fn, arg);
     if (v) return v;
-    if (Date.now() > end) throw new Error('timed out waiting for ' + fn.toString().slice(0, 120));
-    await sleep(50);
+    if (Date.now() > end) throw new Error('timed out waiting for ' + fn.toString().slice(0, 160));
+    await sleep(25);
   }
 }
 // waitFor: a selector present in the page (Playwright's own waiting polls
@@ -102,6 +38,14 @@ async function showRow(page, id, timeout = 20000) {
   await page.evaluate((x) => window.__iocStore.set({ selected: x }), id);
   await waitFor(page, `li.q-row[data-id="${id}"]`, timeout);
 }
+// live: the page is on the websocket (not the HTTP fallback), has had its
+// snapshot (an epoch) and a heartbeat from the server.
+async function live(page, timeout = 30000) {
+  await until(page, () => {
+    const s = window.__iocStore.state, l = window.__iocLive;
+    return s.conn === 'open' && l && l.snapshotSeen && !!l.epoch && !!s.lastBeat;
+  }, null, timeout);
+}
 const incidentAt = ([lon, lat]) => {
   for (const x of window.__iocStore.state.incidents.values()) {
     const c = x.location && x.location.coordinates;
@@ -111,10 +55,10 @@ const incidentAt = ([lon, lat]) => {
 };
 
 async function signIn(name, password, viewport = { width: 1440, height: 900 }) {
-  const ctx = await browser.newContext({ viewport, locale: 'vi-VN', timezoneId: 'Asia/Ho_Chi_Minh' });
+  const ctx = await browser.newContext({ viewport, locale: 'vi-VN', timezoneId: 'Asia/Ho_Chi_Minh', acceptDownloads: true });
   const page = await ctx.newPage();
   page.on('pageerror', (e) => console.log(`[${name}] page error:`, e.message));
-  await page.goto(base + '/');
+  await page.goto(stack.base + '/');
   await waitFor(page, '[data-view=login]');
   await page.fill('input[name=name]', name);
   await page.fill('input[name=password]', password);
@@ -130,37 +74,18 @@ async function shot(page, name) {
 
 before(async () => {
   mkdirSync(screens, { recursive: true });
-  [mqttPort, httpPort] = [await freePort(), await freePort()];
-  base = `http://127.0.0.1:${httpPort}`;
-  const conf = readFileSync(join(root, 'deploy', 'mosquitto.conf'), 'utf8').replace(/^listener .*$/m, `listener ${mqttPort} 127.0.0.1`);
-  writeFileSync(join(work, 'mosquitto.conf'), conf);
-  mosq = spawn(process.env.IOC_MOSQUITTO || '/usr/sbin/mosquitto', ['-c', join(work, 'mosquitto.conf')], { stdio: 'ignore' });
-  psql(`create database ${dbName}`);
-  writeFileSync(join(work, 'admin-pw'), adminPassword + '\n', { mode: 0o600 });
-  await sleep(300);
-  startIocd();
-  await waitHealthy();
-  const login = await fetch(base + '/api/v1/login', { method: 'POST', headers: { 'Content-Type': 'application/json' },
-    body: JSON.stringify({ name: 'admin', password: adminPassword }) });
-  adminToken = (await login.json()).token;
+  stack = await new Stack().start();
   for (const [name, role] of [['dieuphoi', 'dispatcher'], ['trucban', 'operator'], ['phantich', 'analyst']]) {
-    const r = await apiCall('POST', '/api/v1/users', { name, role, password: userPassword });
+    const r = await stack.api('POST', '/api/v1/users', { name, role, password: userPassword });
     assert.equal(r.status, 201, JSON.stringify(r.body));
   }
-  sim = spawn(simBin, ['--broker', `tcp://127.0.0.1:${mqttPort}`, '--wards', join(shared, 'wards.geojson'),
-    '--rate', '100', '--sensors', '300', '--cameras', '60', '--progress', '0'], { stdio: 'ignore' });
+  stack.sim(['--rate', '50', '--sensors', '300', '--cameras', '60', '--progress', '0']);
   browser = await launch();
 });
 
 after(async () => {
   if (browser) await browser.close();
-  if (sim) sim.kill('SIGTERM');
-  await stopIocd();
-  if (mosq) mosq.kill('SIGTERM');
-  await sleep(300);
-  try { psql(`drop database if exists ${dbName} with (force)`); } catch (e) { console.log('drop database:', e.message); }
-  if (!process.env.IOC_E2E_KEEP) execFileSync('rm', ['-rf', work]);
-  else console.log('logs kept in', work);
+  if (stack) await stack.close();
 });
 
 const P1 = [105.85234, 21.02871]; // Hoàn Kiếm
@@ -171,42 +96,80 @@ let A, B, incidentId;
 test('log in; the map shows the wards', async () => {
   const ctx = await browser.newContext({ viewport: { width: 1440, height: 900 }, locale: 'vi-VN' });
   const page = await ctx.newPage();
-  await page.goto(base + '/');
+  await page.goto(stack.base + '/');
   await waitFor(page, '[data-view=login]');
   assert.match(await page.textContent('h1'), /Trung tâm điều hành/);
+  // A wrong password is refused and said so.
+  await page.fill('input[name=name]', 'dieuphoi');
+  await page.fill('input[name=password]', 'sai-mat-khau');
+  await page.click('button[type=submit]');
+  await waitFor(page, '[data-view=login] .error');
+  assert.equal(await page.$('[data-view=operator]'), null);
+  await page.fill('input[name=password]', '');
   await shot(page, 'login');
   await ctx.close();
   A = await signIn('dieuphoi', userPassword);
   await waitFor(A.page, '[data-view=operator]');
+  assert.match(await A.page.textContent('[data-test=user]'), /dieuphoi · Điều phối/);
   await mapReady(A.page);
   const wards = await until(A.page, async () => {
     const d = await window.__iocMap.map.getSource('wards').getData();
     return d.features.length >= 100 && window.__iocMap.map.queryRenderedFeatures({ layers: ['wards-line'] }).length > 0 && d.features.length;
   }, null, 30000);
   assert.ok(wards >= 100, `map has ${wards} wards`);
-  await until(A.page, () => ['open', 'polling'].includes(window.__iocStore.state.conn) && window.__iocStore.state.lastBeat, null, 30000);
+  // On the websocket, with a heartbeat shown as the last update.
+  await live(A.page);
+  await until(A.page, () => /Cập nhật lúc \d\d:\d\d:\d\d/.test(document.querySelector('[data-test=last-update]').textContent));
 });
 
-test('a scripted incident appears in the queue and on the map', async () => {
+test('a scripted incident appears in the queue and on the map within 2 s', async () => {
   B = await signIn('trucban', userPassword, { width: 1280, height: 800 });
   await waitFor(B.page, '[data-view=operator]');
-  await until(B.page, () => ['open', 'polling'].includes(window.__iocStore.state.conn), null, 30000);
+  await live(B.page);
+  // The page notes when each incident's websocket frame arrived, its queue
+  // row was drawn and the map's incidents source held it (its own clock:
+  // the test's polling does not count).
+  await A.page.evaluate(() => {
+    const seen = window.__e2e = { frame: {}, row: {}, map: {} };
+    window.addEventListener('ioc:incident', (e) => { seen.frame[e.detail.incident.id] ??= Date.now(); });
+    new MutationObserver(() => {
+      const now = Date.now();
+      for (const li of document.querySelectorAll('li.q-row')) seen.row[li.dataset.id] ??= now;
+    }).observe(document.body, { subtree: true, childList: true });
+    const map = window.__iocMap.map;
+    map.on('sourcedata', async (e) => {
+      if (e.sourceId !== 'incidents' || !e.isSourceLoaded) return;
+      const now = Date.now();
+      for (const f of (await map.getSource('incidents').getData()).features) seen.map[f.properties.id] ??= now;
+    });
+  });
   const t0 = Date.now();
-  publishEmergency('one', ...P1);
-  incidentId = await until(A.page, incidentAt, P1);
-  await showRow(A.page, incidentId);
-  const inQueue = Date.now() - t0;
-  await until(A.page, async (id) => {
-    const d = await window.__iocMap.map.getSource('incidents').getData();
-    return d.features.some((f) => f.properties.id === id);
+  stack.publishEmergency('one', ...P1);
+  incidentId = await until(A.page, incidentAt, P1, 30000);
+  const seen = await until(A.page, (id) => {
+    const e = window.__e2e;
+    return e.row[id] && e.map[id] && { frame: e.frame[id], row: e.row[id], map: e.map[id], opened: window.__iocStore.state.incidents.get(id).opened_at };
   }, incidentId);
-  const onMap = Date.now() - t0;
-  console.log(`# MQTT emergency → queue row ${inQueue} ms, → map source ${onMap} ms (issue 12 target: 2000 ms)`);
-  // New severe/extreme: the alarm strip shows and the beep was played.
+  const inQueue = seen.row - t0, onMap = seen.map - t0;
+  console.log(`# MQTT emergency → queue row ${inQueue} ms, → map source ${onMap} ms (issue 12 target 2000 ms); ` +
+    `iocd opened it at +${Date.parse(seen.opened) - t0} ms, its websocket frame reached the page at +${seen.frame - t0} ms`);
+  await showRow(A.page, incidentId);
+  // Timings are not asserted unless asked (IOC_E2E_LATENCY_MS): the
+  // shared test machine's load decides them more than the code.
+  const limit = Number(process.env.IOC_E2E_LATENCY_MS || 0);
+  if (limit) assert.ok(onMap <= limit && inQueue <= limit, `incident took ${inQueue}/${onMap} ms to queue/map (limit ${limit})`);
+  // New extreme incident: the alarm strip shows and the beep was played.
   await waitFor(A.page, '[data-test=alarms]');
+  assert.match(await A.page.textContent('[data-test=alarms]'), /Đặc biệt nghiêm trọng/);
   assert.ok(await A.page.evaluate(() => window.__iocBeeps > 0), 'no alarm beep');
+  // It stands out as new, in the queue and on the map.
+  assert.ok(await A.page.$(`li.q-row.fresh[data-id="${incidentId}"]`), 'queue row not marked new');
+  assert.ok(await A.page.evaluate(async (id) => (await window.__iocMap.map.getSource('incidents').getData())
+    .features.find((f) => f.properties.id === id).properties.fresh, incidentId), 'map marker not marked new');
   await showRow(B.page, incidentId);
   await A.page.evaluate((c) => window.__iocMap.map.jumpTo({ center: c, zoom: 12.5 }), P1);
+  // Close in, the devices layer subscribes for the map's box.
+  await until(A.page, () => window.__iocStore.state.devices.size > 0, null, 20000);
   await sleep(1500);
   await shot(A.page, 'operator');
 });
@@ -234,12 +197,17 @@ test('acknowledging in one browser updates the second; a conflict is shown', asy
   assert.match(text, /Mới → Đã tiếp nhận/);
   assert.match(text, /dieuphoi/);
   await shot(B.page, 'conflict');
-  // A dispatches the nearest unit with one click when one is available.
-  const nearest = await A.page.$('[data-act=dispatch-nearest]');
-  if (nearest) {
-    await nearest.click();
-    await until(A.page, (id) => window.__iocStore.state.incidents.get(id)?.status === 'dispatched', incidentId);
-  }
+  // A dispatches the nearest available unit with one click: the
+  // simulator's units are on the map, so one is suggested.
+  await waitFor(A.page, '[data-act=dispatch-nearest]', 20000);
+  const unit = (await A.page.textContent('[data-act=dispatch-nearest]')).match(/(\S+-\d+)/)[1];
+  await A.page.click('[data-act=dispatch-nearest]');
+  await until(A.page, (id) => window.__iocStore.state.incidents.get(id)?.status === 'dispatched', incidentId);
+  await until(B.page, (id) => window.__iocStore.state.incidents.get(id)?.status === 'dispatched', incidentId);
+  assert.deepEqual((await stack.api('GET', '/api/v1/incidents/' + incidentId)).body.units, [unit]);
+  // The unit sent is not offered again.
+  await until(A.page, (u) => { const n = document.querySelector('[data-test=nearest]'); return n && !n.textContent.includes(u + ' '); }, unit);
+  await sleep(500);
   await shot(A.page, 'incident');
   // One browser at a time from here: the machine is small.
   await B.ctx.close();
@@ -247,28 +215,39 @@ test('acknowledging in one browser updates the second; a conflict is shown', asy
 });
 
 test('a ward-scoped operator does not see other wards', async () => {
-  const one = await apiCall('POST', '/api/v1/incidents', { kind: 'accident', severity: 'moderate', title: 'E2E phường 1', location: { type: 'Point', coordinates: P1 } });
-  const two = await apiCall('POST', '/api/v1/incidents', { kind: 'accident', severity: 'moderate', title: 'E2E phường 2', location: { type: 'Point', coordinates: P2 } });
+  const one = await stack.api('POST', '/api/v1/incidents', { kind: 'accident', severity: 'moderate', title: 'E2E phường 1', location: { type: 'Point', coordinates: P1 } });
+  const two = await stack.api('POST', '/api/v1/incidents', { kind: 'accident', severity: 'moderate', title: 'E2E phường 2', location: { type: 'Point', coordinates: P2 } });
   assert.equal(one.status, 201); assert.equal(two.status, 201);
   const w1 = one.body.ward.code, w2 = two.body.ward.code;
   assert.notEqual(w1, w2);
-  const r = await apiCall('POST', '/api/v1/users', { name: 'phuong1', role: 'operator', wards: [w1], password: userPassword });
+  const r = await stack.api('POST', '/api/v1/users', { name: 'phuong1', role: 'operator', wards: [w1], password: userPassword });
   assert.equal(r.status, 201);
   const S = await signIn('phuong1', userPassword);
+  await live(S.page);
   await showRow(S.page, one.body.id, 15000);
+  // An incident opened in the other ward while the operator watches does
+  // not arrive either; one in its own ward does.
+  const three = await stack.api('POST', '/api/v1/incidents', { kind: 'fire', severity: 'severe', title: 'E2E phường 2 mới', location: { type: 'Point', coordinates: P2 } });
+  const four = await stack.api('POST', '/api/v1/incidents', { kind: 'fire', severity: 'severe', title: 'E2E phường 1 mới', location: { type: 'Point', coordinates: P1 } });
+  await showRow(S.page, four.body.id, 15000);
   await sleep(1000);
-  const wards = await S.page.evaluate(() => [...window.__iocStore.state.incidents.values()].map((x) => x.ward && x.ward.code));
-  assert.ok(wards.length > 0 && wards.every((w) => w === w1), `scoped operator sees wards ${[...new Set(wards)]}`);
+  const seen = await S.page.evaluate(() => [...window.__iocStore.state.incidents.values()].map((x) => [x.id, x.ward && x.ward.code]));
+  assert.ok(seen.length > 0 && seen.every(([, w]) => w === w1), `scoped operator sees wards ${[...new Set(seen.map((x) => x[1]))]}`);
+  assert.ok(!seen.some(([id]) => id === two.body.id || id === three.body.id), 'an incident of another ward is in the store');
   assert.equal(await S.page.$(`li.q-row[data-id="${two.body.id}"]`), null);
   const mapWards = await S.page.evaluate(() => window.__iocStore.state.areas.features.map((f) => f.properties.code));
   assert.deepEqual(mapWards, [w1]);
+  const statWards = await S.page.evaluate(() => [...window.__iocStore.state.wards.keys()]);
+  assert.ok(statWards.every((w) => w === w1), `the wards layer shows ${statWards}`);
   await shot(S.page, 'operator-ward-scoped');
   await S.ctx.close();
 });
 
 test('the analyst search finds the incident and exports it', async () => {
-  const made = await apiCall('POST', '/api/v1/incidents', { kind: 'fire', severity: 'severe', title: 'E2E phân tích kho hàng', location: { type: 'Point', coordinates: [105.8301, 21.0402] } });
+  const made = await stack.api('POST', '/api/v1/incidents', { kind: 'fire', severity: 'severe', title: 'E2E phân tích kho hàng', location: { type: 'Point', coordinates: [105.8301, 21.0402] } });
   assert.equal(made.status, 201);
+  // It was acknowledged after a while, so the response times have a figure.
+  assert.equal((await stack.api('POST', `/api/v1/incidents/${made.body.id}/ack`, {}, undefined, made.body.version)).status, 200);
   const N = await signIn('phantich', userPassword);
   await waitFor(N.page, '[data-view=analyst]');
   await N.page.fill('input[name=q]', 'phân tích kho');
@@ -276,17 +255,35 @@ test('the analyst search finds the incident and exports it', async () => {
   await waitFor(N.page, `table.results tr[data-id="${made.body.id}"]`);
   const rows = await N.page.$$eval('table.results tbody tr', (r) => r.length);
   assert.equal(rows, 1);
-  for (const [ext, sel] of [['geojson', '[data-export=geojson]'], ['csv', '[data-export=csv]']]) {
-    const href = await N.page.getAttribute(sel, 'href');
+  const row = await N.page.textContent(`table.results tr[data-id="${made.body.id}"]`);
+  assert.match(row, /\d\d\/\d\d\/\d{4} \d\d:\d\d:\d\d/); // dd/mm/yyyy, Hanoi time
+  assert.match(row, new RegExp(made.body.ward.name));
+  // On the analyst's map too.
+  await until(N.page, async (id) => {
+    const d = await window.__iocAnalystMap.map.getSource('incidents').getData();
+    return d.features.length === 1 && d.features[0].properties.id === id;
+  }, made.body.id);
+  // Charts from the statistics routes: by hour, ward, kind, severity, and
+  // the response times with the acknowledgement above.
+  await waitFor(N.page, '[data-test=charts] [data-chart=response]', 20000);
+  for (const c of ['hour', 'ward', 'kind', 'severity', 'ack-by-ward']) assert.ok(await N.page.$(`[data-chart=${c}]`), `no ${c} chart`);
+  assert.match(await N.page.textContent('[data-chart=ward]'), new RegExp(made.body.ward.name));
+  assert.match(await N.page.textContent('[data-chart=response]'), /1 sự cố: trung vị/);
+  // The exports, downloaded by the browser itself (its session cookie).
+  for (const ext of ['geojson', 'csv']) {
+    const href = await N.page.getAttribute(`[data-export=${ext}]`, 'href');
     assert.match(href, new RegExp(`^/api/v1/incidents\\.${ext}\\?`));
     assert.match(href, /q=/);
-    const res = await N.ctx.request.get(base + href);
-    if (res.status() === 404) console.log(`# export .${ext}: route not on this server yet (404)`);
-    else { assert.equal(res.status(), 200); assert.match(await res.text(), new RegExp(made.body.id)); }
+    const [dl] = await Promise.all([N.page.waitForEvent('download'), N.page.click(`[data-export=${ext}]`)]);
+    const body = readFileSync(await dl.path(), 'utf8');
+    assert.match(body, new RegExp(made.body.id), `.${ext} lacks the incident`);
+    if (ext === 'geojson') assert.equal(JSON.parse(body).features.length, 1);
+    else assert.equal(body.trim().split(/\r?\n/).length, 2, 'csv: a header and one row');
   }
-  const cap = await N.ctx.request.get(base + await N.page.getAttribute(`tr[data-id="${made.body.id}"] [data-export=cap]`, 'href'));
-  if (cap.status() === 404) console.log('# export .cap: route not on this server yet (404)');
-  else { assert.equal(cap.status(), 200); assert.match(await cap.text(), /<alert/); }
+  const [cap] = await Promise.all([N.page.waitForEvent('download'), N.page.click(`tr[data-id="${made.body.id}"] [data-export=cap]`)]);
+  const xml = readFileSync(await cap.path(), 'utf8');
+  assert.match(xml, /<alert[\s>]/);
+  assert.match(xml, new RegExp(made.body.id));
   await sleep(1000);
   await shot(N.page, 'analyst');
   await N.ctx.close();
@@ -295,25 +292,52 @@ test('the analyst search finds the incident and exports it', async () => {
 test('iocd restarted: the banner shows, then the incident raised meanwhile is in the queue', async () => {
   A = await signIn('dieuphoi', userPassword);
   await waitFor(A.page, '[data-view=operator]');
-  await until(A.page, () => ['open', 'polling'].includes(window.__iocStore.state.conn), null);
-  await stopIocd();
+  await live(A.page);
+  const epoch = await A.page.evaluate(() => window.__iocLive.epoch);
+  await stack.stopIocd();
   await waitFor(A.page, '[data-test=banner-down]', 20000);
   await shot(A.page, 'connection-lost');
-  publishEmergency('while-down', ...P3); // the broker holds it for iocd's session
-  startIocd();
-  await waitHealthy();
+  stack.publishEmergency('while-down', ...P3); // the broker holds it for iocd's session
+  stack.startIocd();
+  await stack.waitHealthy();
   const id = await until(A.page, incidentAt, P3, 30000);
   await showRow(A.page, id);
-  await until(A.page, () => !document.querySelector('[data-test=banner-down]') && ['open', 'polling'].includes(window.__iocStore.state.conn), null);
+  await until(A.page, () => !document.querySelector('[data-test=banner-down]') && window.__iocStore.state.conn === 'open', null);
+  // It came back by resuming (since + epoch), not by a reset.
+  const after = await A.page.evaluate(() => ({ epoch: window.__iocLive.epoch, notice: window.__iocStore.state.notice }));
+  assert.equal(after.epoch, epoch);
+  assert.ok(!after.notice || after.notice.key !== 'conn.reset', 'the client was reset instead of resumed');
+  await A.ctx.close();
+});
+
+test('a reset reloads the view', async () => {
+  A = await signIn('dieuphoi', userPassword);
+  await waitFor(A.page, '[data-view=operator]');
+  await live(A.page);
+  // An incident the page holds is resolved while iocd is down, and the
+  // event log starts over (as after a restore from backup): the client
+  // must be reset and drop it.
+  const x = await stack.api('POST', '/api/v1/incidents', { kind: 'crowd', severity: 'minor', title: 'E2E trước khôi phục', location: { type: 'Point', coordinates: P3 } });
+  await showRow(A.page, x.body.id);
+  await stack.stopIocd();
+  await waitFor(A.page, '[data-test=banner-down]', 20000);
+  stack.psql(`UPDATE incidents SET status = 'resolved', resolved_at = now(), resolution = 'handled' WHERE id = '${x.body.id}';
+    UPDATE incident_log_epoch SET epoch = gen_random_uuid()::text`, stack.dbURL);
+  stack.startIocd();
+  await stack.waitHealthy();
+  await until(A.page, (id) => window.__iocStore.state.conn === 'open' && !window.__iocStore.state.incidents.has(id), x.body.id, 30000);
+  const s = await A.page.evaluate(() => ({ notice: window.__iocStore.state.notice, epoch: window.__iocLive.epoch }));
+  assert.equal(s.notice && s.notice.key, 'conn.reset');
   await A.ctx.close();
 });
 
 test('large-screen mode', async () => {
   const W = await signIn('trucban', userPassword, { width: 1920, height: 1080 });
   await waitFor(W.page, '[data-view=operator]');
-  await W.page.goto(base + '/?wall=1#/ops');
+  await W.page.goto(stack.base + '/?wall=1#/ops');
   await waitFor(W.page, '.operator.wall');
   await mapReady(W.page);
+  await live(W.page);
   assert.equal(await W.page.$('[data-act=pick]'), null);
   await sleep(1500);
   await shot(W.page, 'wall');

@@ -24,7 +24,23 @@ function qs(params) {
   return s ? '?' + s : '';
 }
 
-export async function request(method, path, { body, version, query, quiet401 } = {}) {
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// request: a GET the server refused with 429 (a caller's share of heavy
+// requests, e.g. statistics) is tried again after Retry-After, twice at
+// most; changes are never repeated.
+export async function request(method, path, opts = {}) {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await requestOnce(method, path, opts);
+    } catch (e) {
+      if (method !== 'GET' || e.status !== 429 || attempt >= 2) throw e;
+      await sleep(Math.min(5000, (e.retryAfter || 1) * 1000));
+    }
+  }
+}
+
+async function requestOnce(method, path, { body, version, query, quiet401 } = {}) {
   const headers = { Accept: 'application/json' };
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   if (method !== 'GET') headers['X-Requested-With'] = 'ioc-dashboard';
@@ -66,6 +82,7 @@ export const api = {
     request('POST', `/api/v1/incidents/${encodeURIComponent(id)}/${action}`, { body, version }),
   units: () => request('GET', '/api/v1/units', { query: { limit: 1000 } }),
   stats: (groupBy, filter) => request('GET', '/api/v1/stats/incidents', { query: { ...filter, group_by: groupBy } }),
+  responseTimes: (by, filter) => request('GET', '/api/v1/stats/response-times', { query: { ...filter, by } }),
 };
 
 // exportURL is a link the browser follows itself (the cookie goes along).

@@ -1,26 +1,53 @@
 // The analyst's view: history search (time range, ward, kind, severity,
 // status, text, an area drawn on the map), results as a table and on the
-// map, exports, and charts from /api/v1/stats when the server has them.
+// map, exports, and charts from /api/v1/stats (counts and response times).
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { html, useStore, SevBadge, StatusTag, kindName, wardName } from './common.js';
 import { CityMap } from '../map.js';
 import { api, exportURL, capURL } from '../api.js';
 import { can } from '../store.js';
-import { t, fmtDateTime, fmtDate, parseDate, fmtNumber } from '../i18n/i18n.js';
+import { t, fmtDateTime, fmtDate, parseDate, fmtNumber, fmtDuration } from '../i18n/i18n.js';
 
 const KINDS = ['accident', 'fire', 'medical', 'crime', 'rescue', 'flooding', 'hazmat', 'crowd', 'intrusion', 'traffic_congestion', 'device_offline'];
 
-function Bars({ title, items, label }) {
+function Bars({ title, items, label, value = (i) => i.count, fmt = fmtNumber, test }) {
   if (!items || !items.length) return null;
-  const max = Math.max(1, ...items.map((i) => i.count));
+  const max = Math.max(1, ...items.map(value));
   const W = 360, rowH = 18, shown = items.slice(0, 24);
-  return html`<figure class="chart"><figcaption>${title}</figcaption>
+  return html`<figure class="chart" data-chart=${test}><figcaption>${title}</figcaption>
     <svg width=${W} height=${shown.length * rowH + 4} role="img" aria-label=${title}>
       ${shown.map((it, i) => html`<g transform=${`translate(0,${i * rowH})`}>
         <text x="0" y="13" class="chart-label">${label(it)}</text>
-        <rect x="130" y="3" height="12" width=${Math.max(1, (W - 180) * it.count / max)} class="chart-bar" />
-        <text x=${134 + (W - 180) * it.count / max} y="13" class="chart-value">${fmtNumber(it.count)}</text>
+        <rect x="130" y="3" height="12" width=${Math.max(1, (W - 200) * value(it) / max)} class="chart-bar" />
+        <text x=${134 + (W - 200) * value(it) / max} y="13" class="chart-value">${fmt(value(it))}</text>
       </g>`)}
+    </svg></figure>`;
+}
+
+// ResponseTimes: for acknowledge, dispatch and resolve, the median and
+// 90th percentile from opening against the target, and the share within
+// it (GET /api/v1/stats/response-times, all the matching incidents).
+function ResponseTimes({ report }) {
+  if (!report || !report.all) return null;
+  const W = 460, rowH = 44;
+  const stages = ['acknowledge', 'dispatch', 'resolve'];
+  const dur = (v) => (v === null || v === undefined ? '–' : fmtDuration(v * 1000));
+  return html`<figure class="chart" data-chart="response"><figcaption>${t('an.response')}</figcaption>
+    <svg width=${W} height=${stages.length * rowH + 4} role="img" aria-label=${t('an.response')}>
+      ${stages.map((k, i) => {
+        const st = report.all[k] || {};
+        const target = (report.targets_s || {})[k] || 0;
+        const scale = Math.max(1, st.p90_s || 0, target) * 1.1;
+        const x = (v) => 130 + (W - 140) * Math.min(1, (v || 0) / scale);
+        const within = st.within_target === null || st.within_target === undefined ? '–' : Math.round(st.within_target * 100) + ' %';
+        return html`<g transform=${`translate(0,${i * rowH})`}>
+          <text x="0" y="13" class="chart-label">${t('an.stage_' + k)}</text>
+          ${st.p90_s !== null && st.p90_s !== undefined ? html`<rect x="130" y="4" height="12" width=${Math.max(1, x(st.p90_s) - 130)} class="chart-bar-light" />` : null}
+          ${st.p50_s !== null && st.p50_s !== undefined ? html`<rect x="130" y="4" height="12" width=${Math.max(1, x(st.p50_s) - 130)} class="chart-bar" />` : null}
+          ${target ? html`<line x1=${x(target)} x2=${x(target)} y1="0" y2="20" class="chart-target" />` : null}
+          <text x="0" y="34" class="chart-value">${t('an.response_line', { n: fmtNumber(st.reached || 0), p50: dur(st.p50_s), p90: dur(st.p90_s), w: within, target: dur(target) })}</text>
+        </g>`;
+      })}
     </svg></figure>`;
 }
 
@@ -39,9 +66,10 @@ export function Analyst() {
   const [stats, setStats] = useState(null);
 
   useEffect(() => {
-    const map = new CityMap({ container: mapBox.current, config: s.config, areas: s.areas, analyst: true, screenshots: true,
+    const map = new CityMap({ container: mapBox.current, config: s.config, areas: s.areas, analyst: true,
       onArea: (b) => { setBbox(b); setDrawing(false); } });
     mapRef.current = map;
+    window.__iocAnalystMap = map; // read by the browser tests
     return () => map.remove();
   }, []);
   useEffect(() => { mapRef.current && mapRef.current.setMode(drawing ? 'area' : null); }, [drawing]);
@@ -72,14 +100,18 @@ export function Analyst() {
     setItems(all); setNext(page.next_cursor || null);
     mapRef.current.setResults(all);
   }
+  // loadStats asks one statistic at a time: they are heavy requests, of
+  // which the server runs only a few per caller at once.
   async function loadStats(f) {
     if (!can('stats:read')) return;
-    const { status, q, ...rest } = f;
+    setStats(null);
     try {
-      const [hour, ward, kind, severity] = await Promise.all(['hour', 'ward', 'kind', 'severity'].map((g) => api.stats(g, { ...rest, status, q })));
-      setStats({ hour, ward, kind, severity });
+      const out = {};
+      for (const g of ['hour', 'ward', 'kind', 'severity']) out[g] = await api.stats(g, f);
+      out.response = await api.responseTimes('ward', f);
+      setStats(out);
     } catch (e) {
-      setStats(e.status === 404 ? 'none' : null);
+      setStats({ error: e.message });
     }
   }
   const set = (k) => (e) => setForm({ ...form, [k]: e.target.value });
@@ -123,11 +155,14 @@ export function Analyst() {
             <td>${x.title || ''}</td><td>${wardName(x)}</td><td><${StatusTag} status=${x.status} /></td><td>${fmtDateTime(x.resolved_at)}</td>
             <td>${can('export:read') ? html`<a href=${capURL(x.id)} download data-export="cap">.cap</a>` : null}</td></tr>`)}</tbody></table>
           ${next ? html`<button onClick=${more}>${t('an.more')}</button>` : null}`}
-        ${stats === 'none' ? html`<p class="muted">${t('an.no_stats')}</p>` : stats ? html`<section class="charts"><h3>${t('an.charts')}</h3>
-          <${Bars} title=${t('an.by_hour')} items=${stats.hour.items.filter((i) => i.count > 0).slice(-24)} label=${(i) => `${i.key.slice(8, 10)}/${i.key.slice(5, 7)} ${i.key.slice(11, 16)}`} />
-          <${Bars} title=${t('an.by_ward')} items=${stats.ward.items} label=${(i) => i.name || i.key || t('inc.no_ward')} />
-          <${Bars} title=${t('an.by_kind')} items=${stats.kind.items} label=${(i) => kindName(i.key)} />
-          <${Bars} title=${t('an.by_severity')} items=${stats.severity.items} label=${(i) => t('sev.' + i.key)} />
+        ${stats && stats.error ? html`<p class="error" data-test="stats-error">${t('an.stats_error', { m: stats.error })}</p>` : stats ? html`<section class="charts" data-test="charts"><h3>${t('an.charts')}</h3>
+          <${Bars} test="hour" title=${t('an.by_hour')} items=${stats.hour.items.filter((i) => i.count > 0).slice(-24)} label=${(i) => `${i.key.slice(8, 10)}/${i.key.slice(5, 7)} ${i.key.slice(11, 16)}`} />
+          <${Bars} test="ward" title=${t('an.by_ward')} items=${stats.ward.items} label=${(i) => i.name || i.key || t('inc.no_ward')} />
+          <${Bars} test="kind" title=${t('an.by_kind')} items=${stats.kind.items} label=${(i) => kindName(i.key)} />
+          <${Bars} test="severity" title=${t('an.by_severity')} items=${stats.severity.items} label=${(i) => t('sev.' + i.key)} />
+          <${ResponseTimes} report=${stats.response} />
+          <${Bars} test="ack-by-ward" title=${t('an.ack_by_ward')} items=${stats.response.items.filter((i) => i.acknowledge && i.acknowledge.p50_s !== null).sort((a, b) => b.acknowledge.p50_s - a.acknowledge.p50_s)}
+            label=${(i) => i.name || i.key || t('inc.no_ward')} value=${(i) => i.acknowledge.p50_s} fmt=${(v) => fmtDuration(v * 1000)} />
         </section>` : null}
       </div>
     </div>

@@ -141,8 +141,12 @@ export function IncidentDetail({ id, onClose, onLocate }) {
     window.addEventListener('ioc:key', onKey);
     return () => window.removeEventListener('ioc:key', onKey);
   }, [id, busy]);
+  // The units offered: the nearest available ones not already on it (the
+  // field units report their own status, so one just dispatched may
+  // still say available).
+  const offer = nearest && inc ? nearest.filter((u) => !(inc.units || []).includes(u.id)) : nearest;
   const nearestRef = useRef(null);
-  nearestRef.current = nearest;
+  nearestRef.current = offer;
 
   if (err) return html`<aside class="detail" data-view="incident"><button class="close" onClick=${onClose}>${t('inc.close')} ✕</button><p class="error">${err}</p></aside>`;
   if (!inc) return html`<aside class="detail" data-view="incident"><p>${t('inc.loading')}</p></aside>`;
@@ -187,12 +191,12 @@ export function IncidentDetail({ id, onClose, onLocate }) {
       <label>${t('inc.note')} <input value=${note} maxlength="2000" onInput=${(e) => setNote(e.target.value)} /></label>
       <button class="primary" type="submit" disabled=${busy}>${t('inc.resolve')}</button>
     </form>` : null}
-    ${active && can('incidents:dispatch') ? html`<section class="nearest">
+    ${active && can('incidents:dispatch') ? html`<section class="nearest" data-test="nearest">
       <h3>${t('inc.nearest')}</h3>
-      ${nearest === null ? html`<p>${t('inc.loading')}</p>` : nearest.length === 0 ? html`<p class="muted">${t('inc.no_units')}</p>` : html`
-        <button class="primary" data-act="dispatch-nearest" disabled=${busy} onClick=${() => act('dispatch', { unit_ids: [nearest[0].id] })}>
-          ${t('inc.dispatch_nearest', { u: nearest[0].id, d: t('inc.distance', { d: fmtNumber(Math.round(nearest[0].distance_m || 0)) }) })} (d)</button>
-        <ul>${nearest.map((u) => html`<li><label><input type="checkbox" checked=${picked.includes(u.id)}
+      ${offer === null ? html`<p>${t('inc.loading')}</p>` : offer.length === 0 ? html`<p class="muted">${t('inc.no_units')}</p>` : html`
+        <button class="primary" data-act="dispatch-nearest" disabled=${busy} onClick=${() => act('dispatch', { unit_ids: [offer[0].id] })}>
+          ${t('inc.dispatch_nearest', { u: offer[0].id, d: t('inc.distance', { d: fmtNumber(Math.round(offer[0].distance_m || 0)) }) })} (d)</button>
+        <ul>${offer.map((u) => html`<li><label><input type="checkbox" checked=${picked.includes(u.id)}
           onChange=${(e) => setPicked(e.target.checked ? [...picked, u.id] : picked.filter((p) => p !== u.id))} />
           ${u.id} · ${t('unit.' + u.kind)} · ${t('ustatus.' + u.status)} · ${t('inc.distance', { d: fmtNumber(Math.round(u.distance_m || 0)) })}</label></li>`)}</ul>
         ${picked.length ? html`<button disabled=${busy} onClick=${() => act('dispatch', { unit_ids: picked })}>${t('inc.dispatch_selected')}</button>` : null}`}

@@ -114,7 +114,8 @@ export function Operator({ route, go, wall }) {
       }
     };
     const map = new CityMap({
-      container: mapBox.current, config: s.config, areas: s.areas, screenshots: true,
+      container: mapBox.current, config: s.config, areas: s.areas,
+      fitAreas: !!(s.user && s.user.wards && s.user.wards.length), // a ward-scoped user sees its wards
       onSelect: (id) => go('ops', id),
       onPick: (at) => { setPicking(false); setNewAt(at); },
       onView,
@@ -122,31 +123,67 @@ export function Operator({ route, go, wall }) {
     });
     mapRef.current = map;
     window.__iocMap = map;
-    // Sources are re-uploaded at most every 250 ms (incidents, units) and
-    // every second (devices), whatever the event rate.
-    let incT = 0, devT = 0, unitT = 0, wardT = 0;
-    const timers = [];
-    const later = (fn, ms, last, set) => {
-      const wait = Math.max(0, last + ms - Date.now());
-      timers.push(setTimeout(() => { set(Date.now()); fn(); }, wait));
+    // The map's sources are re-uploaded together, in one batch, and the
+    // next batch waits until the map has drawn this one (its 'idle'), then
+    // as long again (250 ms to 2 s), whatever the event rate; a new severe
+    // or extreme incident waits at most 250 ms after the last draw. Each upload
+    // makes the map re-tile and draw, and drawn in software (SwiftShader,
+    // a wall PC without a GPU) a frame can take hundreds of milliseconds:
+    // so the page stays responsive between draws. Devices at most every
+    // second.
+    const dirty = new Set();
+    let gap = 250, last = 0, timer = null, devAt = 0, drawing = false, batches = 0;
+    const flush = () => {
+      timer = null;
+      last = Date.now();
+      if (dirty.has('incidents')) map.setIncidents([...store.state.incidents.values()], store.state.fresh);
+      if (dirty.has('incidents') || dirty.has('wards')) {
+        const w = store.state.wards.size ? store.state.wards : wardCountsFromIncidents(store.state.incidents);
+        map.setWards(w, store.state.areas);
+      }
+      if (dirty.has('units')) map.setUnits(store.state.units);
+      let devLater = false;
+      if (dirty.has('devices')) {
+        if (last - devAt >= 1000) { devAt = last; map.setDevices(store.state.devices); } else devLater = true;
+      }
+      dirty.clear();
+      if (devLater) dirty.add('devices');
+      if (!map.ready) { if (dirty.size) schedule(); return; } // the map replays what it was given
+      drawing = true;
+      const batch = ++batches;
+      const done = () => {
+        if (!drawing || batch !== batches) return;
+        drawing = false;
+        clearTimeout(cap);
+        gap = Math.min(2000, Math.max(250, Date.now() - last));
+        window.__iocMapGap = gap; // read by the measurements
+        if (dirty.size) schedule();
+      };
+      const cap = setTimeout(done, 3000); // a map kept moving never goes idle
+      map.map.once('idle', done);
     };
-    let incQ = false, devQ = false, unitQ = false, wardQ = false;
-    const pushInc = () => { incQ = false; map.setIncidents([...store.state.incidents.values()], store.state.fresh); pushWards(); };
-    const pushWards = () => {
-      wardQ = false;
-      const w = store.state.wards.size ? store.state.wards : wardCountsFromIncidents(store.state.incidents);
-      map.setWards(w, store.state.areas);
+    let urgent = false;
+    const schedule = () => {
+      if (timer || drawing) return;
+      timer = setTimeout(() => { urgent = false; flush(); }, Math.max(0, last + (urgent ? 250 : gap) - Date.now()));
     };
+    const onIncident = (e) => {
+      const m = e.detail;
+      if (m.op === 'opened' && (m.incident.severity === 'severe' || m.incident.severity === 'extreme')) {
+        urgent = true;
+        if (timer && !drawing) { clearTimeout(timer); timer = null; schedule(); }
+      }
+    };
+    window.addEventListener('ioc:incident', onIncident);
     const unsub = store.subscribe((d) => {
-      if (d.has('incidents') && !incQ) { incQ = true; later(pushInc, 250, incT, (v) => { incT = v; }); }
-      if (d.has('devices') && !devQ) { devQ = true; later(() => { devQ = false; map.setDevices(store.state.devices); }, 1000, devT, (v) => { devT = v; }); }
-      if (d.has('units') && !unitQ) { unitQ = true; later(() => { unitQ = false; map.setUnits(store.state.units); }, 250, unitT, (v) => { unitT = v; }); }
-      if (d.has('wards') && !wardQ) { wardQ = true; later(pushWards, 1000, wardT, (v) => { wardT = v; }); }
+      let any = false;
+      for (const k of ['incidents', 'devices', 'units', 'wards']) if (d.has(k)) { dirty.add(k); any = true; }
+      if (any) schedule();
     });
-    pushInc(); map.setUnits(store.state.units);
+    dirty.add('incidents'); dirty.add('units'); flush();
     const onResize = () => map.resize();
     window.addEventListener('resize', onResize);
-    return () => { unsub(); timers.forEach(clearTimeout); devices.stop(); map.remove(); window.removeEventListener('resize', onResize); };
+    return () => { unsub(); clearTimeout(timer); window.removeEventListener('ioc:incident', onIncident); devices.stop(); map.remove(); window.removeEventListener('resize', onResize); };
   }, []);
 
   useEffect(() => { for (const [k, v] of Object.entries(layers)) mapRef.current && mapRef.current.setVisible(k, v); }, [layers]);

@@ -1,0 +1,48 @@
+package streams
+
+import (
+	"slices"
+	"testing"
+)
+
+func TestUpdateIndexFindsEachInterestedClientOnce(t *testing.T) {
+	x := newUpdateIndex()
+	cityWide, ward, box, hugeBox, incidentsOnly := &client{}, &client{}, &client{}, &client{}, &client{}
+	x.file(cityWide, &view{layers: [4]bool{true, true, true, false}})
+	x.file(ward, &view{layers: [4]bool{false, true, false, false}, wards: map[string]bool{"00004": true, "00008": true}})
+	x.file(box, &view{layers: [4]bool{false, false, true, false}, bbox: &[4]float64{105.83, 21.01, 105.87, 21.05}})
+	x.file(hugeBox, &view{layers: [4]bool{false, true, false, false}, bbox: &[4]float64{105.0, 20.0, 107.0, 22.0}})
+	x.file(incidentsOnly, &view{layers: [4]bool{true, false, false, false}})
+	names := map[*client]string{cityWide: "city", ward: "ward", box: "box", hugeBox: "huge", incidentsOnly: "incidents"}
+	got := func(w string, lon, lat float64) []string {
+		var out []string
+		x.each(w, lon, lat, func(c *client) { out = append(out, names[c]) })
+		slices.Sort(out)
+		return out
+	}
+	for _, tc := range []struct {
+		ward     string
+		lon, lat float64
+		want     []string
+	}{
+		{"00004", 105.85, 21.03, []string{"box", "city", "huge", "ward"}},
+		{"00008", 105.70, 21.20, []string{"city", "huge", "ward"}},
+		{"00099", 105.849, 21.049, []string{"box", "city", "huge"}},
+		{"", 106.5, 20.5, []string{"city", "huge"}},
+	} {
+		if g := got(tc.ward, tc.lon, tc.lat); !slices.Equal(g, tc.want) {
+			t.Errorf("update in %q at %v,%v reaches %v, want %v", tc.ward, tc.lon, tc.lat, g, tc.want)
+		}
+	}
+	// A new view replaces the old filing; removal empties the index.
+	x.file(ward, &view{layers: [4]bool{false, true, false, false}, wards: map[string]bool{"00099": true}})
+	if g := got("00004", 105.85, 21.03); slices.Contains(g, "ward") {
+		t.Errorf("a client that left ward 00004 still gets its updates: %v", g)
+	}
+	for c := range names {
+		x.remove(c)
+	}
+	if len(x.any)+len(x.ward)+len(x.cell)+len(x.filing) != 0 {
+		t.Errorf("index not empty after every client left: %d any, %d wards, %d cells, %d filings", len(x.any), len(x.ward), len(x.cell), len(x.filing))
+	}
+}
