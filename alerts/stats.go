@@ -83,7 +83,7 @@ func (s *Store) IncidentStats(ctx context.Context, f IncidentFilter, by string) 
 	if err != nil {
 		return nil, err
 	}
-	rows, err := s.pool.Query(ctx, `SELECT `+key+`, count(*) FROM incidents i WHERE `+where+` GROUP BY 1`, a...)
+	rows, err := s.pool.Query(ctx, `SELECT `+key+`, count(*) FROM incidents i WHERE `+where+` GROUP BY 1`, a.customPlan()...)
 	if err != nil {
 		return nil, fmt.Errorf("incident statistics: %w", err)
 	}
