@@ -202,6 +202,16 @@ func BenchmarkHistory(b *testing.B) {
 			return int(rep.All.Count)
 		})
 	})
+	// Peer in the same run: the aggregate query ResponseTimes replaced.
+	b.Run("response-times-ward-30d-sql-peer", func(b *testing.B) {
+		timed(b, func() int {
+			rep, err := responseTimesSQL(ctx, s, month, "ward", DefaultTargets)
+			if err != nil {
+				b.Fatal(err)
+			}
+			return int(rep.All.Count)
+		})
+	})
 	for _, fm := range []struct {
 		name string
 		new  func() ExportFormat

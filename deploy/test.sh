@@ -23,9 +23,9 @@ echo "== go test -race"
 go test -race -count=1 -timeout 12m ./...
 
 # The control-room app in Debian's chromium against a real iocd, broker and
-# simulator (dashboards/web/e2e/run.mjs). IOC_E2E=0 skips it. On this
-# shared 2-core machine its waits can run out under load, so a failure is
-# reported but fails the suite only with IOC_E2E_STRICT=1.
+# simulator (dashboards/web/e2e/run.mjs, about 1.5 min on a quiet machine).
+# IOC_E2E=0 skips it; IOC_E2E_STRICT=0 reports a failure without failing
+# the suite (for a machine too loaded for its waits).
 if [ "${IOC_E2E:-1}" != "0" ]; then
   echo "== dashboard browser tests"
   mkdir -p bin
@@ -34,10 +34,10 @@ if [ "${IOC_E2E:-1}" != "0" ]; then
   if (cd dashboards/web && IOC_E2E_IOCD="$PWD/../../bin/iocd" IOC_E2E_IOCSIM="$PWD/../../bin/iocsim" \
       IOC_SHARED_DATA="${IOC_SHARED_DATA:-$PWD/../../../shared/data/hanoi}" timeout 600 node --test-reporter=spec e2e/run.mjs); then
     echo "dashboard browser tests passed"
-  elif [ "${IOC_E2E_STRICT:-0}" = "1" ]; then
-    exit 1
+  elif [ "${IOC_E2E_STRICT:-1}" = "0" ]; then
+    echo "dashboard browser tests FAILED (not fatal: IOC_E2E_STRICT=0)"
   else
-    echo "dashboard browser tests FAILED (not fatal; IOC_E2E_STRICT=1 makes it so)"
+    exit 1
   fi
 fi
 

@@ -22,6 +22,7 @@ func faultsCmd(ctx context.Context, args []string) error {
 	fs.BoolVar(&cfg.Short, "short", false, "the CI version: the same faults, shorter")
 	fs.StringVar(&cfg.Dir, "dir", "", "working directory, kept afterwards (default: a temporary one, removed)")
 	fs.Float64Var(&cfg.Rate, "rate", 200, "simulator messages per second during each fault")
+	fs.IntVar(&cfg.Burst, "burst", 0, "readings published in a burst while iocd is paused in the broker faults (0: 20,000, -short 8,000; -1: none)")
 	fs.StringVar(&cfg.IocdLogLevel, "iocd-log-level", "warn", "iocd's log level")
 	if err := fs.Parse(args); err != nil {
 		return err

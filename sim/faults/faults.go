@@ -20,6 +20,7 @@ type Config struct {
 	Root  string   // the ioc module (default: found from the working directory)
 	Wards string   // wards GeoJSON (default: ../shared/data/hanoi/wards.geojson beside Root)
 	Rate  float64  // simulator messages per second (default 200)
+	Burst int      // the broker faults' burst (0: 20,000, CI 8,000; <0: none)
 	// Log receives the children's logs and the suite's progress (default:
 	// only the suite's log file in Dir).
 	Log          io.Writer
@@ -76,12 +77,20 @@ type durations struct {
 	recoverWithin                 time.Duration
 }
 
-func (s *Suite) durations() durations {
+func (s *Suite) durations() (d durations) {
+	defer func() {
+		switch {
+		case s.cfg.Burst > 0:
+			d.burst = s.cfg.Burst
+		case s.cfg.Burst < 0:
+			d.burst = 0
+		}
+	}()
 	if s.cfg.Short {
-		return durations{warm: 3 * time.Second, tail: 2 * time.Second,
-			killFor: 20 * time.Second, killMin: 5 * time.Second, killMax: 10 * time.Second, instanceDown: 10 * time.Second,
-			pgDown: 10 * time.Second, latencyFor: 10 * time.Second, redisDown: 10 * time.Second,
-			partitionFor: 10 * time.Second, backlog: 3 * time.Second, burst: 8000, recoverWithin: 120 * time.Second}
+		return durations{warm: 2 * time.Second, tail: time.Second,
+			killFor: 15 * time.Second, killMin: 5 * time.Second, killMax: 10 * time.Second, instanceDown: 8 * time.Second,
+			pgDown: 8 * time.Second, latencyFor: 8 * time.Second, redisDown: 8 * time.Second,
+			partitionFor: 8 * time.Second, backlog: 3 * time.Second, burst: 8000, recoverWithin: 120 * time.Second}
 	}
 	return durations{warm: 5 * time.Second, tail: 5 * time.Second,
 		killFor: 5 * time.Minute, killMin: 5 * time.Second, killMax: 20 * time.Second, instanceDown: 20 * time.Second,
@@ -107,7 +116,7 @@ type Fault struct {
 func Faults() []Fault {
 	var fs []Fault
 	fs = append(fs, Fault{Name: "iocd-sigkill", Setup: Setup{Broker: "mosquitto"}, Short: true,
-		Note: "SIGKILL iocd every 5-20 s (CI: 5-10 s), restarted at once",
+		Note: "SIGKILL iocd every 5-20 s for 5 min (CI: 5-10 s for 15 s), restarted at once",
 		Inject: func(ctx context.Context, w *World, d durations, log func(string, ...any)) error {
 			return killRepeatedly(ctx, w, d, log)
 		}})
@@ -117,7 +126,7 @@ func Faults() []Fault {
 			return killRepeatedly(ctx, w, d, log)
 		}})
 	fs = append(fs, Fault{Name: "iocd-down-nats-shared", Setup: Setup{Broker: "nats", Instances: 2}, Short: true,
-		Note: "two instances sharing the load on NATS (deploy/nats/instances.conf); one SIGKILLed and kept down 20 s (CI: 10 s)",
+		Note: "two instances sharing the load on NATS (deploy/nats/instances.conf); one SIGKILLed and kept down 20 s (CI: 8 s)",
 		Inject: func(ctx context.Context, w *World, d durations, log func(string, ...any)) error {
 			w.Iocds[1].Kill()
 			if err := sleep(ctx, d.instanceDown); err != nil {
@@ -132,7 +141,7 @@ func Faults() []Fault {
 			return w.s.pg.Start(ctx)
 		}})
 	fs = append(fs, Fault{Name: "postgres-down", Setup: Setup{Broker: "mosquitto"}, Short: true,
-		Note: "PostgreSQL crashed and kept down 30 s (CI: 10 s)",
+		Note: "PostgreSQL crashed and kept down 30 s (CI: 8 s)",
 		Inject: func(ctx context.Context, w *World, d durations, log func(string, ...any)) error {
 			w.s.pg.Crash()
 			if err := sleep(ctx, d.pgDown); err != nil {
@@ -194,7 +203,7 @@ func Faults() []Fault {
 			return w.Broker.Restart(ctx, 0)
 		}})
 	fs = append(fs, Fault{Name: "redis-down", Setup: Setup{Broker: "mosquitto", Instances: 2}, Short: true,
-		Note: "two instances sharing the subscription; Redis SIGKILLed, down 60 s (CI: 10 s), restarted empty",
+		Note: "two instances sharing the subscription; Redis SIGKILLed, down 60 s (CI: 8 s), restarted empty",
 		Inject: func(ctx context.Context, w *World, d durations, log func(string, ...any)) error {
 			w.Redis.Kill()
 			if err := sleep(ctx, d.redisDown); err != nil {
@@ -203,7 +212,7 @@ func Faults() []Fault {
 			return w.Redis.Start(ctx)
 		}})
 	fs = append(fs, Fault{Name: "postgres-latency", Setup: Setup{Broker: "mosquitto"}, Short: true,
-		Note: "2 s added each way between iocd and PostgreSQL for 30 s (CI: 10 s)",
+		Note: "2 s added each way between iocd and PostgreSQL for 30 s (CI: 8 s)",
 		Inject: func(ctx context.Context, w *World, d durations, log func(string, ...any)) error {
 			for _, c := range w.Iocds {
 				c.PG.SetLatency(2 * time.Second)
@@ -215,7 +224,7 @@ func Faults() []Fault {
 			return err
 		}})
 	fs = append(fs, Fault{Name: "redis-partition", Setup: Setup{Broker: "mosquitto", Instances: 2}, Short: true,
-		Note: "two instances; one cannot reach Redis (packets held, nothing closed) for 30 s (CI: 10 s)",
+		Note: "two instances; one cannot reach Redis (packets held, nothing closed) for 30 s (CI: 8 s)",
 		Inject: func(ctx context.Context, w *World, d durations, log func(string, ...any)) error {
 			w.Iocds[1].RD.Partition()
 			err := sleep(ctx, d.partitionFor)

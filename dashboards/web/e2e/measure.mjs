@@ -72,7 +72,7 @@ function simDevices(total, units) {
 // In the page, from the first script on: rAF frame intervals, and the
 // moment the queue and the map first show every incident.
 function pageProbe(want) {
-  const p = window.__probe = { frames: [], firstRender: null, queueAt: null, mapAt: null, recording: false };
+  const p = window.__probe = { frames: [], firstRender: null, queueAt: null, mapAt: null, mapLoaded: false, hooked: false, recording: false };
   let last = 0;
   const frame = (t) => {
     if (p.recording && last) p.frames.push(t - last);
@@ -82,8 +82,16 @@ function pageProbe(want) {
       const h = document.querySelector('[data-view=queue] h2');
       if (p.queueAt === null && st && st.incidents.size >= want && h && document.querySelectorAll('li.q-row').length > 0 &&
           /\d/.test(h.textContent) && Number(h.textContent.replace(/\D/g, '')) >= want) p.queueAt = t;
+      // The map: the first frame after its incidents source was loaded
+      // with every incident.
       const m = window.__iocMap;
-      if (p.mapAt === null && m && m.incidentCount >= want && m.map.isSourceLoaded('incidents') && m.map.loaded()) p.mapAt = t;
+      if (m && !p.hooked) {
+        p.hooked = true;
+        m.map.on('sourcedata', (e) => {
+          if (p.mapAt === null && !p.mapLoaded && e.sourceId === 'incidents' && e.isSourceLoaded && m.incidentCount >= want) p.mapLoaded = true;
+        });
+      }
+      if (p.mapAt === null && p.mapLoaded) p.mapAt = t;
       if (p.queueAt !== null && p.mapAt !== null) p.firstRender = Math.max(p.queueAt, p.mapAt);
     }
     requestAnimationFrame(frame);
@@ -175,7 +183,7 @@ async function main() {
 
     out.runs = [];
     for (let run = 0; run < opt.runs; run++) {
-      await page.goto(stack.base + '/#/ops', { waitUntil: 'commit' });
+      await page.goto(stack.base + '/?run=' + run + '#/ops', { waitUntil: 'commit' }); // a new document each run
       const end = Date.now() + 60000;
       let pr;
       while (Date.now() < end) {
@@ -195,7 +203,8 @@ async function main() {
       log(`  city zoom: frames p50 ${city.p50} p95 ${city.p95} max ${city.max} ms (n ${city.n}); peer p95 ${cityPeer.p95}`);
       // Close in: devices from zoom 12, their own subscription for the box.
       await page.evaluate(() => window.__iocMap.map.jumpTo({ center: [105.845, 21.025], zoom: 13 }));
-      await sleep(3000);
+      for (let i = 0; i < 100 && !(await page.evaluate(() => window.__iocStore.state.devices.size)); i++) await sleep(200);
+      await sleep(2000);
       const shownDevices = await page.evaluate(() => window.__iocStore.state.devices.size);
       const [close, closePeer] = await Promise.all([frames(page, opt.frames), frames(peer, opt.frames)]);
       log(`  zoom 13, ${shownDevices} devices in view: frames p50 ${close.p50} p95 ${close.p95} max ${close.max} ms; peer p95 ${closePeer.p95}`);
@@ -219,7 +228,7 @@ async function main() {
     log('medians of', opt.runs, 'runs:', JSON.stringify(out.median));
 
     if (soakMs > 0) {
-      await page.goto(stack.base + '/#/ops');
+      await page.goto(stack.base + '/?soak=1#/ops');
       await sleep(60000);
       const samples = [];
       const start = await heap(page);

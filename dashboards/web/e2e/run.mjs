@@ -79,7 +79,7 @@ before(async () => {
     const r = await stack.api('POST', '/api/v1/users', { name, role, password: userPassword });
     assert.equal(r.status, 201, JSON.stringify(r.body));
   }
-  stack.sim(['--rate', '100', '--sensors', '300', '--cameras', '60', '--progress', '0']);
+  stack.sim(['--rate', '50', '--sensors', '300', '--cameras', '60', '--progress', '0']);
   browser = await launch();
 });
 

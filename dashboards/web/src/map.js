@@ -20,7 +20,10 @@ const PR = 2; // images drawn at twice the CSS size
 function canvas(w, h) {
   const c = document.createElement('canvas');
   c.width = w * PR; c.height = h * PR;
-  const g = c.getContext('2d');
+  // Read back at once (getImageData): a canvas kept in (software) GPU
+  // memory costs hundreds of milliseconds per read-back, for every new
+  // badge or cluster count; willReadFrequently keeps it in plain memory.
+  const g = c.getContext('2d', { willReadFrequently: true });
   g.scale(PR, PR);
   return [c, g];
 }
@@ -205,6 +208,7 @@ export class CityMap {
     }
     m.on('click', (e) => this.click(e));
     this.ready = true;
+    if (this.opts.fitAreas && this.opts.areas && this.opts.areas.features.length) this.fitAreas(this.opts.areas);
     for (const [k, v] of Object.entries(this.pending)) this[k](...v);
     this.pending = {};
     this.opts.onReady && this.opts.onReady();
@@ -332,6 +336,17 @@ export class CityMap {
 
   flyTo(x) {
     if (x && x.location) this.map.easeTo({ center: x.location.coordinates, zoom: Math.max(this.map.getZoom(), POINT_ZOOM + 0.5) });
+  }
+
+  // fitAreas shows the given wards (a ward-scoped user's own) filling the map.
+  fitAreas(areas) {
+    let b = [Infinity, Infinity, -Infinity, -Infinity];
+    const walk = (c) => {
+      if (typeof c[0] === 'number') { b = [Math.min(b[0], c[0]), Math.min(b[1], c[1]), Math.max(b[2], c[0]), Math.max(b[3], c[1])]; return; }
+      for (const x of c) walk(x);
+    };
+    for (const f of areas.features) walk(f.geometry.coordinates);
+    if (b[0] <= b[2]) this.map.fitBounds([[b[0], b[1]], [b[2], b[3]]], { padding: 40, duration: 0, maxZoom: 15 });
   }
 
   resize() { this.map.resize(); }

@@ -115,6 +115,7 @@ export function Operator({ route, go, wall }) {
     };
     const map = new CityMap({
       container: mapBox.current, config: s.config, areas: s.areas,
+      fitAreas: !!(s.user && s.user.wards && s.user.wards.length), // a ward-scoped user sees its wards
       onSelect: (id) => go('ops', id),
       onPick: (at) => { setPicking(false); setNewAt(at); },
       onView,
