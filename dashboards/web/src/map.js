@@ -20,7 +20,10 @@ const PR = 2; // images drawn at twice the CSS size
 function canvas(w, h) {
   const c = document.createElement('canvas');
   c.width = w * PR; c.height = h * PR;
-  const g = c.getContext('2d');
+  // Read back at once (getImageData): a canvas kept in (software) GPU
+  // memory costs hundreds of milliseconds per read-back, for every new
+  // badge or cluster count; willReadFrequently keeps it in plain memory.
+  const g = c.getContext('2d', { willReadFrequently: true });
   g.scale(PR, PR);
   return [c, g];
 }
