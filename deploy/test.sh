@@ -20,7 +20,7 @@ echo "== dashboard bundle (dashboards/web/dist built from the sources)"
 (cd dashboards/web && npm ci --no-audit --no-fund --loglevel=error && node build.mjs --check)
 
 echo "== go test -race"
-go test -race -count=1 -timeout 12m ./...
+go test -race -count=1 -timeout 18m ./...
 
 # The control-room app in Debian's chromium against a real iocd, broker and
 # simulator (dashboards/web/e2e/run.mjs, about 1.5 min on a quiet machine).
