@@ -332,6 +332,12 @@ func StartMosquitto(ctx context.Context, root, dir string, logw io.Writer) (*Mos
 		lines = append(lines, sc.Text())
 	}
 	lines = append(lines, fmt.Sprintf("listener %d 127.0.0.1", port), "log_dest stderr")
+	if os.Geteuid() == 0 {
+		// Started by root, Mosquitto switches to its own user, and that
+		// clears the parent-death signal: a suite that dies would leave it
+		// running. Staying root keeps it tied to the suite.
+		lines = append(lines, "user root")
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
