@@ -63,7 +63,7 @@ func TestPartitions(t *testing.T) {
 func TestPoolStatementTimeoutAndIsolation(t *testing.T) {
 	_, url := dbtest.New(t)
 	ctx := context.Background()
-	apiPool, err := db.OpenWith(ctx, url, db.PoolConfig{MaxConns: 2, MinConns: 1, StatementTimeout: time.Second, AppName: "iocd-api"})
+	apiPool, err := db.OpenWith(ctx, url, db.PoolConfig{MaxConns: 2, MinConns: 1, StatementTimeout: 200 * time.Millisecond, AppName: "iocd-api"})
 	if err != nil {
 		t.Fatal(err)
 	}
