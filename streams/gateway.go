@@ -392,6 +392,7 @@ func (g *Gateway) updates(us []Update) {
 		if err != nil {
 			continue
 		}
+		f.body, f.unit = u.Body, u.Layer == "unit"
 		frames[i] = f
 	}
 	g.mu.RLock()
