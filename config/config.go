@@ -142,6 +142,12 @@ type Config struct {
 	RejectsMaxRows       int      `json:"rejects_max_rows"`
 	RejectsPruneInterval Duration `json:"rejects_prune_interval"`
 
+	// ClockOffset shifts this instance's clock (what ingest, the alert
+	// engine and sessions take as now) by a fixed amount. It exists for
+	// the fault suite, which runs one instance 30 s off: a Go binary reads
+	// the real-time clock through the vDSO, out of reach of libfaketime.
+	ClockOffset Duration `json:"clock_offset"`
+
 	// Websocket streams (/ws, docs/streams.md).
 	WSQueueBytes     int      `json:"ws_queue_bytes"`
 	WSUpdateInterval Duration `json:"ws_update_interval"`
@@ -342,6 +348,7 @@ func (c *Config) settings() []setting {
 		{"rejects_max_age", "IOC_REJECTS_MAX_AGE", "delete rejections older than this", dur(&c.RejectsMaxAge)},
 		{"rejects_max_rows", "IOC_REJECTS_MAX_ROWS", "keep at most this many rejections", num(&c.RejectsMaxRows)},
 		{"rejects_prune_interval", "IOC_REJECTS_PRUNE_INTERVAL", "how often rejections are pruned", dur(&c.RejectsPruneInterval)},
+		{"clock_offset", "IOC_CLOCK_OFFSET", "testing only: run as if this instance's clock were off by this much (the fault suite's clock-skew fault)", dur(&c.ClockOffset)},
 		{"ws_queue_bytes", "IOC_WS_QUEUE_BYTES", "bytes a websocket client may fall behind before it is closed as a slow consumer", num(&c.WSQueueBytes)},
 		{"ws_update_interval", "IOC_WS_UPDATE_INTERVAL", "device and unit updates reach a websocket client at most this often (latest per id)", dur(&c.WSUpdateInterval)},
 		{"ws_heartbeat", "IOC_WS_HEARTBEAT", "how often websocket clients get a heartbeat with the latest seq", dur(&c.WSHeartbeat)},
@@ -602,6 +609,9 @@ func (c Config) Validate() error {
 	}
 	if c.RejectsMaxAge != 0 && c.RejectsMaxAge < Duration(time.Hour) {
 		bad("rejects_max_age", "want 0 (no limit) or at least 1h, got %v", c.RejectsMaxAge)
+	}
+	if c.ClockOffset < Duration(-time.Hour) || c.ClockOffset > Duration(time.Hour) {
+		bad("clock_offset", "want -1h to 1h, got %v", c.ClockOffset)
 	}
 	if c.WSQueueBytes < 64<<10 || c.WSQueueBytes > 1<<30 {
 		bad("ws_queue_bytes", "want 64 KiB to 1 GiB, got %d", c.WSQueueBytes)

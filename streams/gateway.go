@@ -108,7 +108,11 @@ type Gateway struct {
 	snapBytes  int
 	snapSeq    int64
 
-	epoch     atomic.Pointer[string]
+	epoch atomic.Pointer[string]
+	// started is closed once the pump's starting seq is fixed (Run).
+	// Until then no socket is accepted: a client that went live at an
+	// earlier seq would miss the events between it and the pump's start.
+	started   chan struct{}
 	delivered atomic.Int64 // seq of the last incident event handed to every client
 	sourceOK  atomic.Bool  // the incident event source is live
 	wards     atomic.Pointer[[]wardSummary]
@@ -132,7 +136,7 @@ func (g *Gateway) Stats() Stats {
 // New makes the gateway.
 func New(cfg Config) *Gateway {
 	cfg.defaults()
-	g := &Gateway{cfg: cfg, clients: map[*client]struct{}{}, idx: newUpdateIndex(), snaps: map[string]incidentPart{}}
+	g := &Gateway{cfg: cfg, clients: map[*client]struct{}{}, idx: newUpdateIndex(), snaps: map[string]incidentPart{}, started: make(chan struct{})}
 	g.live = newLive(cfg.Broker, g.updates, cfg.Log)
 	g.upgrader = websocket.Upgrader{
 		// Small read buffers (clients send only subscribes) and write
@@ -168,24 +172,16 @@ func (g *Gateway) Observe(obs []*ingest.Observation) { g.live.observe(obs, g.cfg
 
 // Run runs the incident pump, the tickers and the broker until ctx ends.
 func (g *Gateway) Run(ctx context.Context) error {
-	var b db.Backoff
-	for {
-		epoch, err := g.cfg.Events.Epoch(ctx)
-		if err == nil {
-			g.epoch.Store(&epoch)
-			break
-		}
-		g.cfg.Log.Warn("streams: reading the incident log epoch", "err", err)
-		if b.Wait(ctx) != nil {
-			return nil
-		}
+	start, err := g.start(ctx)
+	if err != nil {
+		return nil // ctx ended
 	}
 	var wg sync.WaitGroup
 	run := func(f func(context.Context)) {
 		wg.Add(1)
 		go func() { defer wg.Done(); f(ctx) }()
 	}
-	run(g.pump)
+	run(func(ctx context.Context) { g.pump(ctx, start) })
 	run(g.heartbeats)
 	run(g.wardsLoop)
 	run(g.sessions)
@@ -199,6 +195,39 @@ func (g *Gateway) Run(ctx context.Context) error {
 	g.mu.RUnlock()
 	wg.Wait()
 	return nil
+}
+
+// start reads the log's epoch and its last seq, where the pump begins,
+// retrying until PostgreSQL answers; then sockets are accepted.
+func (g *Gateway) start(ctx context.Context) (int64, error) {
+	var b db.Backoff
+	for {
+		epoch, err := g.cfg.Events.Epoch(ctx)
+		var seq int64
+		if err == nil {
+			seq, err = g.cfg.Events.LastSeq(ctx)
+		}
+		if err == nil {
+			g.epoch.Store(&epoch)
+			g.delivered.Store(seq)
+			close(g.started)
+			return seq, nil
+		}
+		g.cfg.Log.Warn("streams: reading the incident log's epoch and last seq", "err", err)
+		if err := b.Wait(ctx); err != nil {
+			return 0, err
+		}
+	}
+}
+
+// accepting reports whether Run has fixed the pump's start.
+func (g *Gateway) accepting() bool {
+	select {
+	case <-g.started:
+		return true
+	default:
+		return false
+	}
 }
 
 func (g *Gateway) each(f func(*client)) {
@@ -240,9 +269,8 @@ func incidentFrame(ev alerts.Event) (frame, error) {
 // pump hands every incident event to the clients in seq order. It keeps
 // its own position: after a lost subscription (too slow) it reads what it
 // missed from the log, so no client ever sees a gap.
-func (g *Gateway) pump(ctx context.Context) {
+func (g *Gateway) pump(ctx context.Context, last int64) {
 	var b db.Backoff
-	last := int64(-1)
 	for ctx.Err() == nil {
 		sub, cancel := g.cfg.Events.Subscribe()
 		err := g.follow(ctx, sub, &last)
@@ -261,14 +289,6 @@ func (g *Gateway) pump(ctx context.Context) {
 // follow delivers from sub, filling any gap from the log, until sub is
 // closed or ctx ends.
 func (g *Gateway) follow(ctx context.Context, sub <-chan alerts.Event, last *int64) error {
-	if *last < 0 {
-		seq, err := g.cfg.Events.LastSeq(ctx)
-		if err != nil {
-			return err
-		}
-		*last = seq
-		g.delivered.Store(seq)
-	}
 	if err := g.catchUp(ctx, last); err != nil {
 		return err
 	}
@@ -372,6 +392,7 @@ func (g *Gateway) updates(us []Update) {
 		if err != nil {
 			continue
 		}
+		f.body, f.unit = u.Body, u.Layer == "unit"
 		frames[i] = f
 	}
 	g.mu.RLock()
@@ -606,6 +627,12 @@ func (g *Gateway) gauges() {
 // ServeWS upgrades an authenticated request (the route's guard has
 // checked the caller and its right to subscribe).
 func (g *Gateway) ServeWS(w http.ResponseWriter, r *http.Request) {
+	if !g.accepting() {
+		// Starting: the client retries (its resume is then exact).
+		w.Header().Set("Retry-After", "1")
+		api.Error(w, http.StatusServiceUnavailable, "starting", "the live stream is starting; try again in a second")
+		return
+	}
 	caller := api.CallerFrom(r.Context())
 	token := g.cfg.Credential(r)
 	cw := &corkWriter{ResponseWriter: w}

@@ -46,6 +46,10 @@ type Subscribe struct {
 	// with Epoch, it asks for the events missed instead of a snapshot.
 	Since *int64 `json:"since"`
 	Epoch string `json:"epoch"`
+	// Batch asks for each round of device and unit updates as one
+	// "updates" frame instead of one frame per device or unit (an
+	// addition to the contract, docs/streams.md).
+	Batch bool `json:"batch"`
 }
 
 // ErrBadMessage wraps every reason a client message is refused.

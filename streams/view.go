@@ -18,6 +18,7 @@ type view struct {
 	// only these.
 	wards  map[string]bool
 	minSev int
+	batch  bool // device and unit updates as one frame per round
 }
 
 func layerIndex(l string) int {
@@ -27,7 +28,7 @@ func layerIndex(l string) int {
 // newView narrows s to the caller's scope. ok is false when s asks only
 // for wards outside it.
 func newView(s Subscribe, c api.Caller) (*view, bool) {
-	v := &view{minSev: max(severityRank(s.MinSeverity), 0)}
+	v := &view{minSev: max(severityRank(s.MinSeverity), 0), batch: s.Batch}
 	for _, l := range s.Layers {
 		v.layers[layerIndex(l)] = true
 	}

@@ -29,6 +29,7 @@ func setupAlerts(ctx context.Context, cfg config.Config, a *app) error {
 		QueueSize:  cfg.AlertQueueSize,
 		Geo:        geoAdapter{a.geo},
 		Registerer: a.reg,
+		Now:        clock(cfg),
 	}
 	switch {
 	case cfg.MQTTSharedGroup != "" && cfg.RedisURL != "":

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -28,6 +29,7 @@ func authConfig(cfg config.Config) auth.Config {
 			Window:          cfg.LoginWindow.Std(),
 		},
 		AllowedOrigins: cfg.AllowedOrigins,
+		Now:            clock(cfg),
 		TrustedProxies: cfg.TrustedProxies,
 	}
 }
@@ -66,4 +68,15 @@ func warnRemoteMetrics(cfg config.Config, log *slog.Logger) {
 	}
 	log.Warn("metrics_addr is not a loopback address: /metrics and /debug/pprof there need no credentials; "+
 		"anyone who can reach it can read profiles and traces of this process", "metrics_addr", cfg.MetricsAddr)
+}
+
+// clock is the instance's now: the real clock, shifted by clock_offset
+// (the fault suite's skewed instance); nil (each part's default,
+// time.Now) when there is no offset.
+func clock(cfg config.Config) func() time.Time {
+	off := cfg.ClockOffset.Std()
+	if off == 0 {
+		return nil
+	}
+	return func() time.Time { return time.Now().Add(off) }
 }

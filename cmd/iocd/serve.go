@@ -106,7 +106,7 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger) (*app, err
 			LateWindow: cfg.LateWindow.Std(), FutureSkew: cfg.FutureSkew.Std()},
 		BatchSize: cfg.IngestBatchSize, BatchWait: cfg.IngestBatchWait.Std(), Buffer: cfg.IngestBuffer,
 		Writers: cfg.IngestWriters, TouchInterval: cfg.DeviceTouchInterval.Std(), RetentionDays: cfg.RetentionDays,
-		Wards: a.geo.Wards(), Registerer: a.reg, OnCommit: a.observed,
+		Wards: a.geo.Wards(), Registerer: a.reg, OnCommit: a.observed, Now: clock(cfg),
 		RequireRegistered: cfg.RequireRegisteredDevices, DeviceStateMax: cfg.DeviceStateMax, DeviceStateTTL: cfg.DeviceStateTTL.Std(),
 		RejectsMaxAge: cfg.RejectsMaxAge.Std(), RejectsMaxRows: cfg.RejectsMaxRows, RejectsPruneEvery: cfg.RejectsPruneInterval.Std(),
 		InTx: func(ctx context.Context, tx pgx.Tx, obs []*ingest.Observation) (func(), error) {

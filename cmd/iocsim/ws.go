@@ -23,6 +23,7 @@ func wsCmd(ctx context.Context, args []string) error {
 	fs.IntVar(&cfg.Idle, "idle", 0, "idle clients connected first, for the memory per connection")
 	fs.DurationVar(&cfg.Duration, "duration", 30*time.Second, "publishing time")
 	fs.IntVar(&cfg.Dialers, "dialers", 16, "connections opened at once")
+	fs.BoolVar(&cfg.Batch, "batch", false, `subscribe with "batch": true (each round of device and unit updates in one frame)`)
 	fs.DurationVar(&cfg.Settle, "settle", 3*time.Second, "wait after the idle clients connected before reading iocd's memory")
 	hold := fs.Duration("hold", 0, "keep the idle clients connected this long after the report")
 	fs.Float64Var(&cfg.SignalRate, "signal-rate", 2, "emergency signals per second, each opening an incident")

@@ -231,10 +231,24 @@ func Faults() []Fault {
 			w.Iocds[1].RD.Heal()
 			return err
 		}})
-	fs = append(fs, Fault{Name: "clock-skew", Setup: Setup{Broker: "mosquitto", Instances: 2},
-		Note: "one instance's clock 30 s off",
-		Skip: "not run: a Go binary reads CLOCK_REALTIME through the vDSO (libfaketime's LD_PRELOAD does not reach it), " +
-			"Linux time namespaces offset only the monotonic and boot clocks, and iocd has no clock offset setting"})
+	fs = append(fs, Fault{Name: "clock-skew", Setup: Setup{Broker: "mosquitto", Instances: 2, Skew: 30 * time.Second}, Short: true,
+		Note: "two instances sharing the subscription, the second one's clock 30 s ahead (iocd's clock_offset) from its start; load and emergency signals for 30 s (CI: 8 s)",
+		Inject: func(ctx context.Context, w *World, d durations, log func(string, ...any)) error {
+			if err := sleep(ctx, d.latencyFor); err != nil {
+				return err
+			}
+			// The skew is in effect: the second instance stamps what it
+			// receives with its own clock.
+			var ahead float64
+			if err := w.Pool.QueryRow(ctx, `SELECT coalesce(extract(epoch FROM max(received_at) - now()), 0) FROM traffic_readings`).Scan(&ahead); err != nil {
+				return err
+			}
+			log("the newest reading's received_at is %.1f s ahead of PostgreSQL's clock", ahead)
+			if ahead < 20 {
+				return fmt.Errorf("clock skew not in effect: the newest received_at is %.1f s ahead, want about 30", ahead)
+			}
+			return nil
+		}})
 	return fs
 }
 

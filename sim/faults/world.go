@@ -24,6 +24,9 @@ type Setup struct {
 	Broker    string // "mosquitto", "nats", "nats-cluster"
 	Instances int    // iocd instances (default 1)
 	Redis     bool   // Redis between the instances (implied by Instances > 1)
+	// Skew runs the last instance with its clock this far off
+	// (iocd's clock_offset).
+	Skew time.Duration
 }
 
 // World is one fault's operations centre: a fresh database on the suite's
@@ -149,6 +152,9 @@ func (w *World) newIocd(i int, st Setup) (*Iocd, error) {
 			return nil, err
 		}
 		env = append(env, "IOC_REDIS_URL=redis://"+c.RD.Addr+"/0")
+	}
+	if st.Skew != 0 && i == st.Instances-1 {
+		env = append(env, "IOC_CLOCK_OFFSET="+st.Skew.String())
 	}
 	if st.Instances > 1 {
 		if st.Broker == "mosquitto" {

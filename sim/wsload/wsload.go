@@ -40,6 +40,9 @@ type Config struct {
 	// closes them (so that a second run measures the next connections on
 	// top of them).
 	Hold bool
+	// Batch subscribes with "batch": true (device and unit updates as one
+	// frame per round, as the dashboard does).
+	Batch bool
 }
 
 // Report is what a run measured.
@@ -210,7 +213,11 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
 	var measuring atomic.Bool
 	conns, err := dial(cfg.Active, "active", func(i int, c *websocket.Conn) {
 		v := pick(views, i)
-		c.WriteJSON(v.msg(i))
+		m := v.msg(i)
+		if cfg.Batch {
+			m["batch"] = true
+		}
+		c.WriteJSON(m)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -260,6 +267,16 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
 					// The reading's time, without decoding the frame.
 					if ts, ok := lastTS(raw); ok {
 						dev = append(dev, now.Sub(ts))
+					}
+				case measuring.Load() && bytes.HasPrefix(raw, []byte(`{"type":"updates"`)):
+					// Every device of the round (units carry no last_ts).
+					for rest := raw; ; {
+						ts, next, ok := nextLastTS(rest)
+						if !ok {
+							break
+						}
+						dev = append(dev, now.Sub(ts))
+						rest = next
 					}
 				}
 			}
@@ -357,18 +374,24 @@ func wardCodes(ctx context.Context, wsURL string, header http.Header) ([]string,
 
 // lastTS finds a device frame's "last_ts".
 func lastTS(raw []byte) (time.Time, bool) {
+	t, _, ok := nextLastTS(raw)
+	return t, ok
+}
+
+// nextLastTS finds the first "last_ts" in raw and what follows it.
+func nextLastTS(raw []byte) (time.Time, []byte, bool) {
 	const k = `"last_ts":"`
 	i := bytes.Index(raw, []byte(k))
 	if i < 0 {
-		return time.Time{}, false
+		return time.Time{}, nil, false
 	}
 	rest := raw[i+len(k):]
 	j := bytes.IndexByte(rest, '"')
 	if j < 0 {
-		return time.Time{}, false
+		return time.Time{}, nil, false
 	}
 	t, err := time.Parse(time.RFC3339Nano, string(rest[:j]))
-	return t, err == nil
+	return t, rest[j:], err == nil
 }
 
 func key(lon, lat float64) string {
