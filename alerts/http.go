@@ -24,9 +24,10 @@ import (
 
 // HTTPOptions connects the routes to the rest of the service.
 type HTTPOptions struct {
-	// NearestUnits answers GET /incidents/{id}/nearest-units for a point
+	// NearestUnits answers GET /incidents/{id}/nearest-units for a point,
+	// leaving out the units in except: those already on the incident
 	// (geo.Service.WriteNearestUnits).
-	NearestUnits func(w http.ResponseWriter, r *http.Request, lon, lat float64, kind string, limit int)
+	NearestUnits func(w http.ResponseWriter, r *http.Request, lon, lat float64, kind string, limit int, except []string)
 	// UnitVisible, if set, refuses dispatching units nobody has heard of
 	// or that are outside the caller's wards (geo.Service.UnitVisible).
 	UnitVisible func(c api.Caller, id string) bool
@@ -315,7 +316,7 @@ func (h *handlers) nearest(w http.ResponseWriter, r *http.Request) {
 		api.JSON(w, http.StatusOK, api.List[any]{Items: []any{}})
 		return
 	}
-	h.opts.NearestUnits(w, r, x.Location.Coordinates[0], x.Location.Coordinates[1], kind, limit)
+	h.opts.NearestUnits(w, r, x.Location.Coordinates[0], x.Location.Coordinates[1], kind, limit, x.Units)
 }
 
 func (h *handlers) act(action, auditAction string) http.HandlerFunc {

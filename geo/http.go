@@ -332,7 +332,7 @@ func (s *Service) handleNearestUnits(w http.ResponseWriter, r *http.Request) {
 				api.Error(w, http.StatusForbidden, "forbidden", "the point is outside your wards")
 				return
 			}
-			s.WriteNearestUnits(w, r, lon, lat, kind, limit)
+			s.WriteNearestUnits(w, r, lon, lat, kind, limit, nil)
 			return
 		}
 		api.BadParam(w, err)
@@ -345,10 +345,11 @@ func (s *Service) handleNearestUnits(w http.ResponseWriter, r *http.Request) {
 // incident route (GET /incidents/{id}/nearest-units) calls it with the
 // incident's location after its own access checks. Only units in the
 // caller's wards are ranked: a ward-limited dispatcher is not shown (and
-// cannot dispatch) another ward's units.
-func (s *Service) WriteNearestUnits(w http.ResponseWriter, r *http.Request, lon, lat float64, kind string, limit int) {
+// cannot dispatch) another ward's units. The units in except (those already
+// on the incident) are never offered.
+func (s *Service) WriteNearestUnits(w http.ResponseWriter, r *http.Request, lon, lat float64, kind string, limit int, except []string) {
 	out := api.List[unitJSON]{Items: []unitJSON{}}
-	for _, n := range s.units.NearestUnits(lon, lat, kind, limit, api.CallerFrom(r.Context()).SeesWard) {
+	for _, n := range s.units.NearestUnits(lon, lat, kind, limit, api.CallerFrom(r.Context()).SeesWard, except) {
 		u := s.unitOut(n.Unit)
 		d, eta := math.Round(n.DistanceM), n.ETASeconds
 		u.DistanceM, u.ETASeconds = &d, &eta

@@ -222,8 +222,11 @@ func (u *Units) expire() int {
 // NearestUnits ranks the available units (of kind, if not empty) by
 // great-circle distance from (lon, lat), nearest first, at most limit.
 // Units silent for more than UnitStaleAfter are left out, and so are units
-// in a ward that visible (if not nil) refuses.
-func (u *Units) NearestUnits(lon, lat float64, kind string, limit int, visible func(ward string) bool) []NearestUnit {
+// in a ward that visible (if not nil) refuses and the units in except: those
+// already on the incident asked about, which field units report as
+// available until their crew changes the status, so the status alone would
+// offer them again.
+func (u *Units) NearestUnits(lon, lat float64, kind string, limit int, visible func(ward string) bool, except []string) []NearestUnit {
 	if limit <= 0 {
 		return nil
 	}
@@ -231,7 +234,8 @@ func (u *Units) NearestUnits(lon, lat float64, kind string, limit int, visible f
 	var out []NearestUnit
 	u.mu.RLock()
 	for _, x := range u.latest {
-		if x.Status != "available" || (kind != "" && x.Kind != kind) || x.TS.Before(cutoff) || (visible != nil && !visible(x.Ward)) {
+		if x.Status != "available" || (kind != "" && x.Kind != kind) || x.TS.Before(cutoff) ||
+			(visible != nil && !visible(x.Ward)) || slices.Contains(except, x.ID) {
 			continue
 		}
 		out = append(out, NearestUnit{Unit: x, DistanceM: HaversineM(lon, lat, x.Lon, x.Lat)})

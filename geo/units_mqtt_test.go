@@ -80,7 +80,7 @@ func TestNearestUnitsOverMQTT(t *testing.T) {
 	}
 	lake := [2]float64{105.8524, 21.0287}
 	nearest := func() string {
-		n := units.NearestUnits(lake[0], lake[1], "ambulance", 1, nil)
+		n := units.NearestUnits(lake[0], lake[1], "ambulance", 1, nil, nil)
 		if len(n) == 0 {
 			return ""
 		}

@@ -28,7 +28,7 @@ func TestNearestUnitsMovingAndChangingStatus(t *testing.T) {
 
 	ranked := func(kind string) []string {
 		var out []string
-		for _, n := range u.NearestUnits(incident[0], incident[1], kind, 10, nil) {
+		for _, n := range u.NearestUnits(incident[0], incident[1], kind, 10, nil, nil) {
 			out = append(out, n.ID)
 		}
 		return out
@@ -52,7 +52,7 @@ func TestNearestUnitsMovingAndChangingStatus(t *testing.T) {
 	}
 	// amb-3 becomes available again.
 	obs("amb-3", "ambulance", "available", 105.8530, 21.0290, 0)
-	got := u.NearestUnits(incident[0], incident[1], "ambulance", 1, nil)
+	got := u.NearestUnits(incident[0], incident[1], "ambulance", 1, nil, nil)
 	if len(got) != 1 || got[0].ID != "amb-3" {
 		t.Fatalf("limit 1: %+v", got)
 	}

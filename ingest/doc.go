@@ -12,6 +12,11 @@
 //	          COPY into the day-partitioned observation tables, upsert devices,
 //	          record rejections ─▶ COMMIT ─▶ acknowledge every message of the batch
 //
+// Emergency signals also come on a second connection of their own
+// (<prefix>/emergency/# only), so they never queue behind telemetry; the
+// telemetry connection's copies are acknowledged once their twin has
+// committed, or written if it does not come (twins.go).
+//
 // Guarantees and where they come from:
 //   - A message is acknowledged only after its batch commits, so a crash at
 //     any instant leaves it with the broker, which redelivers it.

@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
+	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -17,7 +20,7 @@ import (
 
 // Reader serves ingest's read routes (CONTRACT section 3):
 //
-//	GET /api/v1/devices                     devices:read    ?kind=&ward=&online=&bbox=&limit=&cursor=
+//	GET /api/v1/devices                     devices:read    ?kind=&ward=&online=&bbox=&near=lon,lat&radius_m=&limit=&cursor=
 //	GET /api/v1/devices/{id}                devices:read
 //	GET /api/v1/devices/{id}/telemetry      telemetry:read  ?from=&to=[&bucket=5m]&limit=&cursor=
 //	GET /api/v1/ingest/rejects              rejects:read    ?reason=&device=&from=&to=&limit=&cursor=
@@ -177,16 +180,22 @@ type Device struct {
 	// RegisteredAt: when an admin registered the device (POST
 	// /api/v1/devices); absent for devices ingest met on its own.
 	RegisteredAt *time.Time `json:"registered_at,omitempty"`
+	// DistanceM and SnapshotURL only in an answer to near=: metres from
+	// the point, and a camera's latest snapshot (DeviceFilter.Near).
+	DistanceM   *float64 `json:"distance_m,omitempty"`
+	SnapshotURL string   `json:"snapshot_url,omitempty"`
 }
 
 const deviceCols = `id, kind, ST_X(geom), ST_Y(geom), ST_X(fixed_geom), ST_Y(fixed_geom), ward_code, online,
 	first_seen, last_seen, last_ts, status_ts, interval_s, registered_at`
 
-func (rd *Reader) scanDevice(row pgx.Row) (Device, error) {
+// scanDevice reads deviceCols and then extra columns into extra.
+func (rd *Reader) scanDevice(row pgx.Row, extra ...any) (Device, error) {
 	var d Device
 	var lon, lat, flon, flat *float64
 	var ward *string
-	err := row.Scan(&d.ID, &d.Kind, &lon, &lat, &flon, &flat, &ward, &d.Online, &d.FirstSeen, &d.LastSeen, &d.LastTS, &d.StatusTS, &d.IntervalS, &d.RegisteredAt)
+	err := row.Scan(append([]any{&d.ID, &d.Kind, &lon, &lat, &flon, &flat, &ward, &d.Online, &d.FirstSeen, &d.LastSeen,
+		&d.LastTS, &d.StatusTS, &d.IntervalS, &d.RegisteredAt}, extra...)...)
 	if lon != nil && lat != nil {
 		d.Location = &point{"Point", [2]float64{*lon, *lat}}
 	}
@@ -207,16 +216,30 @@ func (rd *Reader) ward(code string) *wardRef {
 	return w
 }
 
+// Radius of GET /api/v1/devices?near=: the default and the cap (a wider
+// circle is a bbox query, not "what is near the incident").
+const (
+	defaultNearRadiusM = 500
+	maxNearRadiusM     = 5000
+)
+
 func (rd *Reader) listDevices(w http.ResponseWriter, r *http.Request) {
-	q := api.NewQuery(r, "kind", "ward", "online", "bbox", "limit", "cursor")
+	q := api.NewQuery(r, "kind", "ward", "online", "bbox", "near", "radius_m", "limit", "cursor")
 	kind := q.Enum("kind", "traffic", "camera", "emergency", "unit", "unknown")
 	ward := q.String("ward", 16)
 	online := q.Enum("online", "true", "false")
 	bbox := q.BBox("bbox")
+	nearS := q.String("near", 64)
+	radius := q.Int("radius_m", defaultNearRadiusM, 1, maxNearRadiusM)
 	limit := q.Int("limit", defaultPage, 1, maxPage)
 	var after string
-	q.Cursor("cursor", &after)
+	hasCursor := q.Cursor("cursor", &after)
 	if api.BadParam(w, q.Err()) {
+		return
+	}
+	near, err := parseNear(nearS, r.URL.Query().Has("radius_m"), hasCursor)
+	if err != nil {
+		api.Error(w, http.StatusBadRequest, "bad_parameter", err.Error())
 		return
 	}
 	c := api.CallerFrom(r.Context())
@@ -224,12 +247,36 @@ func (rd *Reader) listDevices(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	items, more, err := rd.Devices(r.Context(), DeviceFilter{Kind: kind, Ward: ward, Online: online, BBox: bbox,
-		Wards: c.WardFilter(), Limit: limit, After: after})
+		Near: near, RadiusM: float64(radius), Wards: c.WardFilter(), Limit: limit, After: after})
 	if err != nil {
 		api.Internal(w, rd.log, r, err)
 		return
 	}
+	if near != nil {
+		more = false // nearest first: the limit is the answer, there is no next page
+	}
 	api.JSON(w, http.StatusOK, devicesPage(items, more))
+}
+
+// parseNear reads near=lon,lat (nil when absent). radius_m means nothing
+// without it, and a cursor pages by id, which a nearest-first list is not.
+func parseNear(s string, hasRadius, hasCursor bool) (*[2]float64, error) {
+	if s == "" {
+		if hasRadius {
+			return nil, errors.New("radius_m: only with near")
+		}
+		return nil, nil
+	}
+	if hasCursor {
+		return nil, errors.New("cursor: not with near (the answer is the nearest, up to limit)")
+	}
+	lonS, latS, ok := strings.Cut(s, ",")
+	lon, err1 := strconv.ParseFloat(strings.TrimSpace(lonS), 64)
+	lat, err2 := strconv.ParseFloat(strings.TrimSpace(latS), 64)
+	if !ok || err1 != nil || err2 != nil || math.IsNaN(lon) || math.IsNaN(lat) || math.Abs(lon) > 180 || math.Abs(lat) > 90 {
+		return nil, errors.New("near: want lon,lat in degrees")
+	}
+	return &[2]float64{lon, lat}, nil
 }
 
 func collect[T any](rows pgx.Rows, scan func(pgx.Row) (T, error)) ([]T, error) {

@@ -27,6 +27,14 @@ type Metrics struct {
 	HeldBytes     prometheus.GaugeFunc // payload bytes received and not yet acknowledged
 	DeviceStates  prometheus.Gauge     // devices whose state ingest keeps in memory
 	RejectsPruned prometheus.Counter
+	// The emergency connection (see Subscriber) and the telemetry copies
+	// of emergency signals, by outcome: acknowledged (their twin from the
+	// emergency connection committed) or written (it did not come in time).
+	EmergencyConnected     prometheus.Gauge
+	EmergencySubscribed    prometheus.Gauge
+	EmergencyConnects      prometheus.Counter
+	EmergencySubscribeErrs prometheus.Counter
+	Twins                  *prometheus.CounterVec
 	// Retention (partition maintenance, hourly): passes by result, the
 	// last good pass, the cutoff it applied and the partitions it dropped.
 	RetentionRuns     *prometheus.CounterVec
@@ -85,6 +93,16 @@ func newMetrics(reg prometheus.Registerer, heldBytes func() float64) *Metrics {
 		Help: "Telemetry before this Unix time is dropped (now - retention_days)."})
 	m.PartitionsDropped = prometheus.NewCounter(prometheus.CounterOpts{Name: "ioc_retention_partitions_dropped_total",
 		Help: "Daily telemetry partitions dropped past retention_days."})
+	m.EmergencyConnected = prometheus.NewGauge(prometheus.GaugeOpts{Name: "ioc_mqtt_emergency_connected",
+		Help: "1 while the emergency connection (<prefix>/emergency/# only) is connected."})
+	m.EmergencySubscribed = prometheus.NewGauge(prometheus.GaugeOpts{Name: "ioc_mqtt_emergency_subscribed",
+		Help: "1 while the broker has granted the emergency connection's subscription."})
+	m.EmergencyConnects = prometheus.NewCounter(prometheus.CounterOpts{Name: "ioc_mqtt_emergency_connects_total",
+		Help: "Successful connections of the emergency connection."})
+	m.EmergencySubscribeErrs = prometheus.NewCounter(prometheus.CounterOpts{Name: "ioc_mqtt_emergency_subscribe_errors_total",
+		Help: "Emergency subscriptions refused by the broker or timed out (retried with backoff)."})
+	m.Twins = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ioc_ingest_emergency_twins_total",
+		Help: "Telemetry-connection copies of emergency signals: acknowledged (the emergency connection's copy committed) or written (it did not come within 1 s)."}, []string{"outcome"})
 	// Resolved once: WithLabelValues hashes its labels on every call.
 	m.receivedBy = map[Kind]prometheus.Counter{}
 	for _, k := range []Kind{KindTraffic, KindCamera, KindEmergency, KindUnit, KindStatus, "invalid"} {
@@ -93,6 +111,7 @@ func newMetrics(reg prometheus.Registerer, heldBytes func() float64) *Metrics {
 	reg.MustRegister(m.Received, m.Committed, m.Duplicates, m.Rejected, m.Acked, m.BatchSize, m.CommitSeconds,
 		m.CommitLag, m.BufferDepth, m.WriteErrors, m.Connected, m.Reconnects, m.BrokerSys,
 		m.WriteFailing, m.Subscribed, m.SubscribeErrs, m.HeldBytes, m.DeviceStates, m.RejectsPruned,
-		m.RetentionRuns, m.RetentionLastRun, m.RetentionCutoff, m.PartitionsDropped)
+		m.RetentionRuns, m.RetentionLastRun, m.RetentionCutoff, m.PartitionsDropped,
+		m.EmergencyConnected, m.EmergencySubscribed, m.EmergencyConnects, m.EmergencySubscribeErrs, m.Twins)
 	return m
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"ioc/db"
 )
@@ -34,7 +35,17 @@ type MQTTConfig struct {
 	// SubscribeTimeout is how long to wait for a SUBACK before retrying.
 	// Zero: 10 s.
 	SubscribeTimeout time.Duration
+	// NoEmergencyConnection: take emergency signals only on the telemetry
+	// connection (one connection to the broker instead of two).
+	NoEmergencyConnection bool
 }
+
+// emergencySuffix names the emergency connection's session after the
+// telemetry one's: <ClientID>-emergency.
+const emergencySuffix = "-emergency"
+
+// emergencyHeldBytes is the emergency connection's own byte budget.
+const emergencyHeldBytes = 8 << 20
 
 // sysTopics are the Mosquitto $SYS counters exported as ioc_broker_sys, so
 // a broker that drops QoS 1 messages under overload shows it.
@@ -47,6 +58,15 @@ var sysTopics = []string{
 }
 
 // Subscriber feeds an Ingester from an MQTT broker.
+//
+// It holds two connections, each with a persistent session of its own:
+// the telemetry connection (ClientID, subscribed to <prefix>/#) and the
+// emergency connection (ClientID-emergency, subscribed to
+// <prefix>/emergency/# only), so a 115 call never waits behind thousands
+// of readings in the broker's queue, the TCP stream or paho's router.
+// The telemetry filter covers emergency topics too; those copies are
+// acknowledged once their twin from the emergency connection has
+// committed, and written themselves if it does not come (see twins).
 //
 // The session is persistent (clean session off, QoS 1) so the broker keeps
 // messages while iocd is away. Acknowledgement is manual: the Ingester
@@ -68,6 +88,14 @@ type Subscriber struct {
 	log    *slog.Logger
 	client mqtt.Client
 	ctx    context.Context
+	filter string // the subscription: <prefix>/# or <prefix>/emergency/#
+	cm     connMetrics
+	// emergency is the emergency connection (nil on that connection
+	// itself, and with NoEmergencyConnection); twins pairs the copies of
+	// emergency signals the two connections receive.
+	emergency *Subscriber
+	twins     *twins
+	isUrgent  bool // this is the emergency connection
 	// work hands messages from paho's router to a few long-lived
 	// decoders: decoding JSON on a fresh goroutine costs more in stack
 	// growth than in parsing.
@@ -86,18 +114,33 @@ type Subscriber struct {
 	subErr     error // why the latest subscription attempt failed
 }
 
+// connMetrics are one connection's series.
+type connMetrics struct {
+	connected, subscribed   prometheus.Gauge
+	connects, subscribeErrs prometheus.Counter
+}
+
 // heldMessage is a message with its share of the byte budget.
 type heldMessage struct {
 	m        mqtt.Message
 	n        int64
 	s        *Subscriber
 	released atomic.Bool
+	// twin: the digest of an emergency connection's message, whose
+	// telemetry copies are acknowledged once it has committed.
+	twin *[32]byte
 }
 
 // ack acknowledges the message and returns its bytes to the budget.
 func (h *heldMessage) ack() {
 	h.m.Ack()
 	h.release()
+	if h.twin != nil {
+		for _, w := range h.s.twins.done(*h.twin, time.Now()) {
+			w.ack()
+			h.s.ing.m.Twins.WithLabelValues("acknowledged").Inc()
+		}
+	}
 }
 
 func (h *heldMessage) release() {
@@ -112,19 +155,42 @@ func (h *heldMessage) release() {
 	}
 }
 
-// NewSubscriber prepares (does not connect) a subscriber.
+// NewSubscriber prepares (does not connect) a subscriber: the telemetry
+// connection and, unless cfg.NoEmergencyConnection, the emergency one.
 func NewSubscriber(cfg MQTTConfig, ing *Ingester, log *slog.Logger) (*Subscriber, error) {
-	u, err := url.Parse(cfg.URL)
-	if err != nil {
-		return nil, fmt.Errorf("mqtt url: %w", err)
-	}
 	if cfg.MaxHeldBytes <= 0 {
 		cfg.MaxHeldBytes = 64 << 20
 	}
 	if cfg.SubscribeTimeout <= 0 {
 		cfg.SubscribeTimeout = 10 * time.Second
 	}
-	s := &Subscriber{cfg: cfg, ing: ing, log: log, work: make(chan *heldMessage, 256), held: &ing.heldBytes, freed: make(chan struct{}, 1)}
+	m := ing.m
+	s, err := newConnection(cfg, ing, log, cfg.Prefix+"/#", &ing.heldBytes,
+		connMetrics{m.Connected, m.Subscribed, m.Reconnects, m.SubscribeErrs})
+	if err != nil || cfg.NoEmergencyConnection {
+		return s, err
+	}
+	ecfg := cfg
+	ecfg.ClientID += emergencySuffix
+	ecfg.MaxHeldBytes = emergencyHeldBytes
+	s.emergency, err = newConnection(ecfg, ing, log.With("connection", "emergency"), cfg.Prefix+"/emergency/#", new(atomic.Int64),
+		connMetrics{m.EmergencyConnected, m.EmergencySubscribed, m.EmergencyConnects, m.EmergencySubscribeErrs})
+	if err != nil {
+		return nil, err
+	}
+	s.twins = newTwins()
+	s.emergency.twins, s.emergency.isUrgent = s.twins, true
+	return s, nil
+}
+
+// newConnection prepares one broker connection subscribed to filter.
+func newConnection(cfg MQTTConfig, ing *Ingester, log *slog.Logger, filter string, held *atomic.Int64, cm connMetrics) (*Subscriber, error) {
+	u, err := url.Parse(cfg.URL)
+	if err != nil {
+		return nil, fmt.Errorf("mqtt url: %w", err)
+	}
+	s := &Subscriber{cfg: cfg, ing: ing, log: log, filter: filter, cm: cm,
+		work: make(chan *heldMessage, 256), held: held, freed: make(chan struct{}, 1)}
 	opts := mqtt.NewClientOptions()
 	if u.User != nil {
 		opts.SetUsername(u.User.Username())
@@ -138,6 +204,7 @@ func NewSubscriber(cfg MQTTConfig, ing *Ingester, log *slog.Logger) (*Subscriber
 	opts.SetCleanSession(false)
 	opts.SetOrderMatters(true) // one router goroutine; the fan-out is ours (see Subscriber)
 	opts.SetAutoAckDisabled(true)
+	opts.SetStore(noStore{}) // nothing to keep for a subscriber (store.go)
 	opts.SetAutoReconnect(true)
 	opts.SetConnectRetry(true)
 	opts.SetConnectRetryInterval(time.Second)
@@ -157,7 +224,7 @@ func NewSubscriber(cfg MQTTConfig, ing *Ingester, log *slog.Logger) (*Subscriber
 	opts.SetDefaultPublishHandler(s.onMessage)
 	opts.SetOnConnectHandler(s.onConnect)
 	opts.SetConnectionLostHandler(func(_ mqtt.Client, err error) {
-		ing.m.Connected.Set(0)
+		cm.connected.Set(0)
 		s.setSubscribed(false, errors.New("connection lost"))
 		log.Warn("mqtt: connection lost; reconnecting", "err", err)
 	})
@@ -165,9 +232,9 @@ func NewSubscriber(cfg MQTTConfig, ing *Ingester, log *slog.Logger) (*Subscriber
 	return s, nil
 }
 
-// Topic is the subscription filter.
+// Topic is the (telemetry) subscription filter.
 func (s *Subscriber) Topic() string {
-	t := s.cfg.Prefix + "/#"
+	t := s.filter
 	if s.cfg.SharedGroup != "" {
 		t = "$share/" + s.cfg.SharedGroup + "/" + t
 	}
@@ -202,14 +269,21 @@ func (s *Subscriber) Healthy() error {
 	return nil
 }
 
+// EmergencyConnected reports whether the emergency connection is up and
+// subscribed; while it is not, emergency signals come through the
+// telemetry connection alone.
+func (s *Subscriber) EmergencyConnected() bool {
+	return s.emergency != nil && s.emergency.Connected()
+}
+
 func (s *Subscriber) setSubscribed(ok bool, err error) {
 	s.mu.Lock()
 	s.subscribed, s.subErr = ok, err
 	s.mu.Unlock()
 	if ok {
-		s.ing.m.Subscribed.Set(1)
+		s.cm.subscribed.Set(1)
 	} else {
-		s.ing.m.Subscribed.Set(0)
+		s.cm.subscribed.Set(0)
 	}
 }
 
@@ -217,10 +291,40 @@ func (s *Subscriber) setSubscribed(ok bool, err error) {
 // Messages buffered but not yet committed stay unacknowledged and are
 // redelivered to the next session.
 func (s *Subscriber) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	var eerr error
+	if s.emergency != nil {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			if eerr = s.emergency.Run(ctx); eerr != nil {
+				cancel()
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			s.writeOverdueTwins(ctx)
+		}()
+	}
+	decoders := 2 * runtime.GOMAXPROCS(0)
+	if s.isUrgent {
+		decoders = 2
+	}
+	err := s.run(ctx, decoders)
+	cancel()
+	wg.Wait()
+	return errors.Join(err, eerr)
+}
+
+// run keeps this one connection until ctx ends.
+func (s *Subscriber) run(ctx context.Context, decoders int) error {
 	s.ctx = ctx
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	for range 2 * runtime.GOMAXPROCS(0) {
+	for range decoders {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -237,20 +341,47 @@ func (s *Subscriber) Run(ctx context.Context) error {
 	}
 	<-ctx.Done()
 	s.client.Disconnect(250)
-	s.ing.m.Connected.Set(0)
+	s.cm.connected.Set(0)
 	s.setSubscribed(false, errors.New("stopped"))
 	return nil
 }
 
+// writeOverdueTwins hands telemetry copies of emergency signals whose twin
+// did not commit within twinWait (or all of them, while the emergency
+// connection is not subscribed) to the decoders, to be written like any
+// message. On shutdown the waiting copies stay unacknowledged.
+func (s *Subscriber) writeOverdueTwins(ctx context.Context) {
+	t := time.NewTicker(twinWait / 10)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			for _, h := range s.twins.overdue(time.Now(), true) {
+				h.release()
+			}
+			return
+		case <-t.C:
+		}
+		for _, h := range s.twins.overdue(time.Now(), !s.emergency.Connected()) {
+			s.ing.m.Twins.WithLabelValues("written").Inc()
+			select {
+			case s.work <- h:
+			case <-ctx.Done():
+				h.release()
+			}
+		}
+	}
+}
+
 func (s *Subscriber) onConnect(c mqtt.Client) {
-	s.ing.m.Connected.Set(1)
-	s.ing.m.Reconnects.Inc()
+	s.cm.connected.Set(1)
+	s.cm.connects.Inc()
 	s.mu.Lock()
 	s.epoch++
 	epoch := s.epoch
 	s.subscribed, s.subErr = false, nil
 	s.mu.Unlock()
-	s.ing.m.Subscribed.Set(0)
+	s.cm.subscribed.Set(0)
 	s.log.Info("mqtt: connected; subscribing", "topic", s.Topic(), "client_id", s.cfg.ClientID)
 	// Subscribe from a goroutine: paho calls this handler on its own
 	// goroutine and waiting for the SUBACK here would block it.
@@ -276,6 +407,9 @@ func (s *Subscriber) subscribe(c mqtt.Client, epoch int) {
 			}
 			s.setSubscribed(true, nil)
 			s.log.Info("mqtt: subscribed", "topic", s.Topic())
+			if s.isUrgent {
+				return
+			}
 			filters := map[string]byte{}
 			for _, t := range sysTopics {
 				filters[t] = 0
@@ -283,7 +417,7 @@ func (s *Subscriber) subscribe(c mqtt.Client, epoch int) {
 			c.SubscribeMultiple(filters, nil) // best effort: metrics only; onMessage routes $SYS
 			return
 		}
-		s.ing.m.SubscribeErrs.Inc()
+		s.cm.subscribeErrs.Inc()
 		s.setSubscribed(false, err)
 		delay := bo.Next()
 		s.log.Error("mqtt: subscription not granted; retrying", "topic", s.Topic(), "in", delay, "err", err)
@@ -339,11 +473,28 @@ func (s *Subscriber) onMessage(_ mqtt.Client, m mqtt.Message) {
 	if !s.reserve(h.n) {
 		return
 	}
+	if s.isUrgent {
+		d := twinDigest(m.Topic(), m.Payload())
+		h.twin = &d
+	} else if s.emergency != nil && s.isEmergencyTopic(m.Topic()) && s.emergency.Connected() {
+		// The emergency connection has (or will have) this message too.
+		if s.twins.arrived(twinDigest(m.Topic(), m.Payload()), h, time.Now()) {
+			h.ack()
+			s.ing.m.Twins.WithLabelValues("acknowledged").Inc()
+		}
+		return
+	}
 	select {
 	case s.work <- h:
 	case <-s.ctx.Done():
 		h.release()
 	}
+}
+
+// isEmergencyTopic: <prefix>/emergency/...
+func (s *Subscriber) isEmergencyTopic(topic string) bool {
+	rest, ok := strings.CutPrefix(topic, s.cfg.Prefix)
+	return ok && strings.HasPrefix(rest, "/emergency/")
 }
 
 // reserve waits until n more bytes fit the budget (or nothing is held:

@@ -3,9 +3,12 @@ package ingest
 import (
 	"context"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"ioc/api"
 )
@@ -26,10 +29,20 @@ type DeviceFilter struct {
 	// filter), ANDed with the rest: SQL over devices aliased d, values
 	// through arg.
 	Where []Condition
-	Limit int
+	// Near, if set, keeps the devices within RadiusM metres of this
+	// point (lon, lat), nearest first, each with its DistanceM, and
+	// cameras with their latest snapshot (see Devices). After is then
+	// unused: a nearest-first answer has no id cursor.
+	Near    *[2]float64
+	RadiusM float64
+	Limit   int
 	// After is the id the previous page ended on (a cursor's content).
 	After string
 }
+
+// SnapshotWindow is how far back a near query looks for a camera's latest
+// snapshot: an older picture is not worth showing an operator.
+const SnapshotWindow = time.Hour
 
 // Condition is one extra condition of a query, as SQL. arg binds a value
 // and returns its placeholder; a Condition never writes a value into the
@@ -72,22 +85,86 @@ func (rd *Reader) Devices(ctx context.Context, f DeviceFilter) ([]Device, bool, 
 		}
 		where = append(where, "("+sql+")")
 	}
-	if f.After != "" {
+	cols, order := deviceColsAs("d"), "d.id"
+	if f.Near != nil {
+		// On the sphere, as geo's distances are. The && box lets the
+		// GiST index on geom find the candidates; a degree of longitude
+		// is the shorter one, so the box is padded by it.
+		p := fmt.Sprintf("ST_SetSRID(ST_MakePoint(%s, %s), 4326)", arg(f.Near[0]), arg(f.Near[1]))
+		pad := f.RadiusM / (111_195 * math.Cos(f.Near[1]*math.Pi/180))
+		dist := "ST_Distance(d.geom::geography, " + p + "::geography, false)"
+		where = append(where, "d.geom && ST_Expand("+p+", "+arg(pad)+")",
+			"ST_DWithin(d.geom::geography, "+p+"::geography, "+arg(f.RadiusM)+", false)")
+		cols, order = cols+", "+dist, dist+", d.id"
+	} else if f.After != "" {
 		where = append(where, "d.id > "+arg(f.After))
 	}
-	sql := `SELECT ` + deviceColsAs("d") + ` FROM devices d WHERE ` + strings.Join(where, " AND ") + ` ORDER BY d.id LIMIT ` + arg(f.Limit+1)
+	sql := `SELECT ` + cols + ` FROM devices d WHERE ` + strings.Join(where, " AND ") + ` ORDER BY ` + order + ` LIMIT ` + arg(f.Limit+1)
 	rows, err := rd.pool.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, false, fmt.Errorf("list devices: %w", err)
 	}
-	items, err := collect(rows, rd.scanDevice)
+	scan := func(row pgx.Row) (Device, error) { return rd.scanDevice(row) }
+	if f.Near != nil {
+		scan = func(row pgx.Row) (Device, error) {
+			var m float64
+			d, err := rd.scanDevice(row, &m)
+			m = math.Round(m)
+			d.DistanceM = &m
+			return d, err
+		}
+	}
+	items, err := collect(rows, scan)
 	if err != nil {
 		return nil, false, fmt.Errorf("list devices: %w", err)
 	}
-	if len(items) > f.Limit {
-		return items[:f.Limit], true, nil
+	more := len(items) > f.Limit
+	if more {
+		items = items[:f.Limit]
 	}
-	return items, false, nil
+	if f.Near != nil {
+		if err := rd.addSnapshots(ctx, items); err != nil {
+			return nil, false, err
+		}
+	}
+	return items, more, nil
+}
+
+// addSnapshots gives each camera in items the snapshot of its latest event
+// within SnapshotWindow, if one had a snapshot: one query for all of them,
+// each camera read backwards from its newest row along the primary key
+// (device_id, ts, msg_id).
+func (rd *Reader) addSnapshots(ctx context.Context, items []Device) error {
+	var ids []string
+	at := map[string]int{}
+	for i, d := range items {
+		if d.Kind == "camera" {
+			ids = append(ids, d.ID)
+			at[d.ID] = i
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	rows, err := rd.pool.Query(ctx, `
+		SELECT DISTINCT ON (device_id) device_id, snapshot_url FROM camera_events
+		WHERE device_id = ANY($1) AND ts >= $2 AND snapshot_url IS NOT NULL
+		ORDER BY device_id, ts DESC`, ids, rd.now().Add(-SnapshotWindow))
+	if err != nil {
+		return fmt.Errorf("camera snapshots: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id, url string
+		if err := rows.Scan(&id, &url); err != nil {
+			return fmt.Errorf("camera snapshots: %w", err)
+		}
+		items[at[id]].SnapshotURL = url
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("camera snapshots: %w", err)
+	}
+	return nil
 }
 
 // deviceColsAs is deviceCols over a table alias.

@@ -175,6 +175,17 @@ test('a scripted incident appears in the queue and on the map within 2 s', async
 });
 
 test('acknowledging in one browser updates the second; a conflict is shown', async () => {
+  // A camera 50 m from the incident with a snapshot: the detail lists the
+  // nearby cameras nearest first, as the server answers, with its link.
+  const snap = 'https://vms.hanoi.example/snap/e2e-cam-near/1.jpg';
+  stack.publishCamera('e2e-cam-near', P1[0] + 0.0005, P1[1], snap);
+  const nearQ = `/api/v1/devices?near=${P1[0]},${P1[1]}&radius_m=1000&kind=camera&limit=5`;
+  for (let i = 0; ; i++) {
+    const r = await stack.api('GET', nearQ);
+    if (r.status === 200 && r.body.items[0]?.id === 'e2e-cam-near' && r.body.items[0].snapshot_url === snap) break;
+    if (i > 100) assert.fail('the camera did not arrive: ' + JSON.stringify(r.body));
+    await sleep(100);
+  }
   await A.page.evaluate((id) => window.__iocStore.set({ selected: id }), incidentId);
   await waitFor(A.page, `li.q-row[data-id="${incidentId}"]`);
   await A.page.click(`li.q-row[data-id="${incidentId}"]`);
@@ -183,6 +194,14 @@ test('acknowledging in one browser updates the second; a conflict is shown', asy
   await waitFor(B.page, `li.q-row[data-id="${incidentId}"]`);
   await B.page.click(`li.q-row[data-id="${incidentId}"]`);
   await waitFor(B.page, `[data-view=incident][data-id="${incidentId}"] [data-act=ack]`);
+  await waitFor(A.page, '[data-test=cameras] [data-camera]');
+  // (Compared by order, not with a second answer of the server: the
+  // simulator's cameras keep turning up for the first time.)
+  const shown = await A.page.evaluate(() => [...document.querySelectorAll('[data-test=cameras] [data-camera]')]
+    .map((li) => ({ id: li.dataset.camera, m: Number(li.dataset.distance) })));
+  assert.equal(shown[0].id, 'e2e-cam-near');
+  assert.ok(shown.length <= 5 && shown.every((c, i) => i === 0 || c.m >= shown[i - 1].m), JSON.stringify(shown));
+  assert.equal(await A.page.getAttribute('[data-camera="e2e-cam-near"] a', 'href'), snap);
   await A.page.click('[data-view=incident] [data-act=ack]');
   // B's queue row changes state without a reload.
   await until(B.page, (id) => {
@@ -209,6 +228,8 @@ test('acknowledging in one browser updates the second; a conflict is shown', asy
   await until(A.page, (u) => { const n = document.querySelector('[data-test=nearest]'); return n && !n.textContent.includes(u + ' '); }, unit);
   await sleep(500);
   await shot(A.page, 'incident');
+  await A.page.evaluate(() => document.querySelector('[data-test=cameras]').scrollIntoView({ block: 'center' }));
+  await shot(A.page, 'incident-cameras');
   // One browser at a time from here: the machine is small.
   await B.ctx.close();
   await A.ctx.close();

@@ -103,6 +103,13 @@ export class Stack {
     execFileSync('mosquitto_pub', ['-h', '127.0.0.1', '-p', String(this.mqttPort), '-q', '1', '-t', 'city/emergency/e2e-' + id, '-m', msg]);
   }
 
+  // publishCamera sends a camera's video-analytics event with a snapshot
+  // (an event no rule opens an incident on at this confidence).
+  publishCamera(id, lon, lat, snapshotURL) {
+    const msg = JSON.stringify({ ts: new Date().toISOString(), lon, lat, event: 'illegal_parking', confidence: 0.2, snapshot_url: snapshotURL, id: 'e2e-cam-' + Date.now() });
+    execFileSync('mosquitto_pub', ['-h', '127.0.0.1', '-p', String(this.mqttPort), '-q', '1', '-t', 'city/camera/' + id, '-m', msg]);
+  }
+
   // sim starts iocsim against the stack's broker with these flags.
   sim(args, stdio = 'ignore') {
     const p = spawn(this.simBin, ['--broker', `tcp://127.0.0.1:${this.mqttPort}`, '--wards', join(shared, 'wards.geojson'), ...args], { stdio });

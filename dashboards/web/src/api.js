@@ -77,6 +77,10 @@ export const api = {
   incidents: (filter) => request('GET', '/api/v1/incidents', { query: filter }),
   incident: (id) => request('GET', '/api/v1/incidents/' + encodeURIComponent(id)),
   nearestUnits: (id, limit = 5) => request('GET', `/api/v1/incidents/${encodeURIComponent(id)}/nearest-units`, { query: { limit } }),
+  // The cameras within radius metres of a point, nearest first, each with
+  // its latest snapshot (GET /api/v1/devices?near=, docs/dashboards.md).
+  camerasNear: ([lon, lat], radius = 1000, limit = 5) =>
+    request('GET', '/api/v1/devices', { query: { near: `${lon},${lat}`, radius_m: radius, kind: 'camera', limit } }),
   open: (body) => request('POST', '/api/v1/incidents', { body }),
   act: (id, action, version, body = {}) =>
     request('POST', `/api/v1/incidents/${encodeURIComponent(id)}/${action}`, { body, version }),

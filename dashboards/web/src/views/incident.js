@@ -48,6 +48,22 @@ function ChangeList({ seen, now }) {
   </div>`;
 }
 
+// How far around the incident the detail looks for cameras.
+const CAMERA_RADIUS_M = 1000;
+
+// NearbyCameras lists the cameras nearest the incident with a link to each
+// one's latest snapshot (none when it sent none in the last hour).
+function NearbyCameras({ cameras }) {
+  return html`<section class="cameras" data-test="cameras">
+    <h3>${t('inc.cameras', { d: fmtNumber(CAMERA_RADIUS_M) })}</h3>
+    ${cameras === null ? html`<p>${t('inc.loading')}</p>` : cameras.length === 0 ? html`<p class="muted">${t('inc.no_cameras')}</p>` : html`
+      <ul>${cameras.map((c) => html`<li data-camera=${c.id} data-distance=${c.distance_m}>
+        <b>${c.id}</b> · ${t('inc.distance', { d: fmtNumber(c.distance_m ?? 0) })}${c.online ? '' : ' · ' + t('inc.offline')}
+        ${/^https?:\/\//.test(c.snapshot_url || '') ? html` · <a href=${c.snapshot_url} target="_blank" rel="noopener noreferrer">${t('inc.snapshot')}</a>` : html` · <span class="muted">${t('inc.no_snapshot')}</span>`}
+      </li>`)}</ul>`}
+  </section>`;
+}
+
 export function IncidentDetail({ id, onClose, onLocate }) {
   const [inc, setInc] = useState(null);
   const [err, setErr] = useState(null);
@@ -56,6 +72,7 @@ export function IncidentDetail({ id, onClose, onLocate }) {
   const [msg, setMsg] = useState(null);
   const [busy, setBusy] = useState(false);
   const [nearest, setNearest] = useState(null);
+  const [cameras, setCameras] = useState(null);
   const [picked, setPicked] = useState([]);
   const [resolving, setResolving] = useState(false);
   const [resolution, setResolution] = useState('handled');
@@ -71,6 +88,9 @@ export function IncidentDetail({ id, onClose, onLocate }) {
       const x = await api.incident(id);
       setInc(x);
       setChanged(null);
+      if (can('devices:read') && x.location) {
+        api.camerasNear(x.location.coordinates, CAMERA_RADIUS_M).then((r) => setCameras(r.items || [])).catch(() => setCameras([]));
+      }
       if (x.status !== 'resolved' && can('incidents:dispatch')) {
         api.nearestUnits(id, 5).then((r) => setNearest(r.items || [])).catch(() => setNearest([]));
       }
@@ -82,7 +102,7 @@ export function IncidentDetail({ id, onClose, onLocate }) {
   }
 
   useEffect(() => {
-    setInc(null); setConflict(null); setMsg(null); setNearest(null); setPicked([]); setResolving(false);
+    setInc(null); setConflict(null); setMsg(null); setNearest(null); setCameras(null); setPicked([]); setResolving(false);
     load();
     const onEvent = (ev) => {
       const x = ev.detail.incident;
@@ -205,6 +225,7 @@ export function IncidentDetail({ id, onClose, onLocate }) {
       <input ref=${commentRef} placeholder=${t('inc.comment') + ' (c)'} value=${comment} maxlength="4000" onInput=${(e) => setComment(e.target.value)} />
       <button type="submit" disabled=${busy || !comment.trim()}>${t('inc.comment_send')}</button>
     </form>` : null}
+    ${can('devices:read') ? html`<${NearbyCameras} cameras=${cameras} />` : null}
     <section class="evidence">
       <h3>${t('inc.evidence', { n: inc.evidence_count ?? (inc.evidence || []).length })}</h3>
       <ul>${(inc.evidence || []).map((e) => html`<li>
