@@ -9,15 +9,13 @@ import (
 	"ioc/api"
 )
 
-// frame is one encoded server frame, shared by every client it goes to,
-// or (data) one client's own "updates" frame.
+// frame is one encoded server frame, shared by every client it goes to.
 type frame struct {
 	pm   *websocket.PreparedMessage
-	data []byte // instead of pm: written once, to one client
 	size int
 	seq  int64 // an incident event's seq; 0 for other frames
 	// A device or unit update also keeps its object (body), for the
-	// clients that take updates in batches.
+	// groups of clients that take updates in batches (group.go).
 	body []byte
 	unit bool
 }
@@ -250,12 +248,6 @@ func (c *client) next(held int) (f frame, act action, wait time.Duration) {
 			}
 			return frame{}, actWait, w
 		}
-		if c.view != nil && c.view.batch {
-			f = batchFrame(c.latest)
-			clear(c.latest)
-			c.lastFlush = time.Now()
-			return f, actFrame, 0
-		}
 		// Take this round's updates; newer ones arriving meanwhile wait
 		// for the next round.
 		c.flushing = make([]frame, 0, len(c.latest))
@@ -301,7 +293,7 @@ func (c *client) write() {
 		switch act {
 		case actFrame:
 			c.conn.SetWriteDeadline(time.Now().Add(cfg.WriteTimeout))
-			if err := c.writeFrame(f); err != nil {
+			if err := c.conn.WritePreparedMessage(f.pm); err != nil {
 				c.fail()
 				closeSocket()
 				return
@@ -356,61 +348,9 @@ func (c *client) write() {
 	}
 }
 
-// writeFrame writes a shared frame, or a client's own (whose buffer
-// goes back to the pool once the connection has copied it).
-func (c *client) writeFrame(f frame) error {
-	if f.pm != nil {
-		return c.conn.WritePreparedMessage(f.pm)
-	}
-	err := c.conn.WriteMessage(websocket.TextMessage, f.data)
-	putBatchBuf(f.data)
-	return err
-}
-
 // fail marks a writer that ends with the socket: nothing starts another.
 func (c *client) fail() {
 	c.mu.Lock()
 	c.ended = true
 	c.mu.Unlock()
-}
-
-// batchBufs recycles "updates" frames' buffers.
-var batchBufs sync.Pool
-
-func putBatchBuf(b []byte) {
-	if cap(b) <= 1<<20 {
-		b = b[:0]
-		batchBufs.Put(&b)
-	}
-}
-
-// batchFrame joins a round's updates into one frame:
-// {"type":"updates","devices":[...],"units":[...]}, each object as a
-// single "device" or "unit" frame would carry it.
-func batchFrame(latest map[string]frame) frame {
-	b := []byte(nil)
-	if p, ok := batchBufs.Get().(*[]byte); ok {
-		b = *p
-	}
-	b = append(b, `{"type":"updates","devices":[`...)
-	b = appendBodies(b, latest, false)
-	b = append(b, `],"units":[`...)
-	b = appendBodies(b, latest, true)
-	b = append(b, "]}"...)
-	return frame{data: b, size: len(b)}
-}
-
-func appendBodies(b []byte, latest map[string]frame, units bool) []byte {
-	first := true
-	for _, f := range latest {
-		if f.unit != units {
-			continue
-		}
-		if !first {
-			b = append(b, ',')
-		}
-		first = false
-		b = append(b, f.body...)
-	}
-	return b
 }

@@ -183,6 +183,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	}
 	run(func(ctx context.Context) { g.pump(ctx, start) })
 	run(g.heartbeats)
+	run(g.rounds)
 	run(g.wardsLoop)
 	run(g.sessions)
 	run(g.watchSources)
@@ -407,7 +408,7 @@ func (g *Gateway) updates(us []Update) {
 		if u.Layer == "unit" {
 			layer = LayerUnits
 		}
-		g.idx.each(u.Ward, u.Lon, u.Lat, func(c *client) { c.update(key, layer, f, u.Ward, u.Lon, u.Lat) })
+		g.idx.each(u.Ward, u.Lon, u.Lat, func(r receiver) { r.update(key, layer, f, u.Ward, u.Lon, u.Lat) })
 	}
 }
 

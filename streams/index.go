@@ -2,18 +2,28 @@ package streams
 
 import "math"
 
-// updateIndex finds the clients a device or unit update may concern
+// updateIndex finds the receivers a device or unit update may concern
 // without visiting every client: a view with wards is filed under each of
 // its wards, a view with only a bounding box under the grid cells the box
 // covers, any other view (city-wide, or a box too large to file) in one
-// set. Each client is filed in one of the three, so an update, which has
-// one ward and one cell, reaches a client at most once; the client's own
-// view still decides (client.update). Guarded by Gateway.mu.
+// set. Each receiver is filed in one of the three, so an update, which
+// has one ward and one cell, reaches a receiver at most once; the
+// receiver's own view still decides (update). A receiver is a client, or
+// the group of the batch clients with the same view (group.go), which is
+// filed once for all of them. Guarded by Gateway.mu.
 type updateIndex struct {
-	any    map[*client]struct{}
-	ward   map[string]map[*client]struct{}
-	cell   map[cellKey]map[*client]struct{}
-	filing map[*client]filing
+	any    map[receiver]struct{}
+	ward   map[string]map[receiver]struct{}
+	cell   map[cellKey]map[receiver]struct{}
+	filing map[receiver]filing
+	// groups by view key; member tells a batch client's group.
+	groups map[string]*group
+	member map[*client]*group
+}
+
+// receiver takes the device and unit updates its view wants.
+type receiver interface {
+	update(key, layer string, f frame, ward string, lon, lat float64)
 }
 
 type cellKey struct{ x, y int32 }
@@ -37,17 +47,34 @@ func cellOf(lon, lat float64) cellKey {
 }
 
 func newUpdateIndex() *updateIndex {
-	return &updateIndex{any: map[*client]struct{}{}, ward: map[string]map[*client]struct{}{},
-		cell: map[cellKey]map[*client]struct{}{}, filing: map[*client]filing{}}
+	return &updateIndex{any: map[receiver]struct{}{}, ward: map[string]map[receiver]struct{}{},
+		cell: map[cellKey]map[receiver]struct{}{}, filing: map[receiver]filing{},
+		groups: map[string]*group{}, member: map[*client]*group{}}
 }
 
 // file files c for v, replacing where it was; a view without device or
-// unit layers is not filed.
+// unit layers is not filed. A batch view joins the group of its view.
 func (x *updateIndex) file(c *client, v *view) {
 	x.remove(c)
 	if v == nil || !(v.has(LayerDevices) || v.has(LayerUnits)) {
 		return
 	}
+	if !v.batch {
+		x.fileReceiver(c, v)
+		return
+	}
+	k := v.updateKey()
+	grp := x.groups[k]
+	if grp == nil {
+		grp = newGroup(v)
+		x.groups[k] = grp
+		x.fileReceiver(grp, v)
+	}
+	grp.members[c] = struct{}{}
+	x.member[c] = grp
+}
+
+func (x *updateIndex) fileReceiver(c receiver, v *view) {
 	var f filing
 	switch {
 	case v.wards != nil:
@@ -77,8 +104,22 @@ func (x *updateIndex) file(c *client, v *view) {
 	x.filing[c] = f
 }
 
-// remove takes c out of the index.
+// remove takes c out of the index (and its group, which goes when it
+// has no member left).
 func (x *updateIndex) remove(c *client) {
+	if grp := x.member[c]; grp != nil {
+		delete(x.member, c)
+		delete(grp.members, c)
+		if len(grp.members) == 0 {
+			delete(x.groups, grp.key)
+			x.removeReceiver(grp)
+		}
+		return
+	}
+	x.removeReceiver(c)
+}
+
+func (x *updateIndex) removeReceiver(c receiver) {
 	f, ok := x.filing[c]
 	if !ok {
 		return
@@ -93,8 +134,9 @@ func (x *updateIndex) remove(c *client) {
 	}
 }
 
-// each calls fn for every client that may see a thing at lon, lat in ward.
-func (x *updateIndex) each(ward string, lon, lat float64, fn func(*client)) {
+// each calls fn for every receiver that may see a thing at lon, lat in
+// ward.
+func (x *updateIndex) each(ward string, lon, lat float64, fn func(receiver)) {
 	for c := range x.any {
 		fn(c)
 	}
@@ -106,16 +148,16 @@ func (x *updateIndex) each(ward string, lon, lat float64, fn func(*client)) {
 	}
 }
 
-func add[K comparable](m map[K]map[*client]struct{}, k K, c *client) {
+func add[K comparable](m map[K]map[receiver]struct{}, k K, c receiver) {
 	s := m[k]
 	if s == nil {
-		s = map[*client]struct{}{}
+		s = map[receiver]struct{}{}
 		m[k] = s
 	}
 	s[c] = struct{}{}
 }
 
-func drop[K comparable](m map[K]map[*client]struct{}, k K, c *client) {
+func drop[K comparable](m map[K]map[receiver]struct{}, k K, c receiver) {
 	if s := m[k]; s != nil {
 		delete(s, c)
 		if len(s) == 0 {

@@ -16,7 +16,7 @@ func TestUpdateIndexFindsEachInterestedClientOnce(t *testing.T) {
 	names := map[*client]string{cityWide: "city", ward: "ward", box: "box", hugeBox: "huge", incidentsOnly: "incidents"}
 	got := func(w string, lon, lat float64) []string {
 		var out []string
-		x.each(w, lon, lat, func(c *client) { out = append(out, names[c]) })
+		x.each(w, lon, lat, func(r receiver) { out = append(out, names[r.(*client)]) })
 		slices.Sort(out)
 		return out
 	}
@@ -44,5 +44,43 @@ func TestUpdateIndexFindsEachInterestedClientOnce(t *testing.T) {
 	}
 	if len(x.any)+len(x.ward)+len(x.cell)+len(x.filing) != 0 {
 		t.Errorf("index not empty after every client left: %d any, %d wards, %d cells, %d filings", len(x.any), len(x.ward), len(x.cell), len(x.filing))
+	}
+}
+
+// Batch clients with the same view share one group, filed once; the
+// group goes when its last member leaves or changes view.
+func TestUpdateIndexGroupsBatchClients(t *testing.T) {
+	x := newUpdateIndex()
+	wardView := func(w string) *view {
+		return &view{layers: [4]bool{true, true, true, false}, wards: map[string]bool{w: true}, batch: true}
+	}
+	a, b, c := &client{}, &client{}, &client{}
+	x.file(a, wardView("00004"))
+	x.file(b, wardView("00004"))
+	x.file(c, wardView("00008"))
+	count := func(w string) (groups, clients int) {
+		x.each(w, 105.85, 21.03, func(r receiver) {
+			if g, ok := r.(*group); ok {
+				groups++
+				clients += len(g.members)
+			}
+		})
+		return
+	}
+	if g, n := count("00004"); g != 1 || n != 2 {
+		t.Errorf("ward 00004: %d groups with %d members, want 1 with 2", g, n)
+	}
+	x.file(b, wardView("00008")) // b pans to the other ward
+	if g, n := count("00004"); g != 1 || n != 1 {
+		t.Errorf("after b left 00004: %d groups with %d members, want 1 with 1", g, n)
+	}
+	if g, n := count("00008"); g != 1 || n != 2 {
+		t.Errorf("ward 00008: %d groups with %d members, want 1 with 2", g, n)
+	}
+	for _, cl := range []*client{a, b, c} {
+		x.remove(cl)
+	}
+	if len(x.groups)+len(x.member)+len(x.filing)+len(x.ward) != 0 {
+		t.Errorf("index not empty: %d groups, %d members, %d filings, %d wards", len(x.groups), len(x.member), len(x.filing), len(x.ward))
 	}
 }

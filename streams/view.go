@@ -82,6 +82,24 @@ func (v *view) incidentFilterKey() string {
 	return k
 }
 
+// updateKey names what the view asks of device and unit updates: batch
+// views with the same key share one group (group.go).
+func (v *view) updateKey() string {
+	k := strings.Join(v.wardList(), ",") + "|"
+	for _, l := range []string{LayerDevices, LayerUnits} {
+		if v.has(l) {
+			k += l + ","
+		}
+	}
+	k += "|"
+	if b := v.bbox; b != nil {
+		for _, x := range b {
+			k += strconv.FormatFloat(x, 'g', -1, 64) + ","
+		}
+	}
+	return k
+}
+
 func (v *view) bboxSlice() []float64 {
 	if v.bbox == nil {
 		return nil

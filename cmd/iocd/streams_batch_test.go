@@ -12,7 +12,7 @@ import (
 
 // A client that subscribes with "batch": true gets each round of device
 // and unit updates as one "updates" frame; a client without it gets the
-// contract's one frame per device or unit. Both see the same objects.
+// contract's one frame per device or unit. All see the same objects.
 func TestStreamsBatchedUpdates(t *testing.T) {
 	t.Parallel()
 	b := brokertest.Start(t)
@@ -29,7 +29,8 @@ func TestStreamsBatchedUpdates(t *testing.T) {
 		cl.next("snapshot", 5*time.Second)
 		return cl
 	}
-	single, batched := sub(false), sub(true)
+	// Two batch clients with the same view share one group.
+	single, batched, batched2 := sub(false), sub(true), sub(true)
 
 	pub := newPublisher(t, b.URL)
 	now := time.Now().UTC()
@@ -83,7 +84,7 @@ func TestStreamsBatchedUpdates(t *testing.T) {
 	for name, c := range map[string]struct {
 		cl    *wsClient
 		batch bool
-	}{"single": {single, false}, "batched": {batched, true}} {
+	}{"single": {single, false}, "batched": {batched, true}, "batched, same view": {batched2, true}} {
 		got := collect(c.cl, c.batch)
 		for k := range want {
 			if !got[k] {
