@@ -628,8 +628,9 @@ func (g *Gateway) gauges() {
 // ServeWS upgrades an authenticated request (the route's guard has
 // checked the caller and its right to subscribe).
 func (g *Gateway) ServeWS(w http.ResponseWriter, r *http.Request) {
-	if !g.accepting() {
-		// Starting: the client retries (its resume is then exact).
+	if websocket.IsWebSocketUpgrade(r) && !g.accepting() {
+		// Starting: the client retries (its resume is then exact). A
+		// request that is no handshake gets the upgrader's 400 below.
 		w.Header().Set("Retry-After", "1")
 		api.Error(w, http.StatusServiceUnavailable, "starting", "the live stream is starting; try again in a second")
 		return
