@@ -204,6 +204,7 @@ func newConnection(cfg MQTTConfig, ing *Ingester, log *slog.Logger, filter strin
 	opts.SetCleanSession(false)
 	opts.SetOrderMatters(true) // one router goroutine; the fan-out is ours (see Subscriber)
 	opts.SetAutoAckDisabled(true)
+	opts.SetStore(noStore{}) // nothing to keep for a subscriber (store.go)
 	opts.SetAutoReconnect(true)
 	opts.SetConnectRetry(true)
 	opts.SetConnectRetryInterval(time.Second)
