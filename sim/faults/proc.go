@@ -239,13 +239,17 @@ func (pg *Postgres) Crash() { pg.p.signal(syscall.SIGQUIT, 30*time.Second) }
 // Stop shuts down cleanly (SIGINT: fast shutdown).
 func (pg *Postgres) Stop() { pg.p.signal(syscall.SIGINT, 30*time.Second) }
 
-// CreateDB makes an empty database.
+// CreateDB makes an empty database (dropping one of that name).
 func (pg *Postgres) CreateDB(ctx context.Context, name string) error {
 	c, err := pgx.Connect(ctx, pg.URL("postgres", ""))
 	if err != nil {
 		return err
 	}
 	defer c.Close(ctx)
+	// A fault run again (TestFaultSuiteShort's retry) starts afresh.
+	if _, err := c.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
+		return err
+	}
 	_, err = c.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize())
 	return err
 }
