@@ -28,7 +28,11 @@ const (
 	metricReceived  = "ioc_ingest_received_total"
 	metricRejected  = "ioc_ingest_rejected_total"
 	metricDup       = "ioc_ingest_duplicates_total"
-	metricLag       = "ioc_ingest_commit_lag_seconds"
+	// Telemetry-connection copies of emergency signals that iocd wrote
+	// (their twin on the emergency connection came late): found stored,
+	// so counted as duplicates, but not messages of their own.
+	metricTwins = "ioc_ingest_emergency_twins_total"
+	metricLag   = "ioc_ingest_commit_lag_seconds"
 )
 
 // sysDropped is Mosquitto's count of dropped publishes (2.0 publishes it
@@ -459,7 +463,8 @@ func (l *Load) pipelinePhase(ctx context.Context, run int) (Phase, error) {
 			return ph, err
 		}
 		done := int64(mf.sum(metricCommitted)-m0.sum(metricCommitted)) + int64(mf.sum(metricRejected)-m0.sum(metricRejected)) +
-			int64(mf.sum(metricDup)-m0.sum(metricDup))
+			int64(mf.sum(metricDup)-m0.sum(metricDup)) -
+			int64(mf.by(metricTwins, "outcome")["written"]-m0.by(metricTwins, "outcome")["written"])
 		if done >= ph.Items {
 			ph.Drained = true
 			break
@@ -474,6 +479,7 @@ func (l *Load) pipelinePhase(ctx context.Context, run int) (Phase, error) {
 	ph.Committed = int64(mf.sum(metricCommitted) - m0.sum(metricCommitted))
 	ph.Rejected = int64(mf.sum(metricRejected) - m0.sum(metricRejected))
 	ph.Duplicates = int64(mf.sum(metricDup) - m0.sum(metricDup))
+	ph.Duplicates -= int64(mf.by(metricTwins, "outcome")["written"] - m0.by(metricTwins, "outcome")["written"])
 	before := m0.by(metricRejected, "reason")
 	for r, v := range mf.by(metricRejected, "reason") {
 		if d := int64(v - before[r]); d > 0 {

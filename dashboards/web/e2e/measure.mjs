@@ -83,20 +83,24 @@ function pageProbe(want) {
       if (p.queueAt === null && st && st.incidents.size >= want && h && document.querySelectorAll('li.q-row').length > 0 &&
           /\d/.test(h.textContent) && Number(h.textContent.replace(/\D/g, '')) >= want) p.queueAt = t;
       // The map: the first frame after its incidents source was loaded
-      // with every incident.
-      const m = window.__iocMap;
-      if (m && !p.hooked) {
-        p.hooked = true;
-        m.map.on('sourcedata', (e) => {
-          if (p.mapAt === null && !p.mapLoaded && e.sourceId === 'incidents' && e.isSourceLoaded && m.incidentCount >= want) p.mapLoaded = true;
-        });
-      }
+      // with every incident (hooked by the timer below).
       if (p.mapAt === null && p.mapLoaded) p.mapAt = t;
       if (p.queueAt !== null && p.mapAt !== null) p.firstRender = Math.max(p.queueAt, p.mapAt);
     }
     requestAnimationFrame(frame);
   };
   requestAnimationFrame(frame);
+  // Hook the map as soon as it exists: waiting for a frame could miss its
+  // first upload when frames take seconds.
+  const hook = setInterval(() => {
+    const m = window.__iocMap;
+    if (!m || p.hooked) return;
+    p.hooked = true;
+    clearInterval(hook);
+    m.map.on('sourcedata', (e) => {
+      if (p.mapAt === null && !p.mapLoaded && e.sourceId === 'incidents' && e.isSourceLoaded && m.incidentCount >= want) p.mapLoaded = true;
+    });
+  }, 5);
 }
 
 async function frames(page, seconds, during) {

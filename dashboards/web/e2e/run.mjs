@@ -170,7 +170,8 @@ test('a scripted incident appears in the queue and on the map within 2 s', async
   await A.page.evaluate((c) => window.__iocMap.map.jumpTo({ center: c, zoom: 12.5 }), P1);
   // Close in, the devices layer subscribes for the map's box.
   await until(A.page, () => window.__iocStore.state.devices.size > 0, null, 20000);
-  await sleep(1500);
+  await until(A.page, () => window.__iocMap.map.querySourceFeatures('devices').length > 0, null, 20000);
+  await sleep(500);
   await shot(A.page, 'operator');
 });
 

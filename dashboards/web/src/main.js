@@ -96,29 +96,30 @@ function App() {
     window.addEventListener('keydown', unlock);
     window.addEventListener('pointerdown', unlock);
     (async () => {
-      try {
-        const cfg = await api.config();
-        store.set({ config: cfg });
-        setLocale(savedLocale() || cfg.locale || 'vi');
-      } catch (e) { setLocale(savedLocale() || 'vi'); }
+      // The configuration and who is signed in, asked together: the first
+      // render waits for both.
+      const [cfg, me] = await Promise.all([api.config().catch(() => null), api.me().catch(() => null)]);
+      if (cfg) store.set({ config: cfg });
+      setLocale(savedLocale() || (cfg && cfg.locale) || 'vi');
       store.set({ muted: savedMuted() });
-      try {
-        const me = await api.me();
-        await signedIn(me);
-      } catch (e) { /* not signed in */ }
+      if (me) {
+        try { await signedIn(me); } catch (e) { /* not signed in */ }
+      }
       setBooted(true);
     })();
     return () => window.removeEventListener('hashchange', onHash);
   }, []);
 
   async function signedIn(me) {
+    // The live stream starts while the wards load: its snapshot is what
+    // the first render waits for longest.
+    startLive();
     try {
       const areas = await api.areas();
       const names = new Map(areas.features.map((f) => [f.properties.code, f.properties.name]));
       store.set({ areas, wardNames: names });
     } catch (e) { /* the map shows without wards */ }
     store.set({ user: me });
-    startLive();
     const r = parseRoute();
     if (!r.view || r.view === 'login') go(can('incidents:ack') || !can('stats:read') ? 'ops' : 'analyst');
   }

@@ -10,6 +10,10 @@ export const HANOI = { center: [105.84, 21.03], zoom: 10.2 };
 export const CITY_ZOOM = 11;   // below: the wards map; from here: clusters
 export const POINT_ZOOM = 14;  // from here: every incident on its own
 export const DEVICE_ZOOM = 12; // devices from here
+// Units from city zoom on: below it the map shows the wards alone, so the
+// 300 units' moves (each unit every 5 s) do not
+// redraw it; at the wards' scale a unit's symbol says little anyway.
+export const UNIT_ZOOM = CITY_ZOOM;
 
 export const SEV_COLOR = { minor: '#2e7d32', moderate: '#f9a825', severe: '#e65100', extreme: '#b71c1c' };
 const RANK_COLOR = ['#2e7d32', '#f9a825', '#e65100', '#b71c1c'];
@@ -113,6 +117,44 @@ function labelPoint(geom) {
 
 function fc(features) { return { type: 'FeatureCollection', features }; }
 
+// Diff keeps what a source was last given (id → a key of what is drawn)
+// and uploads only the change (GeoJSONSource.updateData): the map then
+// re-tiles only the tiles the changed features touch, instead of parsing
+// and tiling the whole collection again. The source needs promoteId 'id'.
+class Diff {
+  constructor() { this.keys = null; }
+
+  // upload gives source the features of items (an iterable); feature(x)
+  // returns [id, key, feature] or null to leave x out. It returns whether
+  // anything was uploaded.
+  upload(source, items, feature) {
+    const next = new Map();
+    const add = [];
+    const all = [];
+    for (const x of items) {
+      const r = feature(x);
+      if (!r) continue;
+      const [id, key, f] = r;
+      next.set(id, key);
+      all.push(f);
+      if (this.keys && this.keys.get(id) !== key) add.push(f);
+    }
+    let changed = true;
+    if (!this.keys) {
+      source.setData(fc(all));
+    } else {
+      const remove = [];
+      for (const id of this.keys.keys()) if (!next.has(id)) remove.push(id);
+      changed = add.length > 0 || remove.length > 0;
+      if (changed) source.updateData({ add, remove });
+    }
+    this.keys = next;
+    return changed;
+  }
+
+  reset() { this.keys = null; }
+}
+
 export class CityMap {
   // opts: {container, config, areas, onSelect(id), onPick(lngLat), onView({bbox, zoom}), onArea(bbox), analyst}
   constructor(opts) {
@@ -120,6 +162,10 @@ export class CityMap {
     this.ready = false;
     this.pending = {};
     this.mode = null; // null | 'pick' | 'area'
+    this.unitDiff = new Diff();
+    this.deviceDiff = new Diff();
+    this.wardState = new Map(); // code → "worst/n" last set as feature-state
+    this.badgeKey = '';
     this.areaStart = null;
     const cfg = opts.config || {};
     const sources = {
@@ -176,7 +222,7 @@ export class CityMap {
     m.addLayer({ id: 'ward-badges', type: 'symbol', source: 'ward-badges', maxzoom: CITY_ZOOM,
       layout: { 'icon-image': ['get', 'img'], 'icon-allow-overlap': true } });
 
-    m.addSource('devices', { type: 'geojson', data: fc([]) });
+    m.addSource('devices', { type: 'geojson', data: fc([]), promoteId: 'id' });
     m.addLayer({ id: 'devices', type: 'circle', source: 'devices', minzoom: DEVICE_ZOOM, paint: {
       'circle-radius': ['interpolate', ['linear'], ['zoom'], 12, 2.5, 16, 5],
       'circle-color': ['case', ['get', 'online'], '#43a047', '#9e9e9e'],
@@ -193,10 +239,10 @@ export class CityMap {
       layout: { 'icon-image': ['concat', 'sev-', ['get', 'severity'], ['case', ['get', 'fresh'], '-new', '']],
         'icon-allow-overlap': true, 'symbol-sort-key': ['-', 0, ['get', 'rank']] } });
 
-    m.addSource('units', { type: 'geojson', data: fc([]) });
-    m.addLayer({ id: 'units', type: 'symbol', source: 'units', minzoom: 9,
+    m.addSource('units', { type: 'geojson', data: fc([]), promoteId: 'id' });
+    m.addLayer({ id: 'units', type: 'symbol', source: 'units', minzoom: UNIT_ZOOM,
       layout: { 'icon-image': ['concat', 'unit-', ['get', 'kind'], '-', ['get', 'status']], 'icon-allow-overlap': true,
-        'icon-size': ['interpolate', ['linear'], ['zoom'], 9, 0.55, 13, 1] } });
+        'icon-size': ['interpolate', ['linear'], ['zoom'], UNIT_ZOOM, 0.7, 13, 1] } });
     m.moveLayer('ward-badges');
 
     m.addSource('area', { type: 'geojson', data: fc([]) });
@@ -260,46 +306,62 @@ export class CityMap {
     return false;
   }
 
+  // shows tells whether a live layer is drawn at the current zoom (the
+  // operator view uploads only those; the rest when the zoom reaches them).
+  shows(layer) {
+    const z = this.map.getZoom();
+    if (layer === 'units') return z >= UNIT_ZOOM;
+    if (layer === 'devices') return z >= DEVICE_ZOOM;
+    return true;
+  }
+
+  // setIncidents uploads the incidents if what the map draws of them
+  // changed (a clustered source is tiled whole, so no diff here); it
+  // returns whether it uploaded.
   setIncidents(list, fresh) {
-    if (this.defer('setIncidents', [list, fresh])) return;
+    if (this.defer('setIncidents', [list, fresh])) return true;
     const now = Date.now();
     const feats = [];
+    let key = '';
     for (const x of list) {
       if (!x.location || !x.location.coordinates) continue;
       const f = fresh && fresh.get(x.id);
-      feats.push({ type: 'Feature', geometry: x.location, properties: {
-        id: x.id, severity: x.severity, rank: sevRank(x.severity), status: x.status, fresh: !!(f && now - f < 120000) } });
+      const p = { id: x.id, severity: x.severity, rank: sevRank(x.severity), status: x.status, fresh: !!(f && now - f < 120000) };
+      feats.push({ type: 'Feature', geometry: x.location, properties: p });
+      key += `${p.id},${p.severity},${p.status},${p.fresh},${x.location.coordinates} `;
     }
-    this.map.getSource('incidents').setData(fc(feats));
     this.incidentCount = feats.length; // read by the measurements
+    if (key === this.incidentKey) return false;
+    this.incidentKey = key;
+    this.map.getSource('incidents').setData(fc(feats));
+    return true;
   }
 
   setDevices(devices) {
-    if (this.defer('setDevices', [devices])) return;
-    const feats = [];
-    for (const d of devices.values()) {
+    if (this.defer('setDevices', [devices])) return true;
+    return this.deviceDiff.upload(this.map.getSource('devices'), devices.values(), (d) => {
       const loc = d.location || d.fixed_location;
-      if (!loc) continue;
-      feats.push({ type: 'Feature', geometry: loc, properties: { id: d.id, online: !!d.online } });
-    }
-    this.map.getSource('devices').setData(fc(feats));
+      if (!loc) return null;
+      const c = loc.coordinates;
+      return [d.id, `${c[0]},${c[1]},${!!d.online}`, { type: 'Feature', geometry: loc, properties: { id: d.id, online: !!d.online } }];
+    });
   }
 
   setUnits(units) {
-    if (this.defer('setUnits', [units])) return;
-    const feats = [];
-    for (const u of units.values()) {
-      if (!u.location) continue;
-      feats.push({ type: 'Feature', geometry: u.location, properties: { id: u.id, kind: u.kind, status: u.status } });
-    }
-    this.map.getSource('units').setData(fc(feats));
+    if (this.defer('setUnits', [units])) return true;
+    return this.unitDiff.upload(this.map.getSource('units'), units.values(), (u) => {
+      if (!u.location) return null;
+      const c = u.location.coordinates;
+      return [u.id, `${c[0]},${c[1]},${u.kind},${u.status}`, { type: 'Feature', geometry: u.location, properties: { id: u.id, kind: u.kind, status: u.status } }];
+    });
   }
 
   // setWards colours each ward by its worst open incident and puts a
   // badge with the count at city zoom (the streams' wards layer).
   setWards(stats, areas) {
-    if (this.defer('setWards', [stats, areas])) return;
-    if (!areas) return;
+    if (this.defer('setWards', [stats, areas])) return true;
+    if (!areas) return false;
+    let changed = false;
     const feats = [];
     for (const f of areas.features) {
       const code = f.properties.code;
@@ -308,16 +370,29 @@ export class CityMap {
       if (s && s.incidents) {
         ['minor', 'moderate', 'severe', 'extreme'].forEach((k, i) => { const c = s.incidents[k] || 0; n += c; if (c > 0) worst = i; });
       }
-      this.map.setFeatureState({ source: 'wards', id: code }, { worst, n });
+      // Only what changed: each feature-state or badge change redraws.
+      const st = worst + '/' + n;
+      if (this.wardState.get(code) !== st) {
+        this.wardState.set(code, st);
+        changed = true;
+        this.map.setFeatureState({ source: 'wards', id: code }, { worst, n });
+      }
       if (n > 0) {
         if (!f._label) f._label = labelPoint(f.geometry);
         feats.push({ type: 'Feature', geometry: { type: 'Point', coordinates: f._label }, properties: { code, img: `wc-${n}-${worst}` } });
       }
     }
-    this.map.getSource('ward-badges').setData(fc(feats));
+    const key = feats.map((f) => f.properties.code + ':' + f.properties.img).join(' ');
+    if (key !== this.badgeKey) {
+      this.badgeKey = key;
+      this.map.getSource('ward-badges').setData(fc(feats));
+      changed = true;
+    }
+    return changed;
   }
 
   setResults(list) {
+    this.incidentKey = null; // the analyst's results: always shown anew
     this.setIncidents(list, null);
   }
 

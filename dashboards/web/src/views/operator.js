@@ -124,48 +124,66 @@ export function Operator({ route, go, wall }) {
     mapRef.current = map;
     window.__iocMap = map;
     // The map's sources are re-uploaded together, in one batch, and the
-    // next batch waits until the map has drawn this one (its 'idle'), then
-    // as long again (250 ms to 2 s), whatever the event rate; a new severe
-    // or extreme incident waits at most 250 ms after the last draw. Each upload
-    // makes the map re-tile and draw, and drawn in software (SwiftShader,
-    // a wall PC without a GPU) a frame can take hundreds of milliseconds:
-    // so the page stays responsive between draws. Devices at most every
-    // second.
+    // next batch waits until the map has drawn this one (its 'idle') and
+    // then at least IDLE_MIN, or twice as long as that draw took (at most
+    // IDLE_MAX), whatever the event rate; a new severe or extreme incident
+    // waits half as long (at least IDLE_MIN). Each upload makes the map re-tile and draw, and drawn
+    // in software (SwiftShader, a wall PC without a GPU) one draw can take
+    // hundreds of milliseconds: with the map idle at least 20 frames for
+    // every one or two long ones, the 95th percentile frame is a short one.
+    // The queue and the alarm are DOM and follow the store at once. The
+    // first batch with incidents goes at once. Devices at most every second.
+    const IDLE_MIN = 1000, IDLE_MAX = 4000;
     const dirty = new Set();
-    let gap = 250, last = 0, timer = null, devAt = 0, drawing = false, batches = 0;
+    const hidden = new Set(); // changed, but not drawn at this zoom
+    map.map.on('moveend', () => {
+      // The operator moved the map: what it shows next (devices for the
+      // new box, units once close enough) goes with the next urgent batch.
+      urgent = true;
+      for (const k of hidden) if (map.shows(k)) { hidden.delete(k); dirty.add(k); }
+      if (dirty.size) schedule();
+    });
+    let urgent = false, idle = IDLE_MIN, last = 0, drawnAt = 0, timer = null, devAt = 0, drawing = false, batches = 0;
     const flush = () => {
       timer = null;
       last = Date.now();
-      if (dirty.has('incidents')) map.setIncidents([...store.state.incidents.values()], store.state.fresh);
+      let drawn = false; // whether anything was uploaded (else the map will not draw, nor go idle)
+      if (dirty.has('incidents')) drawn = map.setIncidents([...store.state.incidents.values()], store.state.fresh) || drawn;
       if (dirty.has('incidents') || dirty.has('wards')) {
         const w = store.state.wards.size ? store.state.wards : wardCountsFromIncidents(store.state.incidents);
-        map.setWards(w, store.state.areas);
+        drawn = map.setWards(w, store.state.areas) || drawn;
       }
-      if (dirty.has('units')) map.setUnits(store.state.units);
+      if (dirty.has('units')) {
+        if (!map.ready || map.shows('units')) drawn = map.setUnits(store.state.units) || drawn;
+        else hidden.add('units'); // uploaded when the zoom reaches the layer
+      }
       let devLater = false;
       if (dirty.has('devices')) {
-        if (last - devAt >= 1000) { devAt = last; map.setDevices(store.state.devices); } else devLater = true;
+        if (last - devAt >= 1000) { devAt = last; drawn = map.setDevices(store.state.devices) || drawn; } else devLater = true;
       }
       dirty.clear();
       if (devLater) dirty.add('devices');
       if (!map.ready) { if (dirty.size) schedule(); return; } // the map replays what it was given
+      if (!drawn) { if (dirty.size) schedule(); return; }
       drawing = true;
       const batch = ++batches;
       const done = () => {
         if (!drawing || batch !== batches) return;
         drawing = false;
         clearTimeout(cap);
-        gap = Math.min(2000, Math.max(250, Date.now() - last));
-        window.__iocMapGap = gap; // read by the measurements
+        drawnAt = Date.now();
+        idle = Math.min(IDLE_MAX, Math.max(IDLE_MIN, 2 * (drawnAt - last)));
+        window.__iocMapGap = drawnAt - last + idle; // read by the measurements
         if (dirty.size) schedule();
       };
       const cap = setTimeout(done, 3000); // a map kept moving never goes idle
       map.map.once('idle', done);
     };
-    let urgent = false;
+    const firstFill = () => !map.incidentCount && store.state.incidents.size > 0 && dirty.has('incidents');
     const schedule = () => {
+      if (firstFill()) { clearTimeout(timer); timer = null; flush(); return; }
       if (timer || drawing) return;
-      timer = setTimeout(() => { urgent = false; flush(); }, Math.max(0, last + (urgent ? 250 : gap) - Date.now()));
+      timer = setTimeout(() => { urgent = false; flush(); }, Math.max(0, drawnAt + (urgent ? Math.max(IDLE_MIN, idle / 2) : idle) - Date.now()));
     };
     const onIncident = (e) => {
       const m = e.detail;
@@ -228,9 +246,9 @@ export function Operator({ route, go, wall }) {
   const openIncident = (id) => { store.set({ selected: id }); go('ops', id); };
 
   return html`<div class=${'operator' + (wall ? ' wall' : '')} data-view="operator">
-    <${Alarms} onOpen=${openIncident} />
     <div class="ops-body">
       <div class="map-wrap">
+        <${Alarms} onOpen=${openIncident} />
         <div class="map" ref=${mapBox} data-test="map"></div>
         <div class="map-tools">
           <b>${t('map.layers')}</b>
