@@ -143,7 +143,9 @@ export class LiveClient {
   }
 
   subscribe(withResume) {
-    const m = { type: 'subscribe', layers: this.layers, ...this.filter };
+    // batch: each round of device and unit updates in one "updates" frame
+    // (docs/streams.md), one message event instead of one per device.
+    const m = { type: 'subscribe', layers: this.layers, batch: true, ...this.filter };
     if (withResume) { m.since = this.seq; m.epoch = this.epoch; }
     this.ws.send(JSON.stringify(m));
   }
@@ -187,6 +189,10 @@ export class LiveClient {
       }
       case 'device': s.devices.set(m.device.id, m.device); store.touch('devices'); break;
       case 'unit': s.units.set(m.unit.id, m.unit); store.touch('units'); break;
+      case 'updates':
+        if (m.devices && m.devices.length) { for (const d of m.devices) s.devices.set(d.id, d); store.touch('devices'); }
+        if (m.units && m.units.length) { for (const u of m.units) s.units.set(u.id, u); store.touch('units'); }
+        break;
       case 'wards': this.putWards(m.wards); break;
       case 'heartbeat':
         if (this.primary) {
