@@ -156,6 +156,23 @@ class Diff {
   reset() { this.keys = null; }
 }
 
+// Drawn in software (no GPU: SwiftShader, llvmpipe, Windows' basic
+// renderer), a frame costs in proportion to the pixels drawn: there the map
+// draws at SOFT_PIXEL_RATIO (the browser scales the canvas up), elsewhere
+// at the screen's own ratio.
+export const SOFT_PIXEL_RATIO = 0.5;
+export function softwareGL(canvas) {
+  try {
+    const gl = canvas.getContext('webgl2') || canvas.getContext('webgl'); // the map's own context
+    if (!gl) return false;
+    const ext = gl.getExtension('WEBGL_debug_renderer_info');
+    const r = String(gl.getParameter(ext ? ext.UNMASKED_RENDERER_WEBGL : gl.RENDERER));
+    return /swiftshader|llvmpipe|softpipe|software|basic render/i.test(r);
+  } catch (e) {
+    return false;
+  }
+}
+
 export class CityMap {
   // opts: {container, config, areas, onSelect(id), onPick(lngLat), onView({bbox, zoom}), onArea(bbox), analyst}
   constructor(opts) {
@@ -187,6 +204,8 @@ export class CityMap {
       fadeDuration: 0,
       preserveDrawingBuffer: !!opts.screenshots,
     });
+    this.software = softwareGL(this.map.getCanvas());
+    if (this.software) this.map.setPixelRatio(Math.min(window.devicePixelRatio || 1, 1) * SOFT_PIXEL_RATIO);
     this.map.addControl(new maplibregl.NavigationControl({ showCompass: false }), 'top-right');
     this.map.addControl(new maplibregl.ScaleControl({ unit: 'metric' }), 'bottom-left');
     this.map.on('styleimagemissing', (e) => {
