@@ -9,6 +9,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -26,25 +27,53 @@ const WardAttribution = "Ward data © OpenStreetMap contributors (ODbL 1.0)"
 // order, until the last page or an error, and returns how many it passed.
 // pageCtx gives the context of each page's query (an export outlives any
 // one request deadline, page by page).
+//
+// The next page is read while each writes this one, so PostgreSQL and the
+// encoder work at once (two pages in memory, never more); the read ahead
+// is cancelled when Export returns.
 func (s *Store) Export(pageCtx func() (context.Context, context.CancelFunc), f IncidentFilter, each func([]*Incident) error) (int, error) {
 	f.Limit, f.Cursor = ExportPage, ""
-	n := 0
-	for {
-		ctx, cancel := pageCtx()
-		items, next, err := s.List(ctx, f)
-		cancel()
-		if err != nil {
-			return n, err
-		}
-		if err := each(items); err != nil {
-			return n, err
-		}
-		n += len(items)
-		if next == "" {
-			return n, nil
-		}
-		f.Cursor = next
+	type page struct {
+		items []*Incident
+		err   error
 	}
+	pages := make(chan page) // unbuffered: one page read ahead, held by the reader
+	done, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer stop()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer close(pages)
+		for {
+			ctx, cancel := pageCtx()
+			unhook := context.AfterFunc(done, cancel)
+			items, next, err := s.List(ctx, f)
+			unhook()
+			cancel()
+			select {
+			case pages <- page{items, err}:
+			case <-done.Done():
+				return
+			}
+			if err != nil || next == "" {
+				return
+			}
+			f.Cursor = next
+		}
+	}()
+	n := 0
+	for p := range pages {
+		if p.err != nil {
+			return n, p.err
+		}
+		if err := each(p.items); err != nil {
+			return n, err
+		}
+		n += len(p.items)
+	}
+	return n, nil
 }
 
 // ExportFormat writes an export: its start, each page, its end.
