@@ -23,17 +23,19 @@ var ErrDrainTimeout = errors.New("not acknowledged before the drain timeout")
 // acknowledgements in order and frees window slots. Waiting for each
 // publish in turn would cap a connection at one message per round trip.
 type publisher struct {
-	client mqtt.Client
-	in     chan Message
-	window chan struct{}
-	acks   chan inflight
-	stats  *stats
-	obs    func(Message)
+	client  mqtt.Client
+	pubacks *PubAcks // what the broker really acknowledged (see PubAcks)
+	in      chan Message
+	window  chan struct{}
+	acks    chan inflight
+	stats   *stats
+	obs     func(Message)
 }
 
 type inflight struct {
-	tok mqtt.Token
-	msg Message
+	tok  mqtt.Token
+	sent Sent
+	msg  Message
 }
 
 // NewMQTTOptions are the client options iocsim and its load tool use: a
@@ -73,17 +75,20 @@ func Connect(ctx context.Context, opts *mqtt.ClientOptions) (mqtt.Client, error)
 }
 
 func newPublisher(ctx context.Context, cfg *Config, i int, st *stats) (*publisher, error) {
-	c, err := Connect(ctx, NewMQTTOptions(cfg.Broker, fmt.Sprintf("%s-%d", cfg.ClientID, i)))
+	opts := NewMQTTOptions(cfg.Broker, fmt.Sprintf("%s-%d", cfg.ClientID, i))
+	pa := WithPubAcks(opts)
+	c, err := Connect(ctx, opts)
 	if err != nil {
 		return nil, err
 	}
 	return &publisher{
-		client: c,
-		in:     make(chan Message, 64),
-		window: make(chan struct{}, cfg.Window),
-		acks:   make(chan inflight, cfg.Window),
-		stats:  st,
-		obs:    cfg.Observe,
+		client:  c,
+		pubacks: pa,
+		in:      make(chan Message, 64),
+		window:  make(chan struct{}, cfg.Window),
+		acks:    make(chan inflight, cfg.Window),
+		stats:   st,
+		obs:     cfg.Observe,
 	}, nil
 }
 
@@ -99,40 +104,55 @@ func (p *publisher) publish(ctx context.Context) {
 		}
 		tok := p.client.Publish(m.Topic, 1, false, m.Payload)
 		p.stats.sent(&m)
-		p.acks <- inflight{tok: tok, msg: m}
+		p.acks <- inflight{tok: tok, sent: p.pubacks.Sent(tok), msg: m}
 	}
 }
 
 // acknowledge counts acknowledgements in order until publish is done; once
-// drain is closed it waits for each at most until the drain deadline.
+// drain is closed it waits for each at most until the drain deadline. A
+// message counts as acknowledged when the broker's PUBACK for it arrived,
+// not when its token completed: after a reconnect paho completes the
+// tokens of what it resends before the broker has answered (PubAcks).
 func (p *publisher) acknowledge(drain <-chan struct{}, timeout time.Duration) {
 	var (
 		deadline <-chan time.Time
 		expired  bool
 	)
-	for f := range p.acks {
-		var err error
+	// wait waits for done, bounded by the drain deadline once draining.
+	wait := func(done <-chan struct{}) bool {
 		select {
-		case <-f.tok.Done():
-			err = f.tok.Error()
+		case <-done:
+			return true
 		case <-drain:
-			if deadline == nil {
-				deadline = time.After(timeout)
-			}
-			if expired {
-				select {
-				case <-f.tok.Done():
-					err = f.tok.Error()
-				default:
-					err = ErrDrainTimeout
-				}
-				break
-			}
+		}
+		if deadline == nil {
+			deadline = time.After(timeout)
+		}
+		if expired {
 			select {
-			case <-f.tok.Done():
-				err = f.tok.Error()
-			case <-deadline:
-				expired, err = true, ErrDrainTimeout
+			case <-done:
+				return true
+			default:
+				return false
+			}
+		}
+		select {
+		case <-done:
+			return true
+		case <-deadline:
+			expired = true
+			return false
+		}
+	}
+	for f := range p.acks {
+		err := ErrDrainTimeout
+		if wait(f.tok.Done()) {
+			err = f.tok.Error()
+		}
+		if err == nil && !p.pubacks.Acked(f.sent) {
+			// Completed by a resend: wait for the resent message's PUBACK.
+			if !wait(p.pubacks.Done(f.sent)) {
+				err = ErrDrainTimeout
 			}
 		}
 		p.stats.done(&f.msg, err)

@@ -40,24 +40,7 @@ func TestFaultSuiteShort(t *testing.T) {
 	if len(rs) == 0 {
 		t.Fatal("no fault ran")
 	}
-	for i, r := range rs {
-		if natsLossOnly(r) {
-			// Open (docs/operations.md, "NATS"): a broker crash on NATS
-			// lost acknowledged messages in 2 of about 30 runs (401 in
-			// this suite once, 205 on the cluster once), never
-			// reproduced alone. It is reported here in full and the fault
-			// runs once more, which must be clean.
-			t.Logf("NATS LOSS, open defect, running %s again: %+v\n%s", r.Fault, r.Figures, s.tail())
-			for _, f := range Faults() {
-				if f.Name == r.Fault {
-					r = s.RunFault(ctx, f)
-				}
-			}
-			rs[i] = r
-			var again strings.Builder
-			WriteTable(&again, []Result{r})
-			t.Logf("run again:\n%s", again.String())
-		}
+	for _, r := range rs {
 		f := r.Figures
 		switch {
 		case r.Err != nil:
@@ -67,21 +50,12 @@ func TestFaultSuiteShort(t *testing.T) {
 		case f.IncExpected == 0:
 			t.Errorf("%s: no emergency signal injected", r.Fault)
 		case !r.OK():
-			t.Errorf("%s: %+v", r.Fault, f)
+			t.Errorf("%s: %+v\n%s", r.Fault, f, s.tail())
 		}
 		if r.Recovery < 0 && r.Err == nil {
 			t.Errorf("%s: did not recover: what was acknowledged before the fault ended was not all committed in time", r.Fault)
 		}
 	}
-}
-
-// natsLossOnly: a NATS broker crash whose only failure is acknowledged
-// messages that never reached iocd.
-func natsLossOnly(r Result) bool {
-	f := r.Figures
-	brokerCrash := strings.HasPrefix(r.Fault, "broker-sigkill-nats") || strings.HasPrefix(r.Fault, "node-sigkill-nats")
-	return r.Err == nil && brokerCrash &&
-		f.Lost > 0 && f.Duplicated == 0 && f.IncDoubled == 0 && f.WSGaps+f.WSRepeats+f.WSBehind == 0
 }
 
 // The proxy's failure modes, each against a real TCP echo server.

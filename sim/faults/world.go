@@ -266,6 +266,7 @@ func (w *World) startLoad(ctx context.Context, rate float64, every time.Duration
 
 func (l *load) inject(ctx context.Context, broker, clientID, runID string, every time.Duration) {
 	opts := sim.NewMQTTOptions(broker, clientID)
+	pubacks := sim.WithPubAcks(opts) // a token is not a PUBACK (sim.PubAcks)
 	c := mqtt.NewClient(opts)
 	for {
 		tok := c.Connect()
@@ -295,7 +296,7 @@ func (l *load) inject(ctx context.Context, broker, clientID, runID string, every
 			id, time.Now().UTC().Format(time.RFC3339Nano), lat, lon)
 		for attempt := 0; ; attempt++ {
 			tok := c.Publish("city/emergency/"+dev, 1, false, payload)
-			if tok.WaitTimeout(10*time.Second) && tok.Error() == nil {
+			if acknowledged(tok, pubacks, pubacks.Sent(tok), time.Now().Add(10*time.Second)) {
 				l.mu.Lock()
 				a := acked{sim.KindEmergency, dev, id, time.Now()}
 				l.acks = append(l.acks, a)
@@ -325,21 +326,24 @@ func (l *load) inject(ctx context.Context, broker, clientID, runID string, every
 // backlog of the broker faults, larger than the broker's in-flight window
 // to iocd (Mosquitto: 10,000), so that some of it waits in the broker.
 func (l *load) burst(ctx context.Context, broker, clientID, runID string, n int) error {
-	c, err := sim.Connect(ctx, sim.NewMQTTOptions(broker, clientID))
+	opts := sim.NewMQTTOptions(broker, clientID)
+	pubacks := sim.WithPubAcks(opts)
+	c, err := sim.Connect(ctx, opts)
 	if err != nil {
 		return err
 	}
 	defer c.Disconnect(100)
 	type sent struct {
-		tok mqtt.Token
-		a   acked
+		tok  mqtt.Token
+		sent sim.Sent
+		a    acked
 	}
 	window := make(chan sent, 1000)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		for s := range window {
-			if s.tok.WaitTimeout(30*time.Second) && s.tok.Error() == nil {
+			if acknowledged(s.tok, pubacks, s.sent, time.Now().Add(30*time.Second)) {
 				s.a.at = time.Now()
 				l.mu.Lock()
 				l.acks = append(l.acks, s.a)
@@ -355,8 +359,9 @@ func (l *load) burst(ctx context.Context, broker, clientID, runID string, n int)
 		lon, lat := 105.80+float64(i%200)*0.0004, 21.00+float64(i%200)*0.0002
 		payload := fmt.Sprintf(`{"id":%q,"ts":%q,"lat":%.6f,"lon":%.6f,"speed_kmh":%d,"volume":%d,"occupancy":0.3}`,
 			id, now.Add(time.Duration(i)*time.Millisecond).Format(time.RFC3339Nano), lat, lon, 20+i%40, i%30)
+		tok := c.Publish("city/traffic/"+dev, 1, false, payload)
 		select {
-		case window <- sent{c.Publish("city/traffic/"+dev, 1, false, payload), acked{kind: sim.KindTraffic, device: dev, id: id}}:
+		case window <- sent{tok, pubacks.Sent(tok), acked{kind: sim.KindTraffic, device: dev, id: id}}:
 		case <-ctx.Done():
 		}
 		if ctx.Err() != nil {
@@ -366,6 +371,23 @@ func (l *load) burst(ctx context.Context, broker, clientID, runID string, n int)
 	close(window)
 	<-done
 	return ctx.Err()
+}
+
+// acknowledged: the broker's PUBACK for the publish arrived by deadline.
+// The token alone does not say so: paho completes it when it resends the
+// message after a reconnect (sim.PubAcks).
+func acknowledged(tok mqtt.Token, pa *sim.PubAcks, s sim.Sent, deadline time.Time) bool {
+	if !tok.WaitTimeout(time.Until(deadline)) || tok.Error() != nil {
+		return false
+	}
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case <-pa.Done(s):
+		return true
+	case <-t.C:
+		return false
+	}
 }
 
 // stop ends the load and waits for the publishers to drain.

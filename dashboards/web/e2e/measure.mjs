@@ -4,7 +4,8 @@
 // the devices' own schedules, plus incidents opened and resolved through
 // the API). From the browser's performance API:
 //   - time to first render: navigation start → the queue holds every open
-//     incident and the map has drawn them (median of --runs page loads);
+//     incident and the map has drawn them: at city zoom, where the page
+//     opens, the wards' badges count them all (median of --runs page loads);
 //   - frame time p50/p95/max from requestAnimationFrame at city zoom, close
 //     in with the devices layer, and while panning close in; with a peer in
 //     the same browser at the same time: an empty page's frames, which show
@@ -13,15 +14,23 @@
 //     (--soak 30m; run it on its own, not in CI).
 // Not a test: prints the figures (and --out FILE writes them as JSON).
 //   cd dashboards/web && node e2e/measure.mjs [--incidents 2000] [--devices 10000] [--units 300]
-//        [--runs 3] [--frames 20] [--churn 2] [--rate -1] [--soak 0] [--out FILE]
+//        [--runs 3] [--frames 20] [--churn 2] [--rate -1] [--soak 0] [--ab DIR] [--out FILE]
+// --ab DIR[,DIR...] measures other bundles (other builds' dist/) as peers in
+// the same sitting: a proxy per DIR serves its page and assets and passes
+// everything else (API, /ws) to the same iocd, and the page loads alternate
+// between iocd's own bundle ("own") and each DIR's (named by its last
+// path element), --runs of each.
 // Needs bin/iocd and bin/iocsim (IOC_E2E_IOCD / IOC_E2E_IOCSIM) and
 // IOC_TEST_DATABASE_URL, like the tests.
-import { writeFileSync } from 'node:fs';
+import { writeFileSync, readFileSync } from 'node:fs';
+import { createServer, request } from 'node:http';
+import { connect } from 'node:net';
+import { join, normalize, basename } from 'node:path';
 import { launch } from './browser.mjs';
 import { Stack, sleep } from './stack.mjs';
 
 function args() {
-  const o = { incidents: 2000, devices: 10000, units: 300, runs: 3, frames: 20, churn: 2, rate: -1, soak: '0', out: '' };
+  const o = { incidents: 2000, devices: 10000, units: 300, runs: 3, frames: 20, churn: 2, rate: -1, soak: '0', ab: '', out: '' };
   const a = process.argv.slice(2);
   for (let i = 0; i < a.length; i++) {
     const k = a[i].replace(/^--/, '');
@@ -48,6 +57,41 @@ const SEVS = ['minor', 'moderate', 'moderate', 'severe', 'extreme'];
 let rnd = 1;
 const random = () => { rnd = (rnd * 16807) % 2147483647; return rnd / 2147483647; };
 const point = () => [BOX[0] + random() * (BOX[2] - BOX[0]), BOX[1] + random() * (BOX[3] - BOX[1])].map((v) => Math.round(v * 1e5) / 1e5);
+
+// abProxy serves dir's index.html (with iocd's own headers, its CSP) and
+// assets, and passes every other request and websocket upgrade to iocd.
+function abProxy(dir, base) {
+  const up = new URL(base);
+  const srv = createServer(async (req, res) => {
+    const path = req.url.split('?')[0];
+    if (req.method === 'GET' && (path === '/' || path.startsWith('/assets/'))) {
+      try {
+        const body = readFileSync(path === '/' ? join(dir, 'index.html') : join(dir, normalize(path).replace(/^\/+/, '')));
+        const head = path === '/' ? await fetch(base + '/') : null;
+        const h = {};
+        if (head) {
+          for (const k of ['content-security-policy', 'content-type', 'cache-control', 'x-content-type-options', 'referrer-policy']) if (head.headers.get(k)) h[k] = head.headers.get(k);
+        } else h['content-type'] = path.endsWith('.js') ? 'text/javascript' : path.endsWith('.css') ? 'text/css' : path.endsWith('.svg') ? 'image/svg+xml' : 'text/plain';
+        res.writeHead(200, h); res.end(body);
+      } catch (e) { res.writeHead(404); res.end(); }
+      return;
+    }
+    const p = request({ host: up.hostname, port: up.port, method: req.method, path: req.url, headers: req.headers }, (r) => {
+      res.writeHead(r.statusCode, r.headers); r.pipe(res);
+    });
+    p.on('error', () => { res.writeHead(502); res.end(); });
+    req.pipe(p);
+  });
+  srv.on('upgrade', (req, sock, head) => {
+    const c = connect(Number(up.port), up.hostname, () => {
+      c.write(`${req.method} ${req.url} HTTP/1.1\r\n` + Object.entries(req.headers).map(([k, v]) => `${k}: ${v}\r\n`).join('') + '\r\n');
+      if (head.length) c.write(head);
+      c.pipe(sock); sock.pipe(c);
+    });
+    c.on('error', () => sock.destroy()); sock.on('error', () => c.destroy());
+  });
+  return new Promise((r) => srv.listen(0, '127.0.0.1', () => r({ srv, base: `http://127.0.0.1:${srv.address().port}` })));
+}
 
 async function openIncident(stack, i) {
   const r = await stack.api('POST', '/api/v1/incidents', { kind: KINDS[i % KINDS.length], severity: SEVS[i % SEVS.length],
@@ -98,7 +142,10 @@ function pageProbe(want) {
     p.hooked = true;
     clearInterval(hook);
     m.map.on('sourcedata', (e) => {
-      if (p.mapAt === null && !p.mapLoaded && e.sourceId === 'incidents' && e.isSourceLoaded && m.incidentCount >= want) p.mapLoaded = true;
+      // At city zoom the map draws the incidents as the wards' badges (the
+      // city source; a bundle without it uploaded every incident).
+      if (p.mapAt === null && !p.mapLoaded && e.isSourceLoaded && ((e.sourceId === 'incidents' && m.incidentCount >= want) ||
+          (e.sourceId === 'city' && m.cityCount >= want))) p.mapLoaded = true;
     });
   }, 5);
 }
@@ -123,7 +170,7 @@ async function heap(page) {
 
 async function main() {
   const stack = await new Stack({ name: 'ioc_measure' }).start();
-  let browser, churn;
+  let browser, churn, proxies = [];
   const out = { options: opt, started: new Date().toISOString() };
   try {
     const pw = 'Mat-khau-do-tai-2026';
@@ -186,8 +233,20 @@ async function main() {
     await peer.evaluate(pageProbe, 1e9);
 
     out.runs = [];
+    const builds = [{ name: 'own', base: stack.base }];
+    proxies = [];
+    for (const dir of opt.ab ? opt.ab.split(',') : []) {
+      const px = await abProxy(dir, stack.base); // the session cookie is the host's, whatever the port
+      proxies.push(px);
+      builds.push({ name: basename(dir.replace(/\/+$/, '')), base: px.base });
+    }
+    const loads = [];
     for (let run = 0; run < opt.runs; run++) {
-      await page.goto(stack.base + '/?run=' + run + '#/ops', { waitUntil: 'commit' }); // a new document each run
+      const order = run % 2 ? [...builds].reverse() : builds; // alternating: ABC CBA ABC
+      for (const b of order) loads.push([run, b]);
+    }
+    for (const [run, build] of loads) {
+      await page.goto(build.base + '/?run=' + run + '#/ops', { waitUntil: 'commit' }); // a new document each run
       const end = Date.now() + 60000;
       let pr;
       while (Date.now() < end) {
@@ -200,8 +259,17 @@ async function main() {
         if (pr) break;
         await sleep(100);
       }
-      if (!pr) throw new Error('the page did not show the incidents within 60 s');
-      log(`run ${run + 1}: first render ${Math.round(pr.firstRender)} ms (queue ${Math.round(pr.queueAt)}, map ${Math.round(pr.mapAt)}, FCP ${Math.round(pr.fcp)}), ${pr.incidents} incidents, ${pr.units} units`);
+      if (!pr) {
+        const st = await page.evaluate(() => {
+          const p = window.__probe, m = window.__iocMap, s = window.__iocStore && window.__iocStore.state;
+          let wards = 0;
+          if (s) for (const w of s.wards.values()) for (const v of Object.values(w.incidents || {})) wards += v;
+          return { queueAt: p && p.queueAt, mapLoaded: p && p.mapLoaded, incidents: s && s.incidents.size, wards,
+            cityCount: m && m.cityCount, incidentCount: m && m.incidentCount, zoom: m && m.map.getZoom() };
+        }).catch((e) => e.message);
+        throw new Error(`the page (${build.name}) did not show the incidents within 60 s: ${JSON.stringify(st)}`);
+      }
+      log(`run ${run + 1} (${build.name}): first render ${Math.round(pr.firstRender)} ms (queue ${Math.round(pr.queueAt)}, map ${Math.round(pr.mapAt)}, FCP ${Math.round(pr.fcp)}), ${pr.incidents} incidents, ${pr.units} units`);
       await sleep(2000);
       const [city, cityPeer] = await Promise.all([frames(page, opt.frames), frames(peer, opt.frames)]);
       log(`  city zoom: frames p50 ${city.p50} p95 ${city.p95} max ${city.max} ms (n ${city.n}); peer p95 ${cityPeer.p95}`);
@@ -223,13 +291,19 @@ async function main() {
         }
       });
       log(`  panning at zoom 13: frames p50 ${pan.p50} p95 ${pan.p95} max ${pan.max} ms`);
-      out.runs.push({ ...pr, city, cityPeer, close, closePeer, pan, shownDevices });
+      out.runs.push({ build: build.name, ...pr, city, cityPeer, close, closePeer, pan, shownDevices });
     }
-    const m = (f) => r1(median(out.runs.map(f)));
-    out.median = { firstRender: m((r) => r.firstRender), queueAt: m((r) => r.queueAt), mapAt: m((r) => r.mapAt),
+    out.medians = {};
+    for (const b of builds) {
+      const rs = out.runs.filter((r) => r.build === b.name);
+      const m = (f) => r1(median(rs.map(f)));
+      out.medians[b.name] = { firstRender: m((r) => r.firstRender), queueAt: m((r) => r.queueAt), mapAt: m((r) => r.mapAt),
       cityP95: m((r) => r.city.p95), cityPeerP95: m((r) => r.cityPeer.p95), closeP95: m((r) => r.close.p95),
-      closePeerP95: m((r) => r.closePeer.p95), panP95: m((r) => r.pan.p95) };
-    log('medians of', opt.runs, 'runs:', JSON.stringify(out.median));
+      closePeerP95: m((r) => r.closePeer.p95), panP95: m((r) => r.pan.p95),
+      cityFrames: m((r) => r.city.n), cityP50: m((r) => r.city.p50) };
+      log(`medians of ${opt.runs} runs (${b.name}):`, JSON.stringify(out.medians[b.name]));
+    }
+    out.median = out.medians.own;
 
     if (soakMs > 0) {
       await page.goto(stack.base + '/?soak=1#/ops');
@@ -255,6 +329,7 @@ async function main() {
     out.incidentsAtEnd = await page.evaluate(() => window.__iocStore.state.incidents.size);
   } finally {
     if (browser) await browser.close();
+    for (const px of proxies) px.srv.close();
     await stack.close();
   }
   out.finished = new Date().toISOString();

@@ -14,6 +14,7 @@ export const DEVICE_ZOOM = 12; // devices from here
 // 300 units' moves (each unit every 5 s) do not
 // redraw it; at the wards' scale a unit's symbol says little anyway.
 export const UNIT_ZOOM = CITY_ZOOM;
+const FRESH_MS = 120000; // an incident opened live is drawn as new for 2 minutes
 
 export const SEV_COLOR = { minor: '#2e7d32', moderate: '#f9a825', severe: '#e65100', extreme: '#b71c1c' };
 const RANK_COLOR = ['#2e7d32', '#f9a825', '#e65100', '#b71c1c'];
@@ -155,6 +156,23 @@ class Diff {
   reset() { this.keys = null; }
 }
 
+// Drawn in software (no GPU: SwiftShader, llvmpipe, Windows' basic
+// renderer), a frame costs in proportion to the pixels drawn: there the map
+// draws at SOFT_PIXEL_RATIO (the browser scales the canvas up), elsewhere
+// at the screen's own ratio.
+export const SOFT_PIXEL_RATIO = 0.5;
+export function softwareGL(canvas) {
+  try {
+    const gl = canvas.getContext('webgl2') || canvas.getContext('webgl'); // the map's own context
+    if (!gl) return false;
+    const ext = gl.getExtension('WEBGL_debug_renderer_info');
+    const r = String(gl.getParameter(ext ? ext.UNMASKED_RENDERER_WEBGL : gl.RENDERER));
+    return /swiftshader|llvmpipe|softpipe|software|basic render/i.test(r);
+  } catch (e) {
+    return false;
+  }
+}
+
 export class CityMap {
   // opts: {container, config, areas, onSelect(id), onPick(lngLat), onView({bbox, zoom}), onArea(bbox), analyst}
   constructor(opts) {
@@ -165,7 +183,9 @@ export class CityMap {
     this.unitDiff = new Diff();
     this.deviceDiff = new Diff();
     this.wardState = new Map(); // code → "worst/n" last set as feature-state
-    this.badgeKey = '';
+    this.wardPending = null;    // code → {worst, n} to set when the city source has loaded
+    this.cityKey = '';
+    this.cityCount = 0;         // incidents the ward badges count (read by the tests and measurements)
     this.areaStart = null;
     const cfg = opts.config || {};
     const sources = {
@@ -184,6 +204,8 @@ export class CityMap {
       fadeDuration: 0,
       preserveDrawingBuffer: !!opts.screenshots,
     });
+    this.software = softwareGL(this.map.getCanvas());
+    if (this.software) this.map.setPixelRatio(Math.min(window.devicePixelRatio || 1, 1) * SOFT_PIXEL_RATIO);
     this.map.addControl(new maplibregl.NavigationControl({ showCompass: false }), 'top-right');
     this.map.addControl(new maplibregl.ScaleControl({ unit: 'metric' }), 'bottom-left');
     this.map.on('styleimagemissing', (e) => {
@@ -218,9 +240,18 @@ export class CityMap {
     } });
     m.addLayer({ id: 'wards-line', type: 'line', source: 'wards', paint: {
       'line-color': '#37474f', 'line-width': ['interpolate', ['linear'], ['zoom'], 9, 0.6, 14, 1.6], 'line-opacity': 0.8 } });
-    m.addSource('ward-badges', { type: 'geojson', data: fc([]) });
-    m.addLayer({ id: 'ward-badges', type: 'symbol', source: 'ward-badges', maxzoom: CITY_ZOOM,
+    // The city source: what the wards' scale draws besides the ward
+    // colours, in one small source uploaded at most once a batch: each
+    // ward's badge (count, worst severity), the new severe and extreme
+    // incidents, which stand out before the operator closes in, and any
+    // incident outside every ward (no badge counts it).
+    m.addSource('city', { type: 'geojson', data: fc([]) });
+    m.addLayer({ id: 'ward-badges', type: 'symbol', source: 'city', maxzoom: CITY_ZOOM, filter: ['==', ['get', 'k'], 'w'],
       layout: { 'icon-image': ['get', 'img'], 'icon-allow-overlap': true } });
+    m.on('sourcedata', (e) => {
+      // The ward colours change in the frame that draws the new badges.
+      if (e.sourceId === 'city' && e.isSourceLoaded) { this.applyWardState(); this.cityLoaded = this.cityCount; }
+    });
 
     m.addSource('devices', { type: 'geojson', data: fc([]), promoteId: 'id' });
     m.addLayer({ id: 'devices', type: 'circle', source: 'devices', minzoom: DEVICE_ZOOM, paint: {
@@ -243,12 +274,16 @@ export class CityMap {
     m.addLayer({ id: 'units', type: 'symbol', source: 'units', minzoom: UNIT_ZOOM,
       layout: { 'icon-image': ['concat', 'unit-', ['get', 'kind'], '-', ['get', 'status']], 'icon-allow-overlap': true,
         'icon-size': ['interpolate', ['linear'], ['zoom'], UNIT_ZOOM, 0.7, 13, 1] } });
+    m.addLayer({ id: 'city-hot', type: 'symbol', source: 'city', maxzoom: CITY_ZOOM, filter: ['==', ['get', 'k'], 'i'],
+      layout: { 'icon-image': ['concat', 'sev-', ['get', 'severity'], ['case', ['get', 'fresh'], '-new', '']], 'icon-allow-overlap': true,
+        'symbol-sort-key': ['-', 0, ['get', 'rank']] } });
     m.moveLayer('ward-badges');
+    m.moveLayer('city-hot');
 
     m.addSource('area', { type: 'geojson', data: fc([]) });
     m.addLayer({ id: 'area', type: 'line', source: 'area', paint: { 'line-color': '#0d47a1', 'line-width': 2, 'line-dasharray': [2, 1] } });
 
-    for (const id of ['inc-points', 'inc-clusters', 'units', 'wards-fill']) {
+    for (const id of ['inc-points', 'inc-clusters', 'city-hot', 'units', 'wards-fill']) {
       m.on('mouseenter', id, () => { if (!this.mode) m.getCanvas().style.cursor = 'pointer'; });
       m.on('mouseleave', id, () => { if (!this.mode) m.getCanvas().style.cursor = ''; });
     }
@@ -278,7 +313,7 @@ export class CityMap {
       this.opts.onArea && this.opts.onArea(bbox);
       return;
     }
-    const hit = m.queryRenderedFeatures(e.point, { layers: ['inc-points', 'inc-clusters'].filter((l) => m.getLayer(l)) });
+    const hit = m.queryRenderedFeatures(e.point, { layers: ['inc-points', 'inc-clusters', 'city-hot'].filter((l) => m.getLayer(l)) });
     if (hit.length) {
       const f = hit[0];
       if (f.properties.cluster) {
@@ -312,6 +347,7 @@ export class CityMap {
     const z = this.map.getZoom();
     if (layer === 'units') return z >= UNIT_ZOOM;
     if (layer === 'devices') return z >= DEVICE_ZOOM;
+    if (layer === 'incidents') return !!this.opts.analyst || z >= CITY_ZOOM;
     return true;
   }
 
@@ -326,7 +362,7 @@ export class CityMap {
     for (const x of list) {
       if (!x.location || !x.location.coordinates) continue;
       const f = fresh && fresh.get(x.id);
-      const p = { id: x.id, severity: x.severity, rank: sevRank(x.severity), status: x.status, fresh: !!(f && now - f < 120000) };
+      const p = { id: x.id, severity: x.severity, rank: sevRank(x.severity), status: x.status, fresh: !!(f && now - f < FRESH_MS) };
       feats.push({ type: 'Feature', geometry: x.location, properties: p });
       key += `${p.id},${p.severity},${p.status},${p.fresh},${x.location.coordinates} `;
     }
@@ -356,13 +392,20 @@ export class CityMap {
     });
   }
 
-  // setWards colours each ward by its worst open incident and puts a
-  // badge with the count at city zoom (the streams' wards layer).
-  setWards(stats, areas) {
-    if (this.defer('setWards', [stats, areas])) return true;
+  // setCity draws the wards' scale from the streams' wards layer: each
+  // ward coloured by its worst open incident (feature-state of the wards
+  // source) with a badge of the count, and as markers the new severe and
+  // extreme incidents (fresh: id → ms opened live) and those outside every
+  // ward. It uploads the city
+  // source only when what it draws changed, and sets the colours of the
+  // wards whose count or worst severity changed when that upload has
+  // loaded, so both show in one frame. It returns whether it uploaded.
+  setCity(stats, areas, incidents, fresh) {
+    if (this.defer('setCity', [stats, areas, incidents, fresh])) return true;
     if (!areas) return false;
-    let changed = false;
     const feats = [];
+    const states = new Map();
+    let total = 0;
     for (const f of areas.features) {
       const code = f.properties.code;
       const s = stats.get(code);
@@ -370,25 +413,51 @@ export class CityMap {
       if (s && s.incidents) {
         ['minor', 'moderate', 'severe', 'extreme'].forEach((k, i) => { const c = s.incidents[k] || 0; n += c; if (c > 0) worst = i; });
       }
-      // Only what changed: each feature-state or badge change redraws.
+      total += n;
       const st = worst + '/' + n;
-      if (this.wardState.get(code) !== st) {
-        this.wardState.set(code, st);
-        changed = true;
-        this.map.setFeatureState({ source: 'wards', id: code }, { worst, n });
-      }
+      if (this.wardState.get(code) !== st) { this.wardState.set(code, st); states.set(code, { worst, n }); }
       if (n > 0) {
         if (!f._label) f._label = labelPoint(f.geometry);
-        feats.push({ type: 'Feature', geometry: { type: 'Point', coordinates: f._label }, properties: { code, img: `wc-${n}-${worst}` } });
+        feats.push({ type: 'Feature', geometry: { type: 'Point', coordinates: f._label }, properties: { k: 'w', code, img: `wc-${n}-${worst}` } });
       }
     }
-    const key = feats.map((f) => f.properties.code + ':' + f.properties.img).join(' ');
-    if (key !== this.badgeKey) {
-      this.badgeKey = key;
-      this.map.getSource('ward-badges').setData(fc(feats));
-      changed = true;
+    const now = Date.now();
+    const marker = (x, isNew) => {
+      feats.push({ type: 'Feature', geometry: x.location, properties: { k: 'i', id: x.id, severity: x.severity, rank: sevRank(x.severity), fresh: isNew } });
+      total++;
+    };
+    const hot = new Set();
+    if (fresh) {
+      for (const [id, at] of fresh) {
+        const x = incidents.get(id);
+        if (!x || now - at >= FRESH_MS || !(x.severity === 'severe' || x.severity === 'extreme') || !x.location) continue;
+        hot.add(id);
+        if (x.ward && x.ward.code) total--; // counted in its ward's badge as well
+        marker(x, true);
+      }
     }
-    return changed;
+    // An incident outside every ward has no badge: it is drawn on its own.
+    for (const x of incidents.values()) if (!(x.ward && x.ward.code) && x.location && !hot.has(x.id)) marker(x, false);
+    this.cityCount = total; // incidents the city scale shows (a badge's count or a marker)
+    const key = feats.map((f) => f.properties.k === 'w' ? f.properties.code + ':' + f.properties.img : f.properties.id + '@' + f.geometry.coordinates + f.properties.severity + f.properties.fresh).join(' ');
+    if (this.wardPending) for (const [k, v] of states) this.wardPending.set(k, v);
+    else if (states.size) this.wardPending = states;
+    if (key === this.cityKey) {
+      const changed = !!this.wardPending;
+      this.applyWardState();
+      return changed;
+    }
+    this.cityKey = key;
+    this.map.getSource('city').setData(fc(feats));
+    clearTimeout(this.wardTimer); // should the source not report loaded (hidden layers)
+    this.wardTimer = setTimeout(() => this.applyWardState(), 1500);
+    return true;
+  }
+
+  applyWardState() {
+    if (!this.wardPending) return;
+    for (const [code, st] of this.wardPending) this.map.setFeatureState({ source: 'wards', id: code }, st);
+    this.wardPending = null;
   }
 
   setResults(list) {
@@ -405,7 +474,7 @@ export class CityMap {
 
   setVisible(layer, on) {
     if (this.defer('setVisible_' + layer, [layer, on])) return;
-    const ids = { wards: ['wards-fill', 'wards-line', 'ward-badges'], incidents: ['inc-points', 'inc-clusters'], devices: ['devices'], units: ['units'] }[layer] || [];
+    const ids = { wards: ['wards-fill', 'wards-line', 'ward-badges'], incidents: ['inc-points', 'inc-clusters', 'city-hot'], devices: ['devices'], units: ['units'] }[layer] || [];
     for (const id of ids) if (this.map.getLayer(id)) this.map.setLayoutProperty(id, 'visibility', on ? 'visible' : 'none');
   }
 
@@ -425,7 +494,7 @@ export class CityMap {
   }
 
   resize() { this.map.resize(); }
-  remove() { this.map.remove(); }
+  remove() { clearTimeout(this.wardTimer); this.map.remove(); }
 }
 // setVisible may be deferred per layer.
 for (const l of ['wards', 'incidents', 'devices', 'units']) {

@@ -140,18 +140,29 @@ export function Operator({ route, go, wall }) {
       // The operator moved the map: what it shows next (devices for the
       // new box, units once close enough) goes with the next urgent batch.
       urgent = true;
-      for (const k of hidden) if (map.shows(k)) { hidden.delete(k); dirty.add(k); }
+      let revealed = false;
+      for (const k of hidden) if (map.shows(k)) { hidden.delete(k); dirty.add(k); revealed = true; }
+      // A layer the zoom now reaches is drawn at once, not after the wait.
+      if (revealed && !drawing) { clearTimeout(timer); timer = null; flush(); return; }
       if (dirty.size) schedule();
     });
+    let cityFilled = false;
     let urgent = false, idle = IDLE_MIN, last = 0, drawnAt = 0, timer = null, devAt = 0, drawing = false, batches = 0;
     const flush = () => {
       timer = null;
       last = Date.now();
       let drawn = false; // whether anything was uploaded (else the map will not draw, nor go idle)
-      if (dirty.has('incidents')) drawn = map.setIncidents([...store.state.incidents.values()], store.state.fresh) || drawn;
+      // At the wards' scale (below city zoom) the incidents are not drawn
+      // one by one: only the ward layer and the new severe ones (the city
+      // source) change; the incidents go when the zoom reaches them.
+      if (dirty.has('incidents')) {
+        if (map.shows('incidents')) drawn = map.setIncidents([...store.state.incidents.values()], store.state.fresh) || drawn;
+        else hidden.add('incidents');
+      }
       if (dirty.has('incidents') || dirty.has('wards')) {
         const w = store.state.wards.size ? store.state.wards : wardCountsFromIncidents(store.state.incidents);
-        drawn = map.setWards(w, store.state.areas) || drawn;
+        drawn = map.setCity(w, store.state.areas, store.state.incidents, store.state.fresh) || drawn;
+        if (w.size) cityFilled = true;
       }
       if (dirty.has('units')) {
         if (!map.ready || map.shows('units')) drawn = map.setUnits(store.state.units) || drawn;
@@ -179,7 +190,10 @@ export function Operator({ route, go, wall }) {
       const cap = setTimeout(done, 3000); // a map kept moving never goes idle
       map.map.once('idle', done);
     };
-    const firstFill = () => !map.incidentCount && store.state.incidents.size > 0 && dirty.has('incidents');
+    // The first fill goes at once: the ward layer when the snapshot (with
+    // the wards layer) arrives, the incidents when their layer is drawn.
+    const firstFill = () => (!cityFilled && (store.state.wards.size > 0 || store.state.incidents.size > 0) && (dirty.has('wards') || dirty.has('incidents'))) ||
+      (!map.incidentCount && store.state.incidents.size > 0 && dirty.has('incidents') && map.shows('incidents'));
     const schedule = () => {
       if (firstFill()) { clearTimeout(timer); timer = null; flush(); return; }
       if (timer || drawing) return;
