@@ -9,14 +9,20 @@ import (
 	"ioc/db/dbtest"
 )
 
-// BenchmarkWriteBatch measures one writer storing batches of 2000 traffic
-// readings (prepare + one transaction), per observation. It says where a
-// writer's time goes without the broker in the way.
+// BenchmarkWriteBatch measures one writer storing batches of 100 and of
+// 2000 traffic readings (prepare + one transaction), per observation. It
+// says where a writer's time goes without the broker in the way (under
+// load.sh's saturation batches are a few hundred rows).
 func BenchmarkWriteBatch(b *testing.B) {
+	for _, per := range []int{100, 2000} {
+		b.Run(fmt.Sprintf("rows=%d", per), func(b *testing.B) { benchmarkWriteBatch(b, per) })
+	}
+}
+
+func benchmarkWriteBatch(b *testing.B, per int) {
 	pool, _ := dbtest.New(b)
 	cache := newDeviceCache(0, 0, false)
 	now := time.Now()
-	const per = 2000
 	batch := func(n int) []*envelope {
 		envs := make([]*envelope, per)
 		for i := range envs {

@@ -44,8 +44,21 @@ func TestWritePathsStoreOnceAndCountDuplicates(t *testing.T) {
 				t.Fatalf("batch of %d, write %d: %d duplicates, %v; want %d", n, round+1, dups, err, wantDups)
 			}
 		}
+		// Stored and new rows in one batch: the new ones are stored, the
+		// others counted, in one write.
+		fresh := make([]*envelope, 0, 2*n)
+		for _, e := range envs {
+			o := e.obs[0]
+			o.MsgID += "-new"
+			fresh = append(fresh, e, &envelope{topic: e.topic, received: now, obs: []Observation{o}})
+		}
+		total += n
+		p := prepare(fresh, newDeviceCache(0, 0, false), time.Second, now)
+		if dups, _, err := write(ctx, conn.Conn(), p, now, nil); err != nil || dups != int64(n) {
+			t.Fatalf("batch of %d stored and %d new: %d duplicates, %v; want %d", n, n, dups, err, n)
+		}
 		var stored, placed int
-		if err := pool.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE abs(ST_Y(geom) - (21.0 + msg_id::int * 1e-3)) < 1e-9)
+		if err := pool.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE abs(ST_Y(geom) - (21.0 + split_part(msg_id, '-', 1)::int * 1e-3)) < 1e-9)
 			FROM (SELECT msg_id, geom FROM traffic_readings UNION ALL SELECT msg_id, geom FROM camera_events
 			      UNION ALL SELECT msg_id, geom FROM emergency_signals UNION ALL SELECT msg_id, geom FROM unit_positions) x
 			`).Scan(&stored, &placed); err != nil {

@@ -218,12 +218,13 @@ func rejectDigest(topic string, payload []byte) []byte {
 const smallBatch = 16
 
 func write(ctx context.Context, conn *pgx.Conn, p *prepared, now time.Time, hook TxHook) (dups int64, after func(), err error) {
-	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+	staged := false
+	tx := func(tx pgx.Tx) error {
 		var err error
 		if len(p.obs) <= smallBatch {
 			dups, err = insertRows(ctx, tx, p, now)
 		} else {
-			dups, err = copyBatch(ctx, tx, p, now)
+			dups, err = copyBatch(ctx, tx, p, now, staged)
 		}
 		if err != nil {
 			return err
@@ -234,26 +235,30 @@ func write(ctx context.Context, conn *pgx.Conn, p *prepared, now time.Time, hook
 			}
 		}
 		return nil
-	})
+	}
+	err = pgx.BeginFunc(ctx, conn, tx)
+	if isUniqueViolation(err) && len(p.obs) > smallBatch {
+		// Some rows were stored before (a redelivery): the transaction
+		// is rolled back and the batch written again through staging.
+		staged = true
+		err = pgx.BeginFunc(ctx, conn, tx)
+	}
 	if err != nil {
 		after = nil
 	}
 	return dups, after, err
 }
 
-// copyBatch writes the rows by COPY, falling back to staging tables and
-// ON CONFLICT DO NOTHING if some are already stored (a redelivery), then
-// the registry.
-func copyBatch(ctx context.Context, tx pgx.Tx, p *prepared, now time.Time) (dups int64, err error) {
-	if _, err := tx.Exec(ctx, "SAVEPOINT fast"); err != nil {
-		return 0, err
-	}
-	err = copyRows(ctx, tx, p)
-	if isUniqueViolation(err) {
-		if _, err := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT fast"); err != nil {
-			return 0, err
-		}
+// copyBatch writes the rows by COPY, or, once a COPY met rows already
+// stored (a redelivery), through staging tables and ON CONFLICT DO
+// NOTHING; then the registry. The fast path takes no savepoint: a
+// redelivery rolls back the whole transaction and write starts another
+// (a savepoint cost a round trip and a subtransaction on every batch).
+func copyBatch(ctx context.Context, tx pgx.Tx, p *prepared, now time.Time, staged bool) (dups int64, err error) {
+	if staged {
 		dups, err = stageRows(ctx, tx, p)
+	} else {
+		err = copyRows(ctx, tx, p)
 	}
 	if err != nil {
 		return 0, err

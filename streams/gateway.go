@@ -137,7 +137,7 @@ func (g *Gateway) Stats() Stats {
 func New(cfg Config) *Gateway {
 	cfg.defaults()
 	g := &Gateway{cfg: cfg, clients: map[*client]struct{}{}, idx: newUpdateIndex(), snaps: map[string]incidentPart{}, started: make(chan struct{})}
-	g.live = newLive(cfg.Broker, g.updates, cfg.Log)
+	g.live = newLive(cfg.Broker, g.updates, cfg.Log, cfg)
 	g.upgrader = websocket.Upgrader{
 		// Small read buffers (clients send only subscribes) and write
 		// buffers from a pool (broadcasts are PreparedMessages): an idle
@@ -168,7 +168,7 @@ func (g *Gateway) FanoutReady() error { return g.cfg.Broker.Healthy() }
 
 // Observe takes a committed batch of observations (ingest's OnCommit,
 // via iocd's observers): it must not block.
-func (g *Gateway) Observe(obs []*ingest.Observation) { g.live.observe(obs, g.cfg) }
+func (g *Gateway) Observe(obs []*ingest.Observation) { g.live.observe(obs) }
 
 // Run runs the incident pump, the tickers and the broker until ctx ends.
 func (g *Gateway) Run(ctx context.Context) error {

@@ -34,17 +34,45 @@ const liveFlush = 100 * time.Millisecond
 // Live coalesces this instance's device and unit updates (latest per id)
 // and hands them to the broker in batches; what the broker delivers (from
 // every instance) goes to the gateway.
+//
+// observe, on an ingest writer, only keeps the latest observation per id;
+// the bodies are encoded when they go out, so a device that reports
+// several times per flush is encoded once (at 12,500 msgs/s from 2,000
+// sensors, most observations were encoded only to be overwritten).
 type Live struct {
 	broker  Broker
 	deliver func([]Update)
 	log     *slog.Logger
+	cfg     Config
 
 	mu      sync.Mutex // guards pending
-	pending map[string]Update
+	pending map[liveKey]liveState
+	spare   map[liveKey]liveState // take's, swapped with pending
 }
 
-func newLive(b Broker, deliver func([]Update), log *slog.Logger) *Live {
-	return &Live{broker: b, deliver: deliver, log: log, pending: map[string]Update{}}
+// liveKey is one device's or one unit's entry in Live.pending.
+type liveKey struct {
+	unit bool
+	id   string
+}
+
+// liveState is what an update is encoded from: for a device, what its
+// latest observation told when it was committed; a unit's body is the
+// unit registry's latest state at the flush.
+type liveState struct {
+	seen             time.Time // when the observation was committed
+	ts               time.Time
+	kind             ingest.Kind
+	online, pos      bool
+	hasSpeed         bool
+	lon, lat         float64
+	speed, occupancy float64
+	volume           int64
+	ward, event, typ string
+}
+
+func newLive(b Broker, deliver func([]Update), log *slog.Logger, cfg Config) *Live {
+	return &Live{broker: b, deliver: deliver, log: log, cfg: cfg, pending: map[liveKey]liveState{}, spare: map[liveKey]liveState{}}
 }
 
 // deviceState is a device frame's object: what the latest observation
@@ -175,61 +203,90 @@ type wardJSON struct {
 	Name string `json:"name"`
 }
 
-// observe turns a committed batch into updates. It runs on an ingest
-// writer: it only encodes and coalesces.
-func (l *Live) observe(obs []*ingest.Observation, cfg Config) {
+// observe keeps the latest state per id of a committed batch. It runs on
+// an ingest writer: it only copies and coalesces.
+func (l *Live) observe(obs []*ingest.Observation) {
 	now := time.Now().UTC()
-	batch := make([]Update, 0, len(obs))
+	l.mu.Lock()
 	for _, o := range obs {
-		u := Update{ID: o.DeviceID, Ward: o.Ward, Lon: o.Lon, Lat: o.Lat}
 		if o.Kind == ingest.KindUnit {
-			un, ok := cfg.unit(o.DeviceID)
+			l.pending[liveKey{unit: true, id: o.DeviceID}] = liveState{}
+			continue
+		}
+		l.pending[liveKey{id: o.DeviceID}] = liveState{
+			seen: now, ts: o.TS, kind: o.Kind, online: o.Kind != ingest.KindStatus || o.Online,
+			pos: o.HasPos, lon: o.Lon, lat: o.Lat, ward: o.Ward, hasSpeed: o.HasSpeed, speed: o.SpeedKmh,
+			occupancy: o.Occupancy, volume: o.Volume, event: o.Event, typ: o.Type,
+		}
+	}
+	l.mu.Unlock()
+}
+
+// take empties the pending updates and encodes them, outside the lock
+// (observe waits only for the swap). Only run calls it.
+func (l *Live) take() []Update {
+	l.mu.Lock()
+	taken := l.pending
+	l.pending, l.spare = l.spare, taken
+	l.mu.Unlock()
+	if len(taken) == 0 {
+		return nil
+	}
+	defer clear(taken)
+	batch := make([]Update, 0, len(taken))
+	// One buffer holds every device body (each a capped slice of it; a
+	// buffer outgrown stays behind its slices).
+	buf := make([]byte, 0, 256*len(taken))
+	for k, st := range taken {
+		if k.unit {
+			un, ok := l.cfg.unit(k.id)
 			if !ok {
 				continue
 			}
-			raw, err := cfg.UnitJSON(un)
+			raw, err := l.cfg.UnitJSON(un)
 			if err != nil {
 				continue
 			}
-			u.Layer, u.Body, u.Ward, u.Lon, u.Lat = "unit", raw, un.Ward, un.Lon, un.Lat
-		} else {
-			d := deviceState{ID: o.DeviceID, Online: true, LastSeen: now, LastTS: o.TS}
-			if o.Kind != ingest.KindStatus {
-				d.Kind = string(o.Kind)
-			} else {
-				d.Online = o.Online
-			}
-			if o.HasPos {
-				d.Location = &pointJSON{"Point", [2]float64{o.Lon, o.Lat}}
-			}
-			if o.Ward != "" {
-				d.Ward = &wardJSON{Code: o.Ward}
-				if cfg.WardName != nil {
-					d.Ward.Name = cfg.WardName(o.Ward)
-				}
-			}
-			switch o.Kind {
-			case ingest.KindTraffic:
-				if o.HasSpeed {
-					v := o.SpeedKmh
-					d.SpeedKmh = &v
-				}
-				vol, occ := o.Volume, o.Occupancy
-				d.Volume, d.Occupancy = &vol, &occ
-			case ingest.KindCamera:
-				d.Event = o.Event
-			case ingest.KindEmergency:
-				d.Type = o.Type
-			}
-			u.Layer, u.Body = "device", d.appendJSON(make([]byte, 0, 320))
+			batch = append(batch, Update{Layer: "unit", ID: k.id, Ward: un.Ward, Lon: un.Lon, Lat: un.Lat, Body: raw})
+			continue
 		}
-		batch = append(batch, u)
+		start := len(buf)
+		buf = l.deviceState(k.id, &st).appendJSON(buf)
+		batch = append(batch, Update{Layer: "device", ID: k.id, Ward: st.ward, Lon: st.lon, Lat: st.lat,
+			Body: buf[start:len(buf):len(buf)]})
 	}
-	l.mu.Lock()
-	for _, u := range batch {
-		l.pending[u.Layer+":"+u.ID] = u
+	return batch
+}
+
+// deviceState is the device frame's object for st.
+func (l *Live) deviceState(id string, st *liveState) *deviceState {
+	d := &deviceState{ID: id, Online: st.online, LastSeen: st.seen, LastTS: st.ts}
+	if st.kind != ingest.KindStatus {
+		d.Kind = string(st.kind)
 	}
-	l.mu.Unlock()
+	if st.pos {
+		d.Location = &pointJSON{"Point", [2]float64{st.lon, st.lat}}
+	}
+	if st.ward != "" {
+		d.Ward = &wardJSON{Code: st.ward}
+		if l.cfg.WardName != nil {
+			d.Ward.Name = l.cfg.WardName(st.ward)
+		}
+	}
+	switch st.kind {
+	case ingest.KindTraffic:
+		if st.hasSpeed {
+			v := st.speed
+			d.SpeedKmh = &v
+		}
+		vol, occ := st.volume, st.occupancy
+		d.Volume, d.Occupancy = &vol, &occ
+	case ingest.KindCamera:
+		d.Event = st.event
+	case ingest.KindEmergency:
+		d.Type = st.typ
+	}
+	return d
 }
 
 // run flushes the coalesced updates to the broker and delivers what the
@@ -244,17 +301,10 @@ func (l *Live) run(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		l.mu.Lock()
-		if len(l.pending) == 0 {
-			l.mu.Unlock()
+		batch := l.take()
+		if len(batch) == 0 {
 			continue
 		}
-		batch := make([]Update, 0, len(l.pending))
-		for _, u := range l.pending {
-			batch = append(batch, u)
-		}
-		clear(l.pending)
-		l.mu.Unlock()
 		if err := l.broker.Publish(ctx, batch); err != nil {
 			// Others miss these until the broker is back (they are
 			// latest values: the next update heals them); this

@@ -3,8 +3,11 @@ package streams
 import (
 	"encoding/json"
 	"math"
+	"strings"
 	"testing"
 	"time"
+
+	"ioc/ingest"
 )
 
 // The hand-written encoders give what json.Marshal gives.
@@ -29,5 +32,49 @@ func TestDeviceStateJSON(t *testing.T) {
 		if got := d.appendJSON(nil); string(got) != string(want) {
 			t.Errorf("appendJSON\n got %s\nwant %s", got, want)
 		}
+	}
+}
+
+// observe keeps the latest observation per device; take encodes each
+// once, as the device's frame object, and empties the pending set.
+func TestLiveCoalescesBeforeEncoding(t *testing.T) {
+	l := newLive(nil, nil, nil, Config{WardName: func(code string) string { return "P" + code }})
+	ts := time.Date(2026, 12, 3, 6, 0, 0, 0, time.UTC)
+	obs := []*ingest.Observation{
+		{Kind: ingest.KindTraffic, DeviceID: "S-1", TS: ts, HasPos: true, Lon: 105.8, Lat: 21.0, Ward: "00004", HasSpeed: true, SpeedKmh: 30, Volume: 3},
+		{Kind: ingest.KindCamera, DeviceID: "C-1", TS: ts, Event: "fire"},
+		{Kind: ingest.KindTraffic, DeviceID: "S-1", TS: ts.Add(time.Second), HasPos: true, Lon: 105.9, Lat: 21.1, Ward: "00007", Volume: 5, Occupancy: 0.25},
+		{Kind: ingest.KindStatus, DeviceID: "C-2", TS: ts, Online: false},
+	}
+	l.observe(obs[:2])
+	l.observe(obs[2:])
+	got := map[string]Update{}
+	for _, u := range l.take() {
+		got[u.ID] = u
+	}
+	if len(got) != 3 {
+		t.Fatalf("take: %d updates %v, want 3 (S-1 coalesced)", len(got), got)
+	}
+	s := got["S-1"]
+	var seen struct {
+		LastSeen time.Time `json:"last_seen"`
+	}
+	if err := json.Unmarshal(s.Body, &seen); err != nil {
+		t.Fatal(err)
+	}
+	vol, occ := int64(5), 0.25
+	want, _ := json.Marshal(deviceState{ID: "S-1", Kind: "traffic", Location: &pointJSON{"Point", [2]float64{105.9, 21.1}},
+		Ward: &wardJSON{"00007", "P00007"}, Online: true, LastSeen: seen.LastSeen, LastTS: ts.Add(time.Second), Volume: &vol, Occupancy: &occ})
+	if string(s.Body) != string(want) || s.Layer != "device" || s.Ward != "00007" || s.Lon != 105.9 || s.Lat != 21.1 {
+		t.Errorf("S-1: %+v body %s\nwant body %s", s, s.Body, want)
+	}
+	if b := string(got["C-2"].Body); !strings.Contains(b, `"online":false`) || strings.Contains(b, `"kind"`) {
+		t.Errorf("status C-2: %s", b)
+	}
+	if b := string(got["C-1"].Body); !strings.Contains(b, `"event":"fire"`) {
+		t.Errorf("camera C-1: %s", b)
+	}
+	if u := l.take(); len(u) != 0 {
+		t.Errorf("second take: %v, want nothing", u)
 	}
 }

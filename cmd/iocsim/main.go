@@ -212,6 +212,7 @@ func loadCmd(ctx context.Context, args []string) error {
 	fs.Uint64Var(&cfg.Seed, "seed", 1, "random seed")
 	fs.StringVar(&cfg.WardsPath, "wards", sim.DefaultWardsPath, "wards GeoJSON")
 	fs.IntVar(&cfg.IocdPID, "iocd-pid", 0, "iocd's pid (default: the process listening on the metrics port, else by name)")
+	fs.StringVar(&cfg.PostgresDB, "postgres-db", "", "count only this database's PostgreSQL backends (and the server's shared processes) as postgres (default: every postgres process)")
 	fs.StringVar(&cfg.IocdProfile, "iocd-profile", "", "write a CPU profile of iocd during the first pipeline phase to `FILE` (needs /debug/pprof beside the metrics)")
 	if err := fs.Parse(args); err != nil {
 		return err

@@ -7,6 +7,8 @@
 #
 #   bash deploy/bench/load.sh --runs 3 --phase-duration 15s --warmup 3s [--iocd-profile /tmp/iocd.pprof]
 #
+# PostgreSQL is measured as the backends of ioc_bench_load plus the
+# server's shared processes (other databases' backends are other load).
 # IOCD_BIN runs another iocd binary (to compare builds). Everything it
 # started is stopped at the end.
 set -euo pipefail
@@ -38,4 +40,4 @@ for _ in $(seq 1 300); do
   sleep 0.1
 done
 "$work/iocsim" load --broker "tcp://127.0.0.1:$mport" --iocd-metrics "http://$metrics/metrics" --iocd-pid "$ipid" \
-  --wards "$shared/wards.geojson" "$@"
+  --wards "$shared/wards.geojson" --postgres-db ioc_bench_load "$@"

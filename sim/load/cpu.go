@@ -39,8 +39,14 @@ type procTicks struct {
 }
 
 // pids names the processes to watch; 0 means "by command name" (every
-// process called mosquitto, or iocd).
-type pids struct{ broker, iocd int }
+// process called mosquitto, or iocd). pgDB, if set, counts only the
+// PostgreSQL backends (and autovacuum workers) of that database, with the
+// server's shared processes (WAL writer, checkpointer, ...): on a shared
+// server, other databases' backends are someone else's load.
+type pids struct {
+	broker, iocd int
+	pgDB         string
+}
 
 // sampleCPU reads /proc.
 func sampleCPU(p pids) cpuSample {
@@ -65,6 +71,11 @@ func sampleCPU(p pids) cpuSample {
 		case p.broker > 0 && pid == p.broker, p.broker <= 0 && comm == "mosquitto":
 			g = groupMosquitto
 		case comm == "postgres" || strings.HasPrefix(comm, "postgres:") || comm == "postmaster":
+			if p.pgDB != "" {
+				if db, ok := pgDatabase(pid); ok && db != p.pgDB {
+					continue
+				}
+			}
 			g = groupPostgres
 		default:
 			continue
@@ -73,6 +84,36 @@ func sampleCPU(p pids) cpuSample {
 	}
 	s.busy, s.total, s.cores = readProcStat()
 	return s
+}
+
+// pgDatabase reads the database of a PostgreSQL backend or autovacuum
+// worker from its process title ("postgres: [cluster: ]user db
+// host(port) state", "postgres: [cluster: ]autovacuum worker db"); false
+// for the server's shared processes.
+func pgDatabase(pid int) (string, bool) {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cmdline"))
+	if err != nil {
+		return "", false
+	}
+	return pgTitleDatabase(string(bytes.ReplaceAll(b, []byte{0}, []byte{' '})))
+}
+
+func pgTitleDatabase(title string) (string, bool) {
+	rest, ok := strings.CutPrefix(strings.TrimSpace(title), "postgres: ")
+	if !ok {
+		return "", false
+	}
+	f := strings.Fields(rest)
+	if len(f) > 0 && strings.HasSuffix(f[0], ":") {
+		f = f[1:] // cluster_name
+	}
+	switch {
+	case len(f) >= 3 && f[0] == "autovacuum" && f[1] == "worker":
+		return f[2], true
+	case len(f) >= 3 && (strings.HasSuffix(f[2], ")") || f[2] == "[local]"):
+		return f[1], true
+	}
+	return "", false
 }
 
 // readStat returns the command name and utime+stime of a process.

@@ -59,6 +59,9 @@ type Config struct {
 	Seed          uint64
 	WardsPath     string
 	IocdPID       int
+	// PostgresDB, if set, counts only that database's PostgreSQL backends
+	// (and the server's shared processes) as postgres.
+	PostgresDB string
 	// IocdProfile, if set, is where a CPU profile of iocd during the first
 	// pipeline phase's steady window is written (from /debug/pprof/profile
 	// beside iocd's metrics).
@@ -134,7 +137,7 @@ func New(cfg Config) (*Load, error) {
 		return nil, err
 	}
 	l := &Load{cfg: cfg, wards: w, http: &http.Client{Timeout: 5 * time.Second}}
-	l.procs = pids{broker: listenerPID(portOf(cfg.Broker)), iocd: cfg.IocdPID}
+	l.procs = pids{broker: listenerPID(portOf(cfg.Broker)), iocd: cfg.IocdPID, pgDB: cfg.PostgresDB}
 	if l.procs.iocd == 0 && cfg.IocdMetrics != "" {
 		l.procs.iocd = listenerPID(portOf(cfg.IocdMetrics))
 	}
@@ -193,6 +196,8 @@ type Report struct {
 	Phases    []Phase `json:"phases"`
 	BrokerPID int     `json:"broker_pid"` // 0: every process named mosquitto
 	IocdPID   int     `json:"iocd_pid"`   // 0: every process named iocd
+	// PostgresDB: only its backends counted as postgres ("": all).
+	PostgresDB string `json:"postgres_db,omitempty"`
 
 	// Medians over runs.
 	CeilingPerS   float64            `json:"ceiling_per_s"`
@@ -209,7 +214,7 @@ type Report struct {
 // Run measures cfg.Runs rounds of (broker phase, pipeline phase).
 func (l *Load) Run(ctx context.Context) (*Report, error) {
 	cfg := &l.cfg
-	rep := &Report{Started: time.Now(), BrokerPID: l.procs.broker, IocdPID: l.procs.iocd}
+	rep := &Report{Started: time.Now(), BrokerPID: l.procs.broker, IocdPID: l.procs.iocd, PostgresDB: l.procs.pgDB}
 	rep.Host, _ = os.Hostname()
 	_, _, rep.Cores = readProcStat()
 	rc := &rep.Config
@@ -591,7 +596,7 @@ func cpuLine(c map[string]float64) string {
 	s := ""
 	for _, k := range cpuOrder {
 		if v, ok := c[k]; ok {
-			s += fmt.Sprintf("%s %.0f%% ", k, v)
+			s += fmt.Sprintf("%s %.1f%% ", k, v)
 		}
 	}
 	return s
@@ -618,7 +623,7 @@ func (r *Report) WriteText(w io.Writer) {
 	if len(r.PipelineCPU) > 0 {
 		fmt.Fprintf(w, "cpu, pipeline phase: %s\n", cpuLine(r.PipelineCPU))
 	}
-	fmt.Fprintf(w, "processes: broker pid %s, iocd pid %s, postgres: all processes named postgres\n", pidStr(r.BrokerPID, "mosquitto"), pidStr(r.IocdPID, "iocd"))
+	fmt.Fprintf(w, "processes: broker pid %s, iocd pid %s, postgres: %s\n", pidStr(r.BrokerPID, "mosquitto"), pidStr(r.IocdPID, "iocd"), pgWhich(r.PostgresDB))
 	for _, p := range r.Phases {
 		if p.Note != "" {
 			fmt.Fprintf(w, "note: %s run %d: %s\n", p.Phase, p.Run, p.Note)
@@ -663,4 +668,11 @@ func pidStr(pid int, name string) string {
 		return "(every process named " + name + ")"
 	}
 	return strconv.Itoa(pid)
+}
+
+func pgWhich(db string) string {
+	if db == "" {
+		return "all processes named postgres"
+	}
+	return "the backends of database " + db + " and the server's shared processes"
 }

@@ -144,3 +144,22 @@ func FuzzParseProm(f *testing.F) {
 		}
 	})
 }
+
+func TestPgTitleDatabase(t *testing.T) {
+	for _, c := range []struct {
+		title, db string
+		ok        bool
+	}{
+		{"postgres: 15/main: ioc ioc_bench_load 127.0.0.1(45076) idle   ", "ioc_bench_load", true},
+		{"postgres: ioc other [local] COPY", "other", true},
+		{"postgres: 15/main: autovacuum worker ioc_bench_load", "ioc_bench_load", true},
+		{"postgres: 15/main: walwriter", "", false},
+		{"postgres: checkpointer", "", false},
+		{"postgres: 15/main: logical replication launcher", "", false},
+		{"/usr/lib/postgresql/15/bin/postgres -D /var/lib/postgresql/15/main", "", false},
+	} {
+		if db, ok := pgTitleDatabase(c.title); db != c.db || ok != c.ok {
+			t.Errorf("%q: %q %v, want %q %v", c.title, db, ok, c.db, c.ok)
+		}
+	}
+}
