@@ -40,7 +40,19 @@ func newBufferedConn(c net.Conn) *bufferedConn {
 	return b
 }
 
-func (b *bufferedConn) Read(p []byte) (int, error) { return b.r.Read(p) }
+// Read returns the flusher's write error, once there is one, in place of
+// whatever ended the read (see flusher).
+func (b *bufferedConn) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err != nil {
+		b.mu.Lock()
+		if b.err != nil {
+			err = b.err
+		}
+		b.mu.Unlock()
+	}
+	return n, err
+}
 
 func (b *bufferedConn) Write(p []byte) (int, error) {
 	b.mu.Lock()
@@ -86,7 +98,15 @@ func (b *bufferedConn) flusher() {
 				b.err = err
 				b.cond.Broadcast()
 				b.mu.Unlock()
-				b.Conn.Close() // paho's reader sees the failure and reconnects
+				// Wake paho's reader with this error so that it reconnects.
+				// Not by closing the socket: paho ignores a read error that
+				// says "use of closed network connection" (it takes it for
+				// its own Disconnect), and the connection would then be
+				// declared lost only by the keepalive, 30 s + 10 s later,
+				// its subscription dead meanwhile. Seen after a broker
+				// crash (docs/operations.md). paho closes the socket when
+				// it handles the error.
+				b.Conn.SetReadDeadline(time.Now())
 			}
 		}
 	}
