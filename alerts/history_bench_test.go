@@ -275,4 +275,11 @@ func TestHistoryPlans(t *testing.T) {
 	where, _ = filterWhere(month, &a)
 	explain("response-times-30d (the scan ResponseTimes reads)", `SELECT coalesce(i.ward_code, ''), i.acknowledged_at - i.opened_at,
 		i.dispatched_at - i.opened_at, i.resolved_at - i.opened_at FROM incidents i WHERE `+where, a)
+	page := month
+	page.Limit = ExportPage
+	sql, args, err = listQuery(page)
+	if err != nil {
+		t.Fatal(err)
+	}
+	explain("export page (2,000 rows of 30 days)", sql, args)
 }

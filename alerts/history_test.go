@@ -6,6 +6,7 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"encoding/xml"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -452,12 +453,37 @@ func TestHistoryExportPages(t *testing.T) {
 	if err != nil || len(recs) != n+1 {
 		t.Fatalf("%v: %d rows, want %d", err, len(recs)-1, n)
 	}
-	seen := map[string]bool{}
-	for _, r := range recs[1:] {
-		if seen[r[0]] {
-			t.Fatalf("%s twice", r[0])
+	// Newest first (opened g seconds before now), each once, across pages.
+	for i, r := range recs[1:] {
+		if want := fmt.Sprintf("X%06d", i+1); r[0] != want {
+			t.Fatalf("row %d is %s, want %s", i, r[0], want)
 		}
-		seen[r[0]] = true
+	}
+	// A writer that fails stops the export at once: the page read ahead
+	// is dropped and nothing runs on after Export returns.
+	boom := errors.New("client gone")
+	calls := 0
+	got, err := v.e.store.Export(func() (context.Context, context.CancelFunc) { return context.WithCancel(v.ctx) },
+		IncidentFilter{}, func(items []*Incident) error {
+			calls++
+			return boom
+		})
+	if !errors.Is(err, boom) || got != 0 || calls != 1 {
+		t.Errorf("failing writer: %d rows, %d calls, %v", got, calls, err)
+	}
+	// A failing page query ends it with that error, after the pages before.
+	pages := 0
+	got, err = v.e.store.Export(func() (context.Context, context.CancelFunc) {
+		pages++
+		if pages == 2 {
+			ctx, cancel := context.WithCancel(v.ctx)
+			cancel()
+			return ctx, cancel
+		}
+		return context.WithCancel(v.ctx)
+	}, IncidentFilter{}, func([]*Incident) error { return nil })
+	if !errors.Is(err, context.Canceled) || got != ExportPage {
+		t.Errorf("failing page: %d rows, %v", got, err)
 	}
 }
 

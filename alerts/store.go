@@ -50,22 +50,19 @@ type Store struct {
 
 const incidentCols = `i.id, i.kind, i.severity, i.status, i.resolution, i.title, ST_X(i.geom), ST_Y(i.geom),
 	coalesce(i.ward_code, ''), i.opened_by, i.auto_resolve, i.opened_at, i.updated_at, i.acknowledged_at,
-	i.dispatched_at, i.resolved_at, i.escalation_level, i.units, i.version,
-	(SELECT count(*) FROM incident_evidence e WHERE e.incident_id = i.id)`
+	i.dispatched_at, i.resolved_at, i.escalation_level, i.units, i.version, i.evidence_count`
 
 func (s *Store) scanIncident(row pgx.Row) (*Incident, error) {
 	var x Incident
 	var ward string
-	var n int64
 	err := row.Scan(&x.ID, &x.Kind, &x.Severity, &x.Status, &x.Resolution, &x.Title,
 		&x.Location.Coordinates[0], &x.Location.Coordinates[1], &ward, &x.OpenedBy, &x.AutoResolve,
 		&x.OpenedAt, &x.UpdatedAt, &x.AcknowledgedAt, &x.DispatchedAt, &x.ResolvedAt, &x.EscalationLevel,
-		&x.Units, &x.Version, &n)
+		&x.Units, &x.Version, &x.EvidenceCount)
 	if err != nil {
 		return nil, err
 	}
 	x.Location.Type = "Point"
-	x.EvidenceCount = int(n)
 	x.Ward = s.wardRef(ward)
 	if x.Units == nil {
 		x.Units = []string{}

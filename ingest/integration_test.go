@@ -102,6 +102,13 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// written is how many telemetry-connection copies of emergency signals
+// were written because their emergency twin came late (each is one more
+// acknowledgement than the messages published).
+func written(m *ingest.Metrics) float64 {
+	return testutil.ToFloat64(m.Twins.WithLabelValues("written"))
+}
+
 // ts is a recent observation time on the test clock.
 func ts() string {
 	return ingest.TestNow.Add(time.Since(started) - time.Second).Format(time.RFC3339Nano)
@@ -146,8 +153,11 @@ func TestEachKindLandsOnce(t *testing.T) {
 	waitFor(t, "offline", func() bool { return h.count(t, "SELECT count(*) FROM devices WHERE id='S-1' AND NOT online") == 1 })
 	h.publish(t, "city/traffic/S-1", []byte(fmt.Sprintf(`{"ts":"%s","lat":21.0285,"lon":105.8542,"speed_kmh":30,"volume":10,"occupancy":0.3}`, ts())))
 	waitFor(t, "online again", func() bool { return h.count(t, "SELECT count(*) FROM devices WHERE id='S-1' AND online") == 1 })
-	if got := testutil.ToFloat64(m.Acked); got != 6 {
-		t.Errorf("acked %v messages, want 6", got)
+	// An emergency signal's telemetry-connection copy is written (and
+	// acknowledged) as well when its twin took more than a second, as on a
+	// loaded machine: counted apart (ioc_ingest_emergency_twins_total).
+	if got, want := testutil.ToFloat64(m.Acked), 6+written(m); got != want {
+		t.Errorf("acked %v messages, want %v", got, want)
 	}
 }
 
@@ -210,7 +220,7 @@ func TestBadInputOverMQTT(t *testing.T) {
 	}
 	total := len(wants) + n
 	m := h.ing.Metrics()
-	waitFor(t, "all acked", func() bool { return testutil.ToFloat64(m.Acked) == float64(total) })
+	waitFor(t, "all acked", func() bool { return testutil.ToFloat64(m.Acked)-written(m) == float64(total) })
 
 	for _, w := range wants {
 		var reason, detail string
@@ -240,8 +250,11 @@ func TestBadInputOverMQTT(t *testing.T) {
 	for _, reason := range reasons(wants) {
 		sum += testutil.ToFloat64(m.Rejected.WithLabelValues(reason))
 	}
-	if int(sum) != rows {
-		t.Errorf("ioc_ingest_rejected_total sums to %v, want %d", sum, rows)
+	// A late twin written as well (all this test's emergency messages are
+	// bad ones) is stored once but counted as a rejection again, as any
+	// redelivery of a refused message is.
+	if sum != float64(rows)+written(m) {
+		t.Errorf("ioc_ingest_rejected_total sums to %v, want %d + %v late twins", sum, rows, written(m))
 	}
 }
 

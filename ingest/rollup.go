@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
 )
 
 // rollupFields are the numeric reading fields rolled up per device kind,
@@ -122,6 +123,27 @@ func RollUp(ctx context.Context, pool *pgxpool.Pool, from, to time.Time) error {
 		lo = hi
 	}
 	return nil
+}
+
+// RollUpConcurrently is RollUp over [from, to) on up to jobs connections
+// at once, one Hanoi day each: a day's hourly rows and its daily row are
+// its own, so days do not meet. For a backfill (the seeder's year); while
+// it runs, rolled_until can be past a day still in flight, so a failed
+// run must be run again before the series are trusted.
+func RollUpConcurrently(ctx context.Context, pool *pgxpool.Pool, from, to time.Time, jobs int) error {
+	eg, ctx := errgroup.WithContext(ctx)
+	eg.SetLimit(max(1, jobs))
+	from, to = bucketFloor(from, time.Hour), bucketFloor(to, time.Hour)
+	for lo := from; lo.Before(to); {
+		hi := bucketFloor(lo, 24*time.Hour).Add(24 * time.Hour)
+		if hi.After(to) {
+			hi = to
+		}
+		day := lo // lo moves on before the goroutine reads it
+		eg.Go(func() error { return RollUp(ctx, pool, day, hi) })
+		lo = hi
+	}
+	return eg.Wait()
 }
 
 // RollupConfig schedules the rollups.

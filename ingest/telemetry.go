@@ -3,8 +3,10 @@ package ingest
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -117,24 +119,45 @@ func (rd *Reader) telemetryBuckets(ctx context.Context, q TelemetryQuery) (Telem
 		return fmt.Sprintf(", 0 AS %[1]s_n, NULL::float8 AS %[1]s_sum, NULL::real AS %[1]s_min, NULL::real AS %[1]s_max", c)
 	}
 	rawCols := "1 AS n" + slot(0) + slot(1) + slot(2)
-	rolled := `'-infinity'::timestamptz`
-	rollupPart := ``
+	// Buckets before rolled_until come from the rollups, readings from it
+	// on from the table. Reading rolled_until first lets the statement name
+	// only the part it needs: a month of hours already rolled reads no
+	// reading partition at all.
+	var rolled time.Time // zero: nothing rolled up (and 5m never is)
 	if q.Bucket != "5m" {
-		rolled = `coalesce((SELECT rolled_until FROM telemetry_rollup_state), '-infinity')`
-		rollupPart = `SELECT bucket_start AS b, ` + rollupCols + ` FROM telemetry_rollups
-			WHERE device_id = $1 AND bucket = $4 AND bucket_start >= $2 AND bucket_start < $3
-			  AND bucket_start < (SELECT r FROM st) AND ($6::text[] IS NULL OR ward_code = ANY($6))
-			UNION ALL `
+		err := rd.pool.QueryRow(ctx, `SELECT rolled_until FROM telemetry_rollup_state`).Scan(&rolled)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return TelemetryPage{}, fmt.Errorf("read telemetry buckets: %w", err)
+		}
 	}
-	sql := `WITH st AS (SELECT ` + rolled + ` AS r, $4::text AS bucket)
-		SELECT b, sum(n)::bigint, sum(a_n)::bigint, sum(a_sum), min(a_min)::float8, max(a_max)::float8,
+	var args []any
+	arg := func(v any) string { args = append(args, v); return fmt.Sprintf("$%d", len(args)) }
+	dev, from, to, wards := arg(q.DeviceID), arg(lo), arg(hi), arg(q.Wards)
+	var parts []string
+	if !rolled.IsZero() && rolled.After(lo) {
+		parts = append(parts, `SELECT bucket_start AS b, `+rollupCols+` FROM telemetry_rollups
+			WHERE device_id = `+dev+` AND bucket = `+arg(q.Bucket)+` AND bucket_start >= `+from+`
+			  AND bucket_start < least(`+to+`, `+arg(rolled)+`::timestamptz)
+			  AND (`+wards+`::text[] IS NULL OR ward_code = ANY(`+wards+`))`)
+	}
+	if rolled.Before(hi) {
+		tailFrom := from
+		if rolled.After(lo) {
+			tailFrom = arg(rolled)
+		}
+		parts = append(parts, `SELECT date_bin(`+arg(size.String())+`::interval, ts, '`+bucketOrigin+`'::timestamptz) AS b, `+rawCols+`
+			FROM `+table+` WHERE device_id = `+dev+` AND ts >= `+tailFrom+` AND ts < `+to+`
+			  AND (`+wards+`::text[] IS NULL OR ward_code = ANY(`+wards+`))`)
+	}
+	if len(parts) == 0 { // an empty span
+		return TelemetryPage{Items: []json.RawMessage{}}, nil
+	}
+	sql := `SELECT b, sum(n)::bigint, sum(a_n)::bigint, sum(a_sum), min(a_min)::float8, max(a_max)::float8,
 		  sum(b_n)::bigint, sum(b_sum), min(b_min)::float8, max(b_max)::float8,
 		  sum(c_n)::bigint, sum(c_sum), min(c_min)::float8, max(c_max)::float8
-		FROM (` + rollupPart + `SELECT date_bin($5::interval, ts, '` + bucketOrigin + `'::timestamptz) AS b, ` + rawCols + `
-			FROM ` + table + ` WHERE device_id = $1 AND ts >= $2 AND ts >= greatest($2, (SELECT r FROM st)) AND ts < $3
-			  AND ($6::text[] IS NULL OR ward_code = ANY($6))) x
-		GROUP BY b ORDER BY b LIMIT $7`
-	rows, err := rd.pool.Query(ctx, sql, q.DeviceID, lo, hi, q.Bucket, size.String(), q.Wards, q.Limit+1)
+		FROM (` + strings.Join(parts, " UNION ALL ") + `) x
+		GROUP BY b ORDER BY b LIMIT ` + arg(q.Limit+1)
+	rows, err := rd.pool.Query(ctx, sql, args...)
 	if err != nil {
 		return TelemetryPage{}, fmt.Errorf("read telemetry buckets: %w", err)
 	}

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"ioc/auth"
 	"ioc/config"
 	"ioc/db/dbtest"
@@ -25,44 +27,29 @@ import (
 // window in a ~3 km box, up to 100 or 1000 features:
 //
 //	go test -run '^$' -bench OGCItemsPage -benchtime 100x -count 3 ./cmd/iocd/
+//
+// With IOC_OGC_BENCH_URL it runs on that database instead, filled by
+// `iocsim seed --end 2026-12-01T12:00:00Z` (1M incidents over a year),
+// asking for the last day but one of it:
+//
+//	IOC_OGC_BENCH_URL=postgres://ioc:ioc@127.0.0.1:5432/hist_seed1 go test -run '^$' -bench OGCItemsPage -benchtime 100x -count 3 ./cmd/iocd/
 func BenchmarkOGCItemsPage(b *testing.B) {
-	n := 200000
-	if s := os.Getenv("IOC_OGC_BENCH_INCIDENTS"); s != "" {
-		n, _ = strconv.Atoi(s)
-	}
-	pool, dbURL := dbtest.New(b)
+	ctx := context.Background()
+	pool, dbURL, end, fill := ogcBenchDB(b)
 	cfg := config.Default()
 	cfg.DatabaseURL, cfg.MetricsAddr, cfg.AreasFile = dbURL, "", wardsFile
 	pw := filepath.Join(b.TempDir(), "pw")
 	os.WriteFile(pw, []byte("first-start-secret-pw\n"), 0o600)
 	cfg.BootstrapAdminPasswordFile = pw
-	ctx := context.Background()
 	a, err := newApp(ctx, cfg, quietLog())
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(a.close)
-	end := time.Date(2026, 7, 1, 0, 0, 0, 0, time.UTC)
-	start := time.Now()
-	if _, err := pool.Exec(ctx, `
-		INSERT INTO incidents (id, kind, severity, status, title, geom, ward_code, opened_by, auto_resolve,
-			opened_at, updated_at, last_evidence_at)
-		SELECT 'X' || lpad(g::text, 9, '0'),
-			(ARRAY['traffic_congestion','accident','fire','medical','crime','flooding'])[1 + g % 6],
-			(ARRAY['minor','moderate','severe','extreme'])[1 + g % 4],
-			(ARRAY['new','acknowledged','dispatched','resolved','resolved','resolved'])[1 + (g / 7) % 6],
-			'Sự cố ' || g, p, (SELECT code FROM areas a WHERE a.geom && p AND ST_Covers(a.geom, p) ORDER BY code LIMIT 1),
-			'rule:bench', false, t, t, t
-		FROM (SELECT g, ST_SetSRID(ST_MakePoint(105.75 + random() * 0.2, 20.95 + random() * 0.15), 4326) p,
-			$1::timestamptz - random() * interval '30 days' t FROM generate_series(1, $2::int) g) s`, end, n); err != nil {
-		b.Fatal(err)
-	}
-	if _, err := pool.Exec(ctx, `ANALYZE incidents`); err != nil {
-		b.Fatal(err)
-	}
-	b.Logf("seeded %d incidents in %v", n, time.Since(start).Round(time.Millisecond))
+	fill() // after the app imported the wards
 	store := auth.NewStore(pool, auth.HashParams{Time: 1, MemoryKiB: 64, Threads: 1}, 2)
-	u, err := store.AddUser(ctx, auth.NewUser{Name: "bench", Role: "analyst", Password: "ogc-measure-secret-pw"})
+	name := "bench-" + strconv.FormatInt(time.Now().UnixNano(), 36) // a given database may hold earlier runs' users
+	u, err := store.AddUser(ctx, auth.NewUser{Name: name, Role: "analyst", Password: "ogc-measure-secret-pw"})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -109,4 +96,54 @@ func BenchmarkOGCItemsPage(b *testing.B) {
 			b.ReportMetric(float64(features), "body_bytes")
 		})
 	}
+}
+
+// ogcBenchDB is the benchmark's database and the end of its history: the
+// one IOC_OGC_BENCH_URL names (a seeded year), or a new one that fill fills
+// with IOC_OGC_BENCH_INCIDENTS incidents (default 200,000) over 30 days
+// once the wards are in.
+func ogcBenchDB(b *testing.B) (pool *pgxpool.Pool, dbURL string, end time.Time, fill func()) {
+	ctx := context.Background()
+	if u := os.Getenv("IOC_OGC_BENCH_URL"); u != "" {
+		pool, err := pgxpool.New(ctx, u)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(pool.Close)
+		var n int64
+		if err := pool.QueryRow(ctx, `SELECT count(*) FROM incidents`).Scan(&n); err != nil || n == 0 {
+			b.Fatalf("IOC_OGC_BENCH_URL: %d incidents, %v", n, err)
+		}
+		b.Logf("%d incidents in the given database", n)
+		return pool, u, time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC), func() {}
+	}
+	n := 200000
+	if s := os.Getenv("IOC_OGC_BENCH_INCIDENTS"); s != "" {
+		n, _ = strconv.Atoi(s)
+	}
+	pool, dbURL = dbtest.New(b)
+	end = time.Date(2026, 7, 1, 0, 0, 0, 0, time.UTC)
+	return pool, dbURL, end, func() { fillOGCBench(b, pool, end, n) }
+}
+
+func fillOGCBench(b *testing.B, pool *pgxpool.Pool, end time.Time, n int) {
+	ctx := context.Background()
+	start := time.Now()
+	if _, err := pool.Exec(ctx, `
+		INSERT INTO incidents (id, kind, severity, status, title, geom, ward_code, opened_by, auto_resolve,
+			opened_at, updated_at, last_evidence_at)
+		SELECT 'X' || lpad(g::text, 9, '0'),
+			(ARRAY['traffic_congestion','accident','fire','medical','crime','flooding'])[1 + g % 6],
+			(ARRAY['minor','moderate','severe','extreme'])[1 + g % 4],
+			(ARRAY['new','acknowledged','dispatched','resolved','resolved','resolved'])[1 + (g / 7) % 6],
+			'Sự cố ' || g, p, (SELECT code FROM areas a WHERE a.geom && p AND ST_Covers(a.geom, p) ORDER BY code LIMIT 1),
+			'rule:bench', false, t, t, t
+		FROM (SELECT g, ST_SetSRID(ST_MakePoint(105.75 + random() * 0.2, 20.95 + random() * 0.15), 4326) p,
+			$1::timestamptz - random() * interval '30 days' t FROM generate_series(1, $2::int) g) s`, end, n); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `ANALYZE incidents`); err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("seeded %d incidents in %v", n, time.Since(start).Round(time.Millisecond))
 }

@@ -17,6 +17,11 @@ var (
 	loadTables = []string{"incidents", "incident_timeline", "incident_evidence",
 		"traffic_readings", "camera_events", "emergency_signals", "unit_positions"}
 	fkTables = []string{"incident_timeline", "incident_evidence"}
+	// Triggers that would count what the seed writes itself: table, trigger.
+	// incident_evidence_count (0410) would add each evidence row to a count
+	// the incidents' rows already carry, or miss an incident another COPY
+	// stream has not committed yet.
+	pausedTriggers = [][2]string{{"incident_evidence", "incident_evidence_count"}}
 )
 
 const restoreTable = `CREATE TABLE IF NOT EXISTS seed_restore (
@@ -31,10 +36,26 @@ const restoreTable = `CREATE TABLE IF NOT EXISTS seed_restore (
 // transaction. Rebuilding an index once is much cheaper than keeping it
 // up row by row (a GiST or trigram GIN most of all), and a foreign key's
 // per-row check would also order the three incident streams.
-func dropForLoad(ctx context.Context, pool *pgxpool.Pool) error {
+//
+// With keepIndexes it only pauses the triggers (pausedTriggers), which
+// every load must: the seed writes what they would keep.
+func dropForLoad(ctx context.Context, pool *pgxpool.Pool, keepIndexes bool) error {
 	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, restoreTable); err != nil {
 			return fmt.Errorf("seed: %w", err)
+		}
+		for _, t := range pausedTriggers {
+			on := fmt.Sprintf(`ALTER TABLE %s ENABLE TRIGGER %s`, pgx.Identifier{t[0]}.Sanitize(), pgx.Identifier{t[1]}.Sanitize())
+			if _, err := tx.Exec(ctx, `INSERT INTO seed_restore (kind, name, tbl, ddl) VALUES ('trigger', $1, $2, $3)`, t[1], t[0], on); err != nil {
+				return fmt.Errorf("seed: %w", err)
+			}
+			off := fmt.Sprintf(`ALTER TABLE %s DISABLE TRIGGER %s`, pgx.Identifier{t[0]}.Sanitize(), pgx.Identifier{t[1]}.Sanitize())
+			if _, err := tx.Exec(ctx, off); err != nil {
+				return fmt.Errorf("seed: pause trigger %s: %w", t[1], err)
+			}
+		}
+		if keepIndexes {
+			return nil
 		}
 		rows, _ := tx.Query(ctx, `SELECT i.relname, t.relname, pg_get_indexdef(i.oid), a.amname
 			FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class t ON t.oid = x.indrelid
@@ -78,7 +99,8 @@ func dropForLoad(ctx context.Context, pool *pgxpool.Pool) error {
 }
 
 // restore runs what seed_restore holds: the indexes, jobs at a time, then
-// the foreign keys (validated in one pass each), and empties it.
+// the foreign keys (validated in one pass each) and the paused triggers,
+// and empties it.
 func restore(ctx context.Context, pool *pgxpool.Pool, jobs int) error {
 	var exists bool
 	if err := pool.QueryRow(ctx, `SELECT to_regclass('seed_restore') IS NOT NULL`).Scan(&exists); err != nil || !exists {
@@ -129,6 +151,14 @@ func restore(ctx context.Context, pool *pgxpool.Pool, jobs int) error {
 		}
 		if _, err := pool.Exec(ctx, it.DDL); err != nil {
 			return fmt.Errorf("seed: restore %s: %w", it.Name, err)
+		}
+	}
+	for _, it := range items {
+		if it.Kind != "trigger" {
+			continue
+		}
+		if _, err := pool.Exec(ctx, it.DDL); err != nil {
+			return fmt.Errorf("seed: restore trigger %s: %w", it.Name, err)
 		}
 	}
 	if _, err := pool.Exec(ctx, `DROP TABLE seed_restore`); err != nil {

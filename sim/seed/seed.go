@@ -34,7 +34,8 @@ type Config struct {
 	Jobs                             int  // jobs at once (default 3; each is 1 to 3 COPY connections)
 	KeepIndexes                      bool // load with every index in place (slower; for comparison)
 	// Rollups, if set, is called after the load over [start, end) to fill
-	// derived tables (the telemetry rollups).
+	// derived tables (the telemetry rollups), beside the index rebuild: it
+	// may read only the telemetry tables.
 	Rollups  func(ctx context.Context, pool *pgxpool.Pool, from, to time.Time) error
 	Progress io.Writer // progress bar; nil: none
 	Log      *slog.Logger
@@ -55,7 +56,7 @@ type Summary struct {
 	Rows       map[string]int64 // per table
 	Load       time.Duration    // COPY of every row
 	Indexes    time.Duration    // rebuilding what was dropped, and ANALYZE
-	Rollups    time.Duration
+	Rollups    time.Duration    // beside Indexes, not after it
 	Total      time.Duration
 }
 
@@ -141,10 +142,8 @@ func Run(ctx context.Context, pool *pgxpool.Pool, cfg Config) (*Summary, error) 
 	}
 	defer load.Close()
 
-	if !cfg.KeepIndexes {
-		if err := dropForLoad(ctx, pool); err != nil {
-			return nil, err
-		}
+	if err := dropForLoad(ctx, pool, cfg.KeepIndexes); err != nil {
+		return nil, err
 	}
 	sum := &Summary{Start: start, End: end, Devices: len(f.all()), Rows: map[string]int64{}}
 	s := &seeder{cfg: &cfg, city: c, fleet: f, pool: load, start: start, end: end, counts: map[string]*atomic.Int64{}}
@@ -156,18 +155,32 @@ func Run(ctx context.Context, pool *pgxpool.Pool, cfg Config) (*Summary, error) 
 	loadErr := s.load(ctx)
 	stopBar()
 	sum.Load = time.Since(tl)
+	// The rollups read only the telemetry partitions (whole days, no
+	// secondary index) and write only telemetry_rollups, so they run beside
+	// the index rebuild and the VACUUM rather than after them.
+	rollups := make(chan error, 1)
+	if loadErr == nil && cfg.Rollups != nil {
+		go func() {
+			tr := time.Now()
+			err := cfg.Rollups(ctx, load, start, end) // its own connections
+			sum.Rollups = time.Since(tr)
+			rollups <- err
+		}()
+	} else {
+		rollups <- nil
+	}
 	// Rebuild even after a failed load: the schema must not stay without
 	// its indexes.
 	ti := time.Now()
 	if !cfg.KeepIndexes {
 		s.say("seed: rebuilding indexes and foreign keys\n")
 	}
-	rerr := restore(context.WithoutCancel(ctx), pool, cfg.Jobs)
+	rerr := restore(context.WithoutCancel(ctx), pool, cfg.Jobs) // always: the paused triggers
 	if loadErr != nil || rerr != nil {
-		return nil, errors.Join(loadErr, rerr)
+		return nil, errors.Join(loadErr, rerr, <-rollups)
 	}
 	if err := s.devices(ctx); err != nil {
-		return nil, err
+		return nil, errors.Join(err, <-rollups)
 	}
 	// The partitions are left to autovacuum: ANALYZE of a partitioned
 	// parent also analyzes each of its partitions, minutes for a year.
@@ -176,16 +189,14 @@ func Run(ctx context.Context, pool *pgxpool.Pool, cfg Config) (*Summary, error) 
 	// (30-day stats by ward: a 290 ms bitmap heap scan before, 17 ms
 	// after; docs/history.md).
 	if _, err := pool.Exec(ctx, `VACUUM (ANALYZE) devices, incidents, incident_timeline, incident_evidence`); err != nil {
-		return nil, fmt.Errorf("seed: vacuum: %w", err)
+		return nil, errors.Join(fmt.Errorf("seed: vacuum: %w", err), <-rollups)
 	}
 	sum.Indexes = time.Since(ti)
 	if cfg.Rollups != nil {
-		s.say("seed: rollups\n")
-		tr := time.Now()
-		if err := cfg.Rollups(ctx, pool, start, end); err != nil {
-			return nil, fmt.Errorf("seed: rollups: %w", err)
-		}
-		sum.Rollups = time.Since(tr)
+		s.say("seed: waiting for the rollups\n")
+	}
+	if err := <-rollups; err != nil {
+		return nil, fmt.Errorf("seed: rollups: %w", err)
 	}
 	for t, n := range s.counts {
 		sum.Rows[t] = n.Load()
