@@ -156,6 +156,8 @@ func TestEachKindLandsOnce(t *testing.T) {
 	// An emergency signal's telemetry-connection copy is written (and
 	// acknowledged) as well when its twin took more than a second, as on a
 	// loaded machine: counted apart (ioc_ingest_emergency_twins_total).
+	// The counter moves just after the commit the waits above saw.
+	waitFor(t, "every message acknowledged", func() bool { return testutil.ToFloat64(m.Acked) >= 6+written(m) })
 	if got, want := testutil.ToFloat64(m.Acked), 6+written(m); got != want {
 		t.Errorf("acked %v messages, want %v", got, want)
 	}
