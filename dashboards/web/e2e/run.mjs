@@ -299,7 +299,10 @@ test('the analyst search finds the incident and exports it', async () => {
   assert.match(row, new RegExp(made.body.ward.name));
   // On the analyst's map too.
   await until(N.page, async (id) => {
-    const d = await window.__iocAnalystMap.map.getSource('incidents').getData();
+    // The map adds its sources once its style has loaded: until then, not yet.
+    const src = window.__iocAnalystMap?.map?.getSource('incidents');
+    if (!src) return false;
+    const d = await src.getData();
     return d.features.length === 1 && d.features[0].properties.id === id;
   }, made.body.id);
   // Charts from the statistics routes: by hour, ward, kind, severity, and
