@@ -93,12 +93,8 @@ var (
 // idempotent: a bucket recomputed from the same readings comes out the
 // same. The seeder (sim/seed) calls it over the whole history.
 func RollUp(ctx context.Context, pool *pgxpool.Pool, from, to time.Time) error {
-	from, to = bucketFloor(from, time.Hour), bucketFloor(to, time.Hour)
-	for lo := from; lo.Before(to); {
-		hi := bucketFloor(lo, 24*time.Hour).Add(24 * time.Hour)
-		if hi.After(to) {
-			hi = to
-		}
+	for _, d := range rollupDays(from, to) {
+		lo, hi := d[0], d[1]
 		err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 			var b pgx.Batch
 			for _, kind := range []string{"traffic", "camera", "emergency", "unit"} {
@@ -120,9 +116,24 @@ func RollUp(ctx context.Context, pool *pgxpool.Pool, from, to time.Time) error {
 		if err != nil {
 			return fmt.Errorf("roll up telemetry %s..%s: %w", lo.Format(time.RFC3339), hi.Format(time.RFC3339), err)
 		}
-		lo = hi
 	}
 	return nil
+}
+
+// rollupDays cuts [from, to), in whole hours, at Hanoi midnights: the
+// unit of work of a rollup pass.
+func rollupDays(from, to time.Time) [][2]time.Time {
+	from, to = bucketFloor(from, time.Hour), bucketFloor(to, time.Hour)
+	var days [][2]time.Time
+	for lo := from; lo.Before(to); {
+		hi := bucketFloor(lo, 24*time.Hour).Add(24 * time.Hour)
+		if hi.After(to) {
+			hi = to
+		}
+		days = append(days, [2]time.Time{lo, hi})
+		lo = hi
+	}
+	return days
 }
 
 // RollUpConcurrently is RollUp over [from, to) on up to jobs connections
@@ -133,15 +144,8 @@ func RollUp(ctx context.Context, pool *pgxpool.Pool, from, to time.Time) error {
 func RollUpConcurrently(ctx context.Context, pool *pgxpool.Pool, from, to time.Time, jobs int) error {
 	eg, ctx := errgroup.WithContext(ctx)
 	eg.SetLimit(max(1, jobs))
-	from, to = bucketFloor(from, time.Hour), bucketFloor(to, time.Hour)
-	for lo := from; lo.Before(to); {
-		hi := bucketFloor(lo, 24*time.Hour).Add(24 * time.Hour)
-		if hi.After(to) {
-			hi = to
-		}
-		day := lo // lo moves on before the goroutine reads it
-		eg.Go(func() error { return RollUp(ctx, pool, day, hi) })
-		lo = hi
+	for _, d := range rollupDays(from, to) {
+		eg.Go(func() error { return RollUp(ctx, pool, d[0], d[1]) })
 	}
 	return eg.Wait()
 }
