@@ -41,6 +41,32 @@ if [ "${IOC_E2E:-1}" != "0" ]; then
   fi
 fi
 
+# fuzz_one runs one fuzz target. Go 1.26's fuzz coordinator can fail a run
+# with "context deadline exceeded" at the -fuzztime boundary on a loaded
+# machine, having found nothing (golang/go#75804, fixed in Go 1.27). A failure
+# that wrote no new input under testdata/fuzz/TARGET and says exactly that is
+# that race: run the target once more, and only warn if the race repeats. Any
+# other failure, or a written crasher, fails the suite.
+fuzz_one() {
+  local pkg=$1 dir=$2 target=$3 try out before after
+  for try in 1 2; do
+    before=$(ls "$dir/testdata/fuzz/$target" 2>/dev/null | sort)
+    out=$(mktemp)
+    if go test -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" "$pkg" 2>&1 | tee "$out"; [ "${PIPESTATUS[0]}" = 0 ]; then
+      rm -f "$out"
+      return 0
+    fi
+    after=$(ls "$dir/testdata/fuzz/$target" 2>/dev/null | sort)
+    if [ "$before" != "$after" ] || ! grep -q '^    context deadline exceeded$' "$out"; then
+      rm -f "$out"
+      return 1
+    fi
+    rm -f "$out"
+    echo "-- $target: coordinator deadline race (golang/go#75804), no input written; try $try"
+  done
+  echo "-- $target: WARNING: the deadline race twice in a row; nothing was found"
+}
+
 fuzztime="${IOC_FUZZTIME:-15s}"
 if [ "$fuzztime" != "0" ]; then
   echo "== fuzz ($fuzztime each)"
@@ -48,7 +74,7 @@ if [ "$fuzztime" != "0" ]; then
     dir=$(go list -f '{{.Dir}}' "$pkg")
     for target in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go 2>/dev/null | sed 's/func //'); do
       echo "-- $pkg $target"
-      go test -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" "$pkg"
+      fuzz_one "$pkg" "$dir" "$target"
     done
   done
 fi
