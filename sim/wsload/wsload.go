@@ -52,6 +52,12 @@ type Report struct {
 	FramesPerSec             float64
 	IncidentP50, IncidentP99 time.Duration // publish → receipt, over every receiving client
 	IncidentSamples          int
+	// The same split at the incident's opened_at (the alert engine's
+	// clock, on the same machine): publish → opened (ingest and the
+	// engine, once per incident) and opened → receipt (the commit, the
+	// gateway and this tool, at every receiving client).
+	OpenedP50, OpenedP99 time.Duration
+	FanoutP50, FanoutP99 time.Duration
 	// CityWideExpected is what the city-wide clients should have received
 	// (each of them every incident opened); CityWideGot what they did.
 	CityWideExpected, CityWideGot int
@@ -125,6 +131,8 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
 	var (
 		mu        sync.Mutex
 		incLat    []time.Duration
+		fanLat    []time.Duration
+		openLat   sync.Map // incident id → publish → opened_at
 		devLat    []time.Duration
 		frames    atomic.Int64
 		published sync.Map // "lon,lat" → publish time
@@ -249,6 +257,8 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
 					var m struct {
 						Op       string
 						Incident struct {
+							ID       string
+							OpenedAt time.Time `json:"opened_at"`
 							Location struct{ Coordinates [2]float64 }
 						}
 					}
@@ -258,8 +268,11 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
 							if v.cityWide {
 								cityGot.Add(1)
 							}
+							pubAt := t.(time.Time)
+							openLat.LoadOrStore(m.Incident.ID, m.Incident.OpenedAt.Sub(pubAt))
 							mu.Lock()
-							incLat = append(incLat, now.Sub(t.(time.Time)))
+							incLat = append(incLat, now.Sub(pubAt))
+							fanLat = append(fanLat, now.Sub(m.Incident.OpenedAt))
 							mu.Unlock()
 						}
 					}
@@ -337,6 +350,10 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
 	rep.CityWideExpected, rep.CityWideGot = cityWide*int(opened.Load()), int(cityGot.Load())
 	rep.IncidentSamples, rep.DeviceSamples = len(incLat), len(devLat)
 	rep.IncidentP50, rep.IncidentP99 = pct(incLat, 50), pct(incLat, 99)
+	var opens []time.Duration
+	openLat.Range(func(_, v any) bool { opens = append(opens, v.(time.Duration)); return true })
+	rep.OpenedP50, rep.OpenedP99 = pct(opens, 50), pct(opens, 99)
+	rep.FanoutP50, rep.FanoutP99 = pct(fanLat, 50), pct(fanLat, 99)
 	rep.DeviceP50, rep.DeviceP99 = pct(devLat, 50), pct(devLat, 99)
 	return rep, nil
 }
@@ -451,6 +468,8 @@ func (r *Report) WriteText(w io.Writer) {
 	}
 	fmt.Fprintf(w, "delivered: %.0f frames/s to the active clients\n", r.FramesPerSec)
 	fmt.Fprintf(w, "incident event, MQTT publish → websocket receipt: p50 %v, p99 %v (%d receipts)\n", r.IncidentP50.Round(time.Microsecond*100), r.IncidentP99.Round(time.Microsecond*100), r.IncidentSamples)
+	fmt.Fprintf(w, "  of which publish → opened_at: p50 %v, p99 %v; opened_at → receipt: p50 %v, p99 %v\n",
+		r.OpenedP50.Round(time.Microsecond*100), r.OpenedP99.Round(time.Microsecond*100), r.FanoutP50.Round(time.Microsecond*100), r.FanoutP99.Round(time.Microsecond*100))
 	if r.CityWideExpected > 0 {
 		fmt.Fprintf(w, "city-wide clients received %d of the %d incident openings they should see\n", r.CityWideGot, r.CityWideExpected)
 	}
