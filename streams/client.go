@@ -11,7 +11,7 @@ import (
 
 // frame is one encoded server frame, shared by every client it goes to.
 type frame struct {
-	pm   *websocket.PreparedMessage
+	wire []byte // the whole websocket frame, header and payload (wireFrame)
 	size int
 	seq  int64 // an incident event's seq; 0 for other frames
 	// A device or unit update also keeps its object (body), for the
@@ -292,12 +292,9 @@ func (c *client) write() {
 		f, act, wait := c.next(c.cork.held())
 		switch act {
 		case actFrame:
-			c.conn.SetWriteDeadline(time.Now().Add(cfg.WriteTimeout))
-			if err := c.conn.WritePreparedMessage(f.pm); err != nil {
-				c.fail()
-				closeSocket()
-				return
-			}
+			// The writer is corked here: the frame joins the batch, and
+			// the flush writes it under the write deadline.
+			c.cork.frame(f.wire)
 			n++
 			if c.cork.held() >= corkLimit {
 				if !flush() {

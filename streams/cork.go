@@ -2,9 +2,11 @@ package streams
 
 import (
 	"bufio"
+	"encoding/binary"
 	"net"
 	"net/http"
 	"sync"
+	"time"
 )
 
 // corkConn lets a connection's writer gather the frames it has ready into
@@ -12,14 +14,44 @@ import (
 // call, and with thousands of sockets each taking many small device
 // updates a second the system calls, not the encoding, were the gateway's
 // main cost (a CPU profile under `iocsim ws`: 40 % in syscall.write).
-// gorilla still frames every message and serialises its own writers
-// (control frames from the reader goroutine included); corkConn only
-// holds the bytes of the writer's batch until flush.
+//
+// The writer's data frames do not go through gorilla at all: each is
+// framed once for every client (wireFrame) and its bytes are appended to
+// the batch (frame). gorilla writes the control frames (pings, pongs from
+// the reader goroutine, the close) through Write, whole frames under mu,
+// so frames never interleave.
 type corkConn struct {
 	net.Conn
-	mu     sync.Mutex // held across the underlying write: writes never interleave
-	corked bool
-	buf    *[]byte
+	timeout time.Duration // the write deadline of each flush
+	mu      sync.Mutex    // held across the underlying write: writes never interleave
+	corked  bool
+	buf     *[]byte
+}
+
+// wireFrame is payload as one final, unmasked text frame of RFC 6455
+// section 5.2, as a server sends it (no compression: the upgrader does
+// not offer it).
+func wireFrame(payload []byte) []byte {
+	n := len(payload)
+	b := make([]byte, 0, n+10)
+	b = append(b, 0x81) // FIN, opcode 1 (text)
+	switch {
+	case n < 126:
+		b = append(b, byte(n))
+	case n <= 0xffff:
+		b = append(b, 126)
+		b = binary.BigEndian.AppendUint16(b, uint16(n))
+	default:
+		b = append(b, 127)
+		b = binary.BigEndian.AppendUint64(b, uint64(n))
+	}
+	return append(b, payload...)
+}
+
+// frame adds a ready-made frame to the batch; the writer calls it only
+// while corked (a frame outside a batch is written at once).
+func (c *corkConn) frame(wire []byte) {
+	c.Write(wire)
 }
 
 // corkBufs holds the batch buffers between batches, so an idle
@@ -60,8 +92,7 @@ func (c *corkConn) held() int {
 	return len(*c.buf)
 }
 
-// flush writes the batch (under the write deadline gorilla set for its
-// last frame) and ends it.
+// flush writes the batch under the write deadline and ends it.
 func (c *corkConn) flush() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -71,6 +102,9 @@ func (c *corkConn) flush() error {
 	}
 	var err error
 	if len(*c.buf) > 0 {
+		if c.timeout > 0 {
+			c.Conn.SetWriteDeadline(time.Now().Add(c.timeout))
+		}
 		_, err = c.Conn.Write(*c.buf)
 	}
 	if cap(*c.buf) <= 4*corkLimit { // an outsized snapshot's buffer is left to the GC
@@ -85,7 +119,8 @@ func (c *corkConn) flush() error {
 // connection.
 type corkWriter struct {
 	http.ResponseWriter
-	conn *corkConn
+	timeout time.Duration // the connection's write deadline per flush
+	conn    *corkConn
 }
 
 func (w *corkWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
@@ -93,7 +128,7 @@ func (w *corkWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	w.conn = &corkConn{Conn: nc}
+	w.conn = &corkConn{Conn: nc, timeout: w.timeout}
 	return w.conn, brw, nil
 }
 

@@ -50,7 +50,7 @@ type Config struct {
 
 	Heartbeat      time.Duration // heartbeat frames (default 5 s)
 	PingInterval   time.Duration // websocket pings (default 25 s)
-	WriteTimeout   time.Duration // per frame (default 10 s)
+	WriteTimeout   time.Duration // per write to the socket (default 10 s)
 	UpdateInterval time.Duration // device/unit updates per client at most this often (default 500 ms)
 	WardsInterval  time.Duration // wards layer refresh (default 3 s)
 	SessionCheck   time.Duration // session recheck (default 3 s)
@@ -140,13 +140,16 @@ func New(cfg Config) *Gateway {
 	g.live = newLive(cfg.Broker, g.updates, cfg.Log, cfg)
 	g.upgrader = websocket.Upgrader{
 		// Small read buffers (clients send only subscribes) and write
-		// buffers from a pool (broadcasts are PreparedMessages): an idle
-		// socket holds little.
+		// buffers from a pool (gorilla writes only control frames and
+		// the handshake; data frames go out ready made, cork.go): an
+		// idle socket holds little.
 		ReadBufferSize: 1024, WriteBufferPool: &sync.Pool{},
 		// The security layer has already refused a cookie-carrying
 		// handshake from a foreign Origin (auth.Service.Wrap); a bearer
 		// token cannot be sent by a browser's websocket.
-		CheckOrigin:       func(*http.Request) bool { return true },
+		CheckOrigin: func(*http.Request) bool { return true },
+		// No compression: every client gets the same bytes of a frame
+		// (wireFrame), made once.
 		EnableCompression: false,
 	}
 	empty := ""
@@ -244,15 +247,12 @@ func prepare(v any) (frame, error) {
 	if err != nil {
 		return frame{}, err
 	}
-	return prepareRaw(raw)
+	return prepareRaw(raw), nil
 }
 
-func prepareRaw(raw []byte) (frame, error) {
-	pm, err := websocket.NewPreparedMessage(websocket.TextMessage, raw)
-	if err != nil {
-		return frame{}, err
-	}
-	return frame{pm: pm, size: len(raw)}, nil
+// prepareRaw frames raw (JSON) once for every client.
+func prepareRaw(raw []byte) frame {
+	return frame{wire: wireFrame(raw), size: len(raw)}
 }
 
 // incidentFrame encodes an event once for every client.
@@ -389,10 +389,7 @@ func (g *Gateway) updates(us []Update) {
 		raw = append(raw, `":`...)
 		raw = append(raw, u.Body...)
 		raw = append(raw, '}')
-		f, err := prepareRaw(raw)
-		if err != nil {
-			continue
-		}
+		f := prepareRaw(raw)
 		f.body, f.unit = u.Body, u.Layer == "unit"
 		frames[i] = f
 	}
@@ -400,7 +397,7 @@ func (g *Gateway) updates(us []Update) {
 	defer g.mu.RUnlock()
 	for i, u := range us {
 		f := frames[i]
-		if f.pm == nil {
+		if f.wire == nil {
 			continue
 		}
 		key := u.Layer[:1] + ":" + u.ID
@@ -637,7 +634,7 @@ func (g *Gateway) ServeWS(w http.ResponseWriter, r *http.Request) {
 	}
 	caller := api.CallerFrom(r.Context())
 	token := g.cfg.Credential(r)
-	cw := &corkWriter{ResponseWriter: w}
+	cw := &corkWriter{ResponseWriter: w, timeout: g.cfg.WriteTimeout}
 	conn, err := g.upgrader.Upgrade(cw, r, nil)
 	if err != nil {
 		return // the upgrader has answered
@@ -891,11 +888,7 @@ func (g *Gateway) snapshot(ctx context.Context, v *view) (frame, int64, error) {
 		b = append(append(b, `,"wards":`...), raw...)
 	}
 	b = append(b, '}')
-	f, err := prepareRaw(b)
-	if err != nil {
-		return frame{}, 0, fmt.Errorf("encoding a snapshot: %w", err)
-	}
-	return f, seq, nil
+	return prepareRaw(b), seq, nil
 }
 
 func appendArray(b []byte, items [][]byte) []byte {

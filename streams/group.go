@@ -49,8 +49,7 @@ func (g *group) take() (frame, bool) {
 	raw := batchFrame(g.latest)
 	clear(g.latest)
 	g.mu.Unlock()
-	f, err := prepareRaw(raw)
-	return f, err == nil
+	return prepareRaw(raw), true
 }
 
 // rounds sends each group's round every UpdateInterval to its members

@@ -7,6 +7,11 @@
 #
 #   bash deploy/bench/ws.sh --clients 5000 --duration 30s --signal-rate 2 --dialers 32 --batch
 #
+# For the memory per idle connection past one process's open-file limit,
+# IDLE_FIRST=N first holds N idle connections from another process, e.g.
+#
+#   SIM_RATE=10000 IDLE_FIRST=9750 bash deploy/bench/ws.sh --clients 0 --idle 9750 --settle 30s
+#
 # IOCD_BIN runs another iocd binary (to compare builds, run them in turn);
 # IOCD_CPUPROFILE=FILE saves a 20 s CPU profile of iocd taken mid-run. Each
 # run prints, after iocsim ws's report, the CPU each process used during the
@@ -54,6 +59,15 @@ pgcpu() { # every postgres process of the server (the bench database's backends 
   for p in $(pgrep -x postgres); do t=$((t + $(cpu "$p"))); done
   echo "$t"
 }
+if [ -n "${IDLE_FIRST:-}" ]; then
+  # Connections held by a process of their own first (one process may open
+  # only so many files), so that the measured run adds its own on top.
+  IOC_PASSWORD="$password" "$work/iocsim" ws --url "http://127.0.0.1:$hport" --broker "tcp://127.0.0.1:$mport" \
+    --clients 0 --idle "$IDLE_FIRST" --hold 30m --settle 10s --dialers 32 >"$work/idle-first.txt" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 1 600); do grep -q "per idle connection" "$work/idle-first.txt" && break; sleep 0.5; done
+  echo "first $IDLE_FIRST idle connections (another process): $(grep "per idle connection" "$work/idle-first.txt")"
+fi
 before=("$(cpu "$ipid")" "$(pgcpu)" "$(cpu "$mpid")" "$(cpu "$spid")")
 if [ -n "${IOCD_CPUPROFILE:-}" ]; then
   (sleep 15 && curl -sf -o "$IOCD_CPUPROFILE" "http://$metrics/debug/pprof/profile?seconds=20") &
