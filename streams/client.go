@@ -13,6 +13,7 @@ import (
 type frame struct {
 	wire []byte // the whole websocket frame, header and payload (wireFrame)
 	size int
+	msgs int // websocket messages in wire when more than one (a round of single frames)
 	seq  int64 // an incident event's seq; 0 for other frames
 	// A device or unit update also keeps its object (body), for the
 	// groups of clients that take updates in batches (group.go).
@@ -36,30 +37,26 @@ type client struct {
 	live         bool
 	pending      []frame
 	pendingBytes int
-	queue        []frame // incident events and control frames, in order
-	queued       int     // bytes in queue
-	// latest holds device and unit updates, latest per id; sent at most
-	// every Config.UpdateInterval.
-	latest    map[string]frame
-	lastFlush time.Time
-	flushing  []frame // the updates of the round being written
-	lastSent  int64   // the highest incident seq queued
-	closing   int     // a close code once the gateway decided to close
-	reason    string
+	// queue holds what is to be written, in order: incident events,
+	// control frames and the rounds of device and unit updates of the
+	// client's group (group.go).
+	queue    []frame
+	queued   int   // bytes in queue
+	lastSent int64 // the highest incident seq queued
+	closing  int   // a close code once the gateway decided to close
+	reason   string
 
 	// The writer is a goroutine that runs while there is something to
 	// write and ends when there is none, so an idle socket holds no
 	// goroutine but its reader. There is at most one (writing).
 	writing bool
-	wake    chan struct{} // capacity 1: wakes a writer waiting for its flush interval
-	pingDue bool          // the ping timer fired
+	pingDue bool // the ping timer fired
 	pinger  *time.Timer
 	ended   bool // the reader ended: the writer closes the socket
 }
 
 func newClient(g *Gateway, conn *websocket.Conn, cork *corkConn, c api.Caller, token string) *client {
-	return &client{g: g, conn: conn, cork: cork, caller: c, token: token, latest: map[string]frame{},
-		wake: make(chan struct{}, 1)}
+	return &client{g: g, conn: conn, cork: cork, caller: c, token: token}
 }
 
 // startPings arms the ping timer.
@@ -80,17 +77,13 @@ func (c *client) end() {
 	c.mu.Unlock()
 }
 
-// signal makes sure a writer looks at the client: it starts one, or wakes
-// the one waiting. Call with c.mu held.
+// signal makes sure a writer looks at the client: it starts one if none
+// is running (a running one finds the new work before it ends). Call
+// with c.mu held.
 func (c *client) signal() {
 	if !c.writing {
 		c.writing = true
 		go c.write()
-		return
-	}
-	select {
-	case c.wake <- struct{}{}:
-	default:
 	}
 }
 
@@ -155,28 +148,8 @@ func (c *client) incident(f frame, k incidentKey) {
 	}
 }
 
-// update offers a device or unit update; the newest per id wins.
-func (c *client) update(key, layer string, f frame, ward string, lon, lat float64) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.view == nil || !c.live || !c.view.has(layer) || !c.view.place(ward, lon, lat) {
-		return
-	}
-	if _, ok := c.latest[key]; ok {
-		metricCoalesced.Inc()
-	}
-	c.latest[key] = f
-	// A running writer finds the update when it next looks (it is
-	// writing, or waiting for the round's interval, which a new update
-	// does not change): waking it for every update cost a tenth of the
-	// gateway's CPU. Only an idle client needs a writer.
-	if !c.writing {
-		c.signal()
-	}
-}
-
 // control queues a frame outside the incident order (heartbeat, status,
-// wards) for a live client.
+// wards, a round of updates) for a live client.
 func (c *client) control(f frame, needLayer string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -211,64 +184,38 @@ const (
 	actFrame action = iota // write the frame
 	actPing                // write a ping
 	actFlush               // nothing more now: write out the batch, then ask again
-	actWait                // wait for the flush interval (or a wake)
 	actIdle                // nothing at all: the writer ends
 	actClose               // write the close frame and close the socket
 	actEnd                 // the reader ended: close the socket
 )
 
-// next tells the writer what to do: the ordered queue first, one frame at
-// a time (so what is queued is what has not been written, and a client
-// that stops reading overflows its queue instead of blocking the writer),
-// then the coalesced updates once their interval has passed. held is the
-// writer's unflushed batch; the writer ends (writing = false) only with
-// nothing held, so a writer started later never shares a batch.
-func (c *client) next(held int) (f frame, act action, wait time.Duration) {
+// next tells the writer what to do: the queue one frame at a time (so
+// what is queued is what has not been written, and a client that stops
+// reading overflows its queue instead of blocking the writer). held is
+// the writer's unflushed batch; the writer ends (writing = false) only
+// with nothing held, so a writer started later never shares a batch.
+func (c *client) next(held int) (f frame, act action) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	switch {
 	case c.ended:
-		return frame{}, actEnd, 0
+		return frame{}, actEnd
 	case c.closing != 0:
-		return frame{}, actClose, 0
+		return frame{}, actClose
 	case c.pingDue:
 		c.pingDue = false
-		return frame{}, actPing, 0
+		return frame{}, actPing
 	case len(c.queue) > 0:
 		f = c.queue[0]
 		c.queue[0] = frame{}
 		c.queue = c.queue[1:]
 		c.queued -= f.size
-		return f, actFrame, 0
-	}
-	if c.flushing == nil && len(c.latest) > 0 {
-		if w := c.g.cfg.UpdateInterval - time.Since(c.lastFlush); w > 0 {
-			if held > 0 {
-				return frame{}, actFlush, 0
-			}
-			return frame{}, actWait, w
-		}
-		// Take this round's updates; newer ones arriving meanwhile wait
-		// for the next round.
-		c.flushing = make([]frame, 0, len(c.latest))
-		for k, f := range c.latest {
-			c.flushing = append(c.flushing, f)
-			delete(c.latest, k)
-		}
-		c.lastFlush = time.Now()
-	}
-	if c.flushing != nil {
-		f = c.flushing[0]
-		if c.flushing = c.flushing[1:]; len(c.flushing) == 0 {
-			c.flushing = nil
-		}
-		return f, actFrame, 0
-	}
-	if held > 0 {
-		return frame{}, actFlush, 0
+		return f, actFrame
+	case held > 0:
+		return frame{}, actFlush
 	}
 	c.writing = false
-	return frame{}, actIdle, 0
+	return frame{}, actIdle
 }
 
 // write is the connection's writer: it runs until there is nothing to
@@ -289,13 +236,13 @@ func (c *client) write() {
 	}
 	c.cork.cork()
 	for {
-		f, act, wait := c.next(c.cork.held())
+		f, act := c.next(c.cork.held())
 		switch act {
 		case actFrame:
 			// The writer is corked here: the frame joins the batch, and
 			// the flush writes it under the write deadline.
 			c.cork.frame(f.wire)
-			n++
+			n += max(f.msgs, 1)
 			if c.cork.held() >= corkLimit {
 				if !flush() {
 					c.fail()
@@ -318,13 +265,6 @@ func (c *client) write() {
 				return
 			}
 			c.cork.cork()
-		case actWait:
-			t := time.NewTimer(wait)
-			select {
-			case <-c.wake:
-			case <-t.C:
-			}
-			t.Stop()
 		case actIdle:
 			c.cork.flush() // nothing held: only ends the batch
 			return

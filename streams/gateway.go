@@ -405,7 +405,7 @@ func (g *Gateway) updates(us []Update) {
 		if u.Layer == "unit" {
 			layer = LayerUnits
 		}
-		g.idx.each(u.Ward, u.Lon, u.Lat, func(r receiver) { r.update(key, layer, f, u.Ward, u.Lon, u.Lat) })
+		g.idx.each(u.Ward, u.Lon, u.Lat, func(grp *group) { grp.update(key, layer, f, u.Ward, u.Lon, u.Lat) })
 	}
 }
 
@@ -734,7 +734,6 @@ func (g *Gateway) subscribe(ctx context.Context, c *client, s Subscribe) {
 	g.mu.Unlock()
 	c.mu.Lock()
 	c.view, c.live, c.pending, c.pendingBytes = v, false, nil, 0
-	clear(c.latest)
 	c.mu.Unlock()
 	metricSubscribes.Inc()
 

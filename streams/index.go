@@ -2,33 +2,28 @@ package streams
 
 import "math"
 
-// updateIndex finds the receivers a device or unit update may concern
-// without visiting every client: a view with wards is filed under each of
-// its wards, a view with only a bounding box under the grid cells the box
-// covers, any other view (city-wide, or a box too large to file) in one
-// set. Each receiver is filed in one of the three, so an update, which
-// has one ward and one cell, reaches a receiver at most once; the
-// receiver's own view still decides (update). A receiver is a client, or
-// the group of the batch clients with the same view (group.go), which is
-// filed once for all of them. Guarded by Gateway.mu.
+// updateIndex finds the groups a device or unit update may concern
+// without visiting every client. Clients with the same view (and the same
+// frames: batch or not) share a group (group.go), filed once for all of
+// them: a view with wards under each of its wards, a view with only a
+// bounding box under the grid cells the box covers, any other view
+// (city-wide, or a box too large to file) in one set. Each group is filed
+// in one of the three, so an update, which has one ward and one cell,
+// reaches a group at most once; the group's view still decides (update).
+// Guarded by Gateway.mu.
 type updateIndex struct {
-	any    map[receiver]struct{}
-	ward   map[string]map[receiver]struct{}
-	cell   map[cellKey]map[receiver]struct{}
-	filing map[receiver]filing
-	// groups by view key; member tells a batch client's group.
+	any    map[*group]struct{}
+	ward   map[string]map[*group]struct{}
+	cell   map[cellKey]map[*group]struct{}
+	filing map[*group]filing
+	// groups by view key; member tells a client's group.
 	groups map[string]*group
 	member map[*client]*group
 }
 
-// receiver takes the device and unit updates its view wants.
-type receiver interface {
-	update(key, layer string, f frame, ward string, lon, lat float64)
-}
-
 type cellKey struct{ x, y int32 }
 
-// filing is where one client is filed.
+// filing is where one group is filed.
 type filing struct {
 	any   bool
 	wards []string
@@ -47,20 +42,16 @@ func cellOf(lon, lat float64) cellKey {
 }
 
 func newUpdateIndex() *updateIndex {
-	return &updateIndex{any: map[receiver]struct{}{}, ward: map[string]map[receiver]struct{}{},
-		cell: map[cellKey]map[receiver]struct{}{}, filing: map[receiver]filing{},
+	return &updateIndex{any: map[*group]struct{}{}, ward: map[string]map[*group]struct{}{},
+		cell: map[cellKey]map[*group]struct{}{}, filing: map[*group]filing{},
 		groups: map[string]*group{}, member: map[*client]*group{}}
 }
 
-// file files c for v, replacing where it was; a view without device or
-// unit layers is not filed. A batch view joins the group of its view.
+// file puts c in the group of v, leaving the one it was in; a view
+// without device or unit layers is in none.
 func (x *updateIndex) file(c *client, v *view) {
 	x.remove(c)
 	if v == nil || !(v.has(LayerDevices) || v.has(LayerUnits)) {
-		return
-	}
-	if !v.batch {
-		x.fileReceiver(c, v)
 		return
 	}
 	k := v.updateKey()
@@ -68,13 +59,13 @@ func (x *updateIndex) file(c *client, v *view) {
 	if grp == nil {
 		grp = newGroup(v)
 		x.groups[k] = grp
-		x.fileReceiver(grp, v)
+		x.fileGroup(grp, v)
 	}
 	grp.members[c] = struct{}{}
 	x.member[c] = grp
 }
 
-func (x *updateIndex) fileReceiver(c receiver, v *view) {
+func (x *updateIndex) fileGroup(c *group, v *view) {
 	var f filing
 	switch {
 	case v.wards != nil:
@@ -104,22 +95,22 @@ func (x *updateIndex) fileReceiver(c receiver, v *view) {
 	x.filing[c] = f
 }
 
-// remove takes c out of the index (and its group, which goes when it
-// has no member left).
+// remove takes c out of its group, which goes when it has no member
+// left.
 func (x *updateIndex) remove(c *client) {
-	if grp := x.member[c]; grp != nil {
-		delete(x.member, c)
-		delete(grp.members, c)
-		if len(grp.members) == 0 {
-			delete(x.groups, grp.key)
-			x.removeReceiver(grp)
-		}
+	grp := x.member[c]
+	if grp == nil {
 		return
 	}
-	x.removeReceiver(c)
+	delete(x.member, c)
+	delete(grp.members, c)
+	if len(grp.members) == 0 {
+		delete(x.groups, grp.key)
+		x.removeGroup(grp)
+	}
 }
 
-func (x *updateIndex) removeReceiver(c receiver) {
+func (x *updateIndex) removeGroup(c *group) {
 	f, ok := x.filing[c]
 	if !ok {
 		return
@@ -134,9 +125,9 @@ func (x *updateIndex) removeReceiver(c receiver) {
 	}
 }
 
-// each calls fn for every receiver that may see a thing at lon, lat in
+// each calls fn for every group that may see a thing at lon, lat in
 // ward.
-func (x *updateIndex) each(ward string, lon, lat float64, fn func(receiver)) {
+func (x *updateIndex) each(ward string, lon, lat float64, fn func(*group)) {
 	for c := range x.any {
 		fn(c)
 	}
@@ -148,16 +139,16 @@ func (x *updateIndex) each(ward string, lon, lat float64, fn func(receiver)) {
 	}
 }
 
-func add[K comparable](m map[K]map[receiver]struct{}, k K, c receiver) {
+func add[K comparable](m map[K]map[*group]struct{}, k K, c *group) {
 	s := m[k]
 	if s == nil {
-		s = map[receiver]struct{}{}
+		s = map[*group]struct{}{}
 		m[k] = s
 	}
 	s[c] = struct{}{}
 }
 
-func drop[K comparable](m map[K]map[receiver]struct{}, k K, c receiver) {
+func drop[K comparable](m map[K]map[*group]struct{}, k K, c *group) {
 	if s := m[k]; s != nil {
 		delete(s, c)
 		if len(s) == 0 {

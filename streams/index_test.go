@@ -16,7 +16,11 @@ func TestUpdateIndexFindsEachInterestedClientOnce(t *testing.T) {
 	names := map[*client]string{cityWide: "city", ward: "ward", box: "box", hugeBox: "huge", incidentsOnly: "incidents"}
 	got := func(w string, lon, lat float64) []string {
 		var out []string
-		x.each(w, lon, lat, func(r receiver) { out = append(out, names[r.(*client)]) })
+		x.each(w, lon, lat, func(g *group) {
+			for c := range g.members {
+				out = append(out, names[c])
+			}
+		})
 		slices.Sort(out)
 		return out
 	}
@@ -42,31 +46,40 @@ func TestUpdateIndexFindsEachInterestedClientOnce(t *testing.T) {
 	for c := range names {
 		x.remove(c)
 	}
-	if len(x.any)+len(x.ward)+len(x.cell)+len(x.filing) != 0 {
-		t.Errorf("index not empty after every client left: %d any, %d wards, %d cells, %d filings", len(x.any), len(x.ward), len(x.cell), len(x.filing))
+	if len(x.any)+len(x.ward)+len(x.cell)+len(x.filing)+len(x.groups)+len(x.member) != 0 {
+		t.Errorf("index not empty after every client left: %d any, %d wards, %d cells, %d filings, %d groups, %d members",
+			len(x.any), len(x.ward), len(x.cell), len(x.filing), len(x.groups), len(x.member))
 	}
 }
 
-// Batch clients with the same view share one group, filed once; the
-// group goes when its last member leaves or changes view.
-func TestUpdateIndexGroupsBatchClients(t *testing.T) {
+// Clients with the same view share one group, filed once, batch clients
+// apart from the others; the group goes when its last member leaves or
+// changes view.
+func TestUpdateIndexGroupsClientsByView(t *testing.T) {
 	x := newUpdateIndex()
 	wardView := func(w string) *view {
 		return &view{layers: [4]bool{true, true, true, false}, wards: map[string]bool{w: true}, batch: true}
 	}
-	a, b, c := &client{}, &client{}, &client{}
+	a, b, c, single := &client{}, &client{}, &client{}, &client{}
 	x.file(a, wardView("00004"))
 	x.file(b, wardView("00004"))
 	x.file(c, wardView("00008"))
 	count := func(w string) (groups, clients int) {
-		x.each(w, 105.85, 21.03, func(r receiver) {
-			if g, ok := r.(*group); ok {
+		x.each(w, 105.85, 21.03, func(g *group) {
+			if g.view.batch {
 				groups++
 				clients += len(g.members)
 			}
 		})
 		return
 	}
+	contract := wardView("00004")
+	contract.batch = false
+	x.file(single, contract)
+	if grp := x.member[single]; grp == nil || grp == x.member[a] || len(grp.members) != 1 {
+		t.Errorf("a client without batch frames shares the batch clients' group (or has none)")
+	}
+	x.remove(single)
 	if g, n := count("00004"); g != 1 || n != 2 {
 		t.Errorf("ward 00004: %d groups with %d members, want 1 with 2", g, n)
 	}

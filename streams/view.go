@@ -82,10 +82,13 @@ func (v *view) incidentFilterKey() string {
 	return k
 }
 
-// updateKey names what the view asks of device and unit updates: batch
-// views with the same key share one group (group.go).
+// updateKey names what the view asks of device and unit updates, and in
+// which frames: views with the same key share one group (group.go).
 func (v *view) updateKey() string {
 	k := strings.Join(v.wardList(), ",") + "|"
+	if v.batch {
+		k += "batch|"
+	}
 	for _, l := range []string{LayerDevices, LayerUnits} {
 		if v.has(l) {
 			k += l + ","
