@@ -9,7 +9,8 @@
 #
 # PostgreSQL is measured as the backends of ioc_bench_load plus the
 # server's shared processes (other databases' backends are other load).
-# IOCD_BIN runs another iocd binary (to compare builds). Everything it
+# IOCD_BIN runs another iocd binary (to compare builds); IOC_BENCH_DB_SET
+# sets parameters of the bench database (see below). Everything it
 # started is stopped at the end.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -30,6 +31,12 @@ sed "s/^listener 1884 127.0.0.1/listener $mport 127.0.0.1/" deploy/mosquitto.con
 pids+=($!)
 for _ in $(seq 1 50); do (exec 3<>/dev/tcp/127.0.0.1/$mport) 2>/dev/null && break; sleep 0.1; done
 psql "$pg/postgres?sslmode=disable" -qc "drop database if exists ioc_bench_load with (force)" -c "create database ioc_bench_load" 2>/dev/null
+# IOC_BENCH_DB_SET="log_min_duration_statement=0 ..." sets these for the
+# bench database's sessions (ALTER DATABASE ... SET), e.g. to log what
+# iocd's transactions run on a short run.
+for kv in ${IOC_BENCH_DB_SET:-}; do
+  psql "$pg/postgres?sslmode=disable" -qc "alter database ioc_bench_load set ${kv%%=*} = '${kv#*=}'"
+done
 IOC_DATABASE_URL="$pg/ioc_bench_load?sslmode=disable" IOC_MQTT_URL="tcp://127.0.0.1:$mport" IOC_MQTT_CLIENT_ID="ioc-bench-load-$$" \
   IOC_HTTP_ADDR="$http" IOC_METRICS_ADDR="$metrics" IOC_AREAS_FILE="$shared/wards.geojson" IOC_CITY_FILE="$shared/city.geojson" \
   IOC_LOG_LEVEL=warn "$iocd" serve >"$work/iocd.log" 2>&1 &
