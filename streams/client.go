@@ -13,7 +13,7 @@ import (
 type frame struct {
 	wire []byte // the whole websocket frame, header and payload (wireFrame)
 	size int
-	msgs int // websocket messages in wire when more than one (a round of single frames)
+	msgs int   // websocket messages in wire when more than one (a round of single frames)
 	seq  int64 // an incident event's seq; 0 for other frames
 	// A device or unit update also keeps its object (body), for the
 	// groups of clients that take updates in batches (group.go).
