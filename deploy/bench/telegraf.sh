@@ -52,22 +52,11 @@ go build -o "$work/iocd" ./cmd/iocd
 go build -o "$work/iocsim" ./cmd/iocsim
 
 # A broker of our own: deploy/mosquitto.conf's limits on another port.
-sed "s/^listener 1884 127.0.0.1/listener $mport 127.0.0.1/" deploy/mosquitto.conf >"$work/mosquitto.conf"
-"$(command -v mosquitto || echo /usr/sbin/mosquitto)" -c "$work/mosquitto.conf" >"$work/mosquitto.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 1 50); do (exec 3<>/dev/tcp/127.0.0.1/$mport) 2>/dev/null && break; sleep 0.1; done
+. deploy/bench/lib.sh
+bench_mosquitto "$mport"
 
 psqlq() { PGAPPNAME=ioc-bench psql "$pg/${2:-postgres}?sslmode=disable" -Atqc "$1"; }
 
-# CPU time (clock ticks) of a set of pids, from /proc/PID/stat.
-ticks() {
-  local sum=0 p f
-  for p in "$@"; do
-    f=$(cut -d' ' -f14,15 "/proc/$p/stat" 2>/dev/null) || continue
-    sum=$((sum + ${f% *} + ${f#* }))
-  done
-  echo $sum
-}
 backends() { psqlq "select pid from pg_stat_activity where datname='$1' and coalesce(application_name, '') <> 'ioc-bench' and backend_type = 'client backend'" | tr '\n' ' '; }
 hz=$(getconf CLK_TCK)
 now() { date +%s.%N; }

@@ -31,12 +31,9 @@ trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev
 go build -o "$work/iocsim" ./cmd/iocsim
 iocd=${IOCD_BIN:-}
 if [ -z "$iocd" ]; then go build -o "$work/iocd" ./cmd/iocd; iocd="$work/iocd"; fi
-sed "s/^listener 1884 127.0.0.1/listener $mport 127.0.0.1/" deploy/mosquitto.conf >"$work/mosquitto.conf"
-"$(command -v mosquitto || echo /usr/sbin/mosquitto)" -c "$work/mosquitto.conf" >"$work/mosquitto.log" 2>&1 &
-mpid=$!
-pids+=($mpid)
-for _ in $(seq 1 50); do (exec 3<>/dev/tcp/127.0.0.1/$mport) 2>/dev/null && break; sleep 0.1; done
-psql "$pg/postgres?sslmode=disable" -qc "drop database if exists ioc_bench_ws with (force)" -c "create database ioc_bench_ws" 2>/dev/null
+. deploy/bench/lib.sh
+bench_mosquitto "$mport"
+bench_database "$pg" ioc_bench_ws
 password=bench-$$-$RANDOM
 printf '%s\n' "$password" >"$work/admin.pw"
 IOC_DATABASE_URL="$pg/ioc_bench_ws?sslmode=disable" IOC_MQTT_URL="tcp://127.0.0.1:$mport" IOC_MQTT_CLIENT_ID="ioc-bench-ws-$$" \
@@ -44,21 +41,13 @@ IOC_DATABASE_URL="$pg/ioc_bench_ws?sslmode=disable" IOC_MQTT_URL="tcp://127.0.0.
   IOC_BOOTSTRAP_ADMIN_PASSWORD_FILE="$work/admin.pw" IOC_LOG_LEVEL=warn "$iocd" serve >"$work/iocd.log" 2>&1 &
 ipid=$!
 pids+=($ipid)
-for _ in $(seq 1 300); do
-  [ "$(curl -sf "http://$metrics/metrics" | awk '$1=="ioc_mqtt_subscribed"{print $2}')" = 1 ] && break
-  sleep 0.1
-done
+bench_wait_subscribed "$metrics"
 "$work/iocsim" --broker "tcp://127.0.0.1:$mport" --sensors 9700 --cameras 300 --units 300 --interval 6s --rate "$rate" \
   >"$work/sim.log" 2>&1 &
 spid=$!
 pids+=($spid)
 sleep 8 # every device reports once: the wards layer has them
-cpu() { awk '{print $14+$15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
-pgcpu() { # every postgres process of the server (the bench database's backends and the shared ones)
-  local t=0 p
-  for p in $(pgrep -x postgres); do t=$((t + $(cpu "$p"))); done
-  echo "$t"
-}
+pgcpu() { ticks $(pgrep -x postgres); } # every postgres process of the server (the bench database's and the shared ones)
 if [ -n "${IDLE_FIRST:-}" ]; then
   # Connections held by a process of their own first (one process may open
   # only so many files), so that the measured run adds its own on top.
@@ -68,7 +57,7 @@ if [ -n "${IDLE_FIRST:-}" ]; then
   for _ in $(seq 1 600); do grep -q "per idle connection" "$work/idle-first.txt" && break; sleep 0.5; done
   echo "first $IDLE_FIRST idle connections (another process): $(grep "per idle connection" "$work/idle-first.txt")"
 fi
-before=("$(cpu "$ipid")" "$(pgcpu)" "$(cpu "$mpid")" "$(cpu "$spid")")
+before=("$(ticks "$ipid")" "$(pgcpu)" "$(ticks "$mpid")" "$(ticks "$spid")")
 if [ -n "${IOCD_CPUPROFILE:-}" ]; then
   (sleep 15 && curl -sf -o "$IOCD_CPUPROFILE" "http://$metrics/debug/pprof/profile?seconds=20") &
 fi
@@ -77,7 +66,7 @@ TIMEFORMAT='%U %S'
 { time IOC_PASSWORD="$password" "$work/iocsim" ws --url "http://127.0.0.1:$hport" \
   --broker "tcp://127.0.0.1:$mport" "$@" 2>&3; } 3>&2 2>"$work/ws.time"
 end=$(date +%s.%N)
-after=("$(cpu "$ipid")" "$(pgcpu)" "$(cpu "$mpid")" "$(cpu "$spid")")
+after=("$(ticks "$ipid")" "$(pgcpu)" "$(ticks "$mpid")" "$(ticks "$spid")")
 hz=$(getconf CLK_TCK)
 awk -v hz="$hz" -v s="$start" -v e="$end" -v i0="${before[0]}" -v i1="${after[0]}" -v p0="${before[1]}" -v p1="${after[1]}" \
   -v m0="${before[2]}" -v m1="${after[2]}" -v s0="${before[3]}" -v s1="${after[3]}" -v ws="$(awk '{print $1+$2}' "$work/ws.time")" \
