@@ -129,6 +129,9 @@ function pageProbe(want) {
       // The map: the first frame after its incidents source was loaded
       // with every incident (hooked by the timer below).
       if (p.mapAt === null && p.mapLoaded) p.mapAt = t;
+      // The live layer (overlay.js) says what its last draw showed.
+      const lm = window.__iocMap;
+      if (p.mapAt === null && lm && lm.shown && lm.shown.city >= want) p.mapAt = t;
       if (p.queueAt !== null && p.mapAt !== null) p.firstRender = Math.max(p.queueAt, p.mapAt);
     }
     requestAnimationFrame(frame);

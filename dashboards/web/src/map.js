@@ -1,10 +1,13 @@
 // The map (MapLibre GL, WebGL). Base layer: the ward boundaries from
 // GET /api/v1/areas, so it works offline; raster tiles only when the
-// configuration names a tile server. No text glyphs are needed: markers,
-// cluster counts and ward badges are drawn on canvases at run time and
-// added as images (styleimagemissing), so nothing is fetched from outside.
+// configuration names a tile server. What changes live (ward badges,
+// incidents and clusters, devices, units) is not in map sources: it is
+// drawn on the live layer's canvas above the map (overlay.js), from
+// sprites drawn here at run time, so nothing is fetched from outside and
+// an update costs no re-tiling.
 import maplibregl from 'maplibre-gl';
 import { sevRank } from './store.js';
+import { Overlay, at } from './overlay.js';
 
 export const HANOI = { center: [105.84, 21.03], zoom: 10.2 };
 export const CITY_ZOOM = 11;   // below: the wards map; from here: clusters
@@ -25,10 +28,7 @@ const PR = 2; // images drawn at twice the CSS size
 function canvas(w, h) {
   const c = document.createElement('canvas');
   c.width = w * PR; c.height = h * PR;
-  // Read back at once (getImageData): a canvas kept in (software) GPU
-  // memory costs hundreds of milliseconds per read-back, for every new
-  // badge or cluster count; willReadFrequently keeps it in plain memory.
-  const g = c.getContext('2d', { willReadFrequently: true });
+  const g = c.getContext('2d');
   g.scale(PR, PR);
   return [c, g];
 }
@@ -118,44 +118,6 @@ function labelPoint(geom) {
 
 function fc(features) { return { type: 'FeatureCollection', features }; }
 
-// Diff keeps what a source was last given (id → a key of what is drawn)
-// and uploads only the change (GeoJSONSource.updateData): the map then
-// re-tiles only the tiles the changed features touch, instead of parsing
-// and tiling the whole collection again. The source needs promoteId 'id'.
-class Diff {
-  constructor() { this.keys = null; }
-
-  // upload gives source the features of items (an iterable); feature(x)
-  // returns [id, key, feature] or null to leave x out. It returns whether
-  // anything was uploaded.
-  upload(source, items, feature) {
-    const next = new Map();
-    const add = [];
-    const all = [];
-    for (const x of items) {
-      const r = feature(x);
-      if (!r) continue;
-      const [id, key, f] = r;
-      next.set(id, key);
-      all.push(f);
-      if (this.keys && this.keys.get(id) !== key) add.push(f);
-    }
-    let changed = true;
-    if (!this.keys) {
-      source.setData(fc(all));
-    } else {
-      const remove = [];
-      for (const id of this.keys.keys()) if (!next.has(id)) remove.push(id);
-      changed = add.length > 0 || remove.length > 0;
-      if (changed) source.updateData({ add, remove });
-    }
-    this.keys = next;
-    return changed;
-  }
-
-  reset() { this.keys = null; }
-}
-
 // Drawn in software (no GPU: SwiftShader, llvmpipe, Windows' basic
 // renderer), a frame costs in proportion to the pixels drawn: there the map
 // draws at SOFT_PIXEL_RATIO (the browser scales the canvas up), elsewhere
@@ -180,12 +142,12 @@ export class CityMap {
     this.ready = false;
     this.pending = {};
     this.mode = null; // null | 'pick' | 'area'
-    this.unitDiff = new Diff();
-    this.deviceDiff = new Diff();
+    this.live = null;           // the live layer (overlay.js), from the map's load
     this.wardState = new Map(); // code → "worst/n" last set as feature-state
-    this.wardPending = null;    // code → {worst, n} to set when the city source has loaded
+    this.incidentKey = '';
+    this.incidentData = [];     // what the live layer was last given (read by the tests)
     this.cityKey = '';
-    this.cityCount = 0;         // incidents the ward badges count (read by the tests and measurements)
+    this.cityCount = 0;         // incidents the city scale counts (a badge's count or a marker)
     this.areaStart = null;
     const cfg = opts.config || {};
     const sources = {
@@ -202,20 +164,14 @@ export class CityMap {
       center: HANOI.center, zoom: HANOI.zoom, minZoom: 8, maxZoom: 18,
       attributionControl: { compact: true, customAttribution: 'Ranh giới © OpenStreetMap contributors (ODbL)' },
       fadeDuration: 0,
+      // No pitch: the live layer's projection is affine (overlay.js).
+      maxPitch: 0, pitchWithRotate: false, touchPitch: false,
       preserveDrawingBuffer: !!opts.screenshots,
     });
     this.software = softwareGL(this.map.getCanvas());
     if (this.software) this.map.setPixelRatio(Math.min(window.devicePixelRatio || 1, 1) * SOFT_PIXEL_RATIO);
     this.map.addControl(new maplibregl.NavigationControl({ showCompass: false }), 'top-right');
     this.map.addControl(new maplibregl.ScaleControl({ unit: 'metric' }), 'bottom-left');
-    this.map.on('styleimagemissing', (e) => {
-      if (this.map.hasImage(e.id)) return;
-      const c = drawImage(e.id);
-      if (c) {
-        const g = c.getContext('2d');
-        this.map.addImage(e.id, g.getImageData(0, 0, c.width, c.height), { pixelRatio: PR });
-      }
-    });
     this.map.on('load', () => this.setup());
     let viewTimer = null;
     this.map.on('moveend', () => {
@@ -240,53 +196,18 @@ export class CityMap {
     } });
     m.addLayer({ id: 'wards-line', type: 'line', source: 'wards', paint: {
       'line-color': '#37474f', 'line-width': ['interpolate', ['linear'], ['zoom'], 9, 0.6, 14, 1.6], 'line-opacity': 0.8 } });
-    // The city source: what the wards' scale draws besides the ward
-    // colours, in one small source uploaded at most once a batch: each
-    // ward's badge (count, worst severity), the new severe and extreme
-    // incidents, which stand out before the operator closes in, and any
-    // incident outside every ward (no badge counts it).
-    m.addSource('city', { type: 'geojson', data: fc([]) });
-    m.addLayer({ id: 'ward-badges', type: 'symbol', source: 'city', maxzoom: CITY_ZOOM, filter: ['==', ['get', 'k'], 'w'],
-      layout: { 'icon-image': ['get', 'img'], 'icon-allow-overlap': true } });
-    m.on('sourcedata', (e) => {
-      // The ward colours change in the frame that draws the new badges.
-      if (e.sourceId === 'city' && e.isSourceLoaded) { this.applyWardState(); this.cityLoaded = this.cityCount; }
-    });
-
-    m.addSource('devices', { type: 'geojson', data: fc([]), promoteId: 'id' });
-    m.addLayer({ id: 'devices', type: 'circle', source: 'devices', minzoom: DEVICE_ZOOM, paint: {
-      'circle-radius': ['interpolate', ['linear'], ['zoom'], 12, 2.5, 16, 5],
-      'circle-color': ['case', ['get', 'online'], '#43a047', '#9e9e9e'],
-      'circle-stroke-color': ['case', ['get', 'online'], '#ffffff', '#c62828'],
-      'circle-stroke-width': ['case', ['get', 'online'], 0.5, 1.5],
-    } });
-
-    m.addSource('incidents', { type: 'geojson', data: fc([]), cluster: true, clusterMaxZoom: POINT_ZOOM - 1, clusterRadius: 48,
-      clusterProperties: { worst: ['max', ['get', 'rank']] } });
-    const incMin = analyst ? 0 : CITY_ZOOM;
-    m.addLayer({ id: 'inc-clusters', type: 'symbol', source: 'incidents', minzoom: incMin, filter: ['has', 'point_count'],
-      layout: { 'icon-image': ['concat', 'cl-', ['to-string', ['get', 'point_count']], '-', ['to-string', ['get', 'worst']]], 'icon-allow-overlap': true } });
-    m.addLayer({ id: 'inc-points', type: 'symbol', source: 'incidents', minzoom: incMin, filter: ['!', ['has', 'point_count']],
-      layout: { 'icon-image': ['concat', 'sev-', ['get', 'severity'], ['case', ['get', 'fresh'], '-new', '']],
-        'icon-allow-overlap': true, 'symbol-sort-key': ['-', 0, ['get', 'rank']] } });
-
-    m.addSource('units', { type: 'geojson', data: fc([]), promoteId: 'id' });
-    m.addLayer({ id: 'units', type: 'symbol', source: 'units', minzoom: UNIT_ZOOM,
-      layout: { 'icon-image': ['concat', 'unit-', ['get', 'kind'], '-', ['get', 'status']], 'icon-allow-overlap': true,
-        'icon-size': ['interpolate', ['linear'], ['zoom'], UNIT_ZOOM, 0.7, 13, 1] } });
-    m.addLayer({ id: 'city-hot', type: 'symbol', source: 'city', maxzoom: CITY_ZOOM, filter: ['==', ['get', 'k'], 'i'],
-      layout: { 'icon-image': ['concat', 'sev-', ['get', 'severity'], ['case', ['get', 'fresh'], '-new', '']], 'icon-allow-overlap': true,
-        'symbol-sort-key': ['-', 0, ['get', 'rank']] } });
-    m.moveLayer('ward-badges');
-    m.moveLayer('city-hot');
+    this.live = new Overlay(m, { sprite: drawImage, pixelRatio: PR, zooms: {
+      city: CITY_ZOOM, device: DEVICE_ZOOM, unit: UNIT_ZOOM, point: POINT_ZOOM, incMin: analyst ? 0 : CITY_ZOOM } });
 
     m.addSource('area', { type: 'geojson', data: fc([]) });
     m.addLayer({ id: 'area', type: 'line', source: 'area', paint: { 'line-color': '#0d47a1', 'line-width': 2, 'line-dasharray': [2, 1] } });
 
-    for (const id of ['inc-points', 'inc-clusters', 'city-hot', 'units', 'wards-fill']) {
-      m.on('mouseenter', id, () => { if (!this.mode) m.getCanvas().style.cursor = 'pointer'; });
-      m.on('mouseleave', id, () => { if (!this.mode) m.getCanvas().style.cursor = ''; });
-    }
+    m.on('mousemove', (e) => {
+      if (this.mode) return;
+      const over = this.live.hit(e.point.x, e.point.y) ||
+        (m.getZoom() < CITY_ZOOM && m.queryRenderedFeatures(e.point, { layers: ['wards-fill'] }).length);
+      m.getCanvas().style.cursor = over ? 'pointer' : '';
+    });
     m.on('click', (e) => this.click(e));
     this.ready = true;
     if (this.opts.fitAreas && this.opts.areas && this.opts.areas.features.length) this.fitAreas(this.opts.areas);
@@ -313,14 +234,12 @@ export class CityMap {
       this.opts.onArea && this.opts.onArea(bbox);
       return;
     }
-    const hit = m.queryRenderedFeatures(e.point, { layers: ['inc-points', 'inc-clusters', 'city-hot'].filter((l) => m.getLayer(l)) });
-    if (hit.length) {
-      const f = hit[0];
-      if (f.properties.cluster) {
-        m.getSource('incidents').getClusterExpansionZoom(f.properties.cluster_id).then((z) =>
-          m.easeTo({ center: f.geometry.coordinates, zoom: Math.min(z, POINT_ZOOM) }));
+    const hit = this.live.hit(e.point.x, e.point.y);
+    if (hit) {
+      if (hit.cluster !== undefined) {
+        m.easeTo({ center: [hit.lng, hit.lat], zoom: Math.min(this.live.clusterExpansionZoom(hit.cluster), POINT_ZOOM) });
       } else {
-        this.opts.onSelect && this.opts.onSelect(f.properties.id);
+        this.opts.onSelect && this.opts.onSelect(hit.id);
       }
       return;
     }
@@ -351,59 +270,63 @@ export class CityMap {
     return true;
   }
 
-  // setIncidents uploads the incidents if what the map draws of them
-  // changed (a clustered source is tiled whole, so no diff here); it
-  // returns whether it uploaded.
+  // setIncidents gives the live layer the incidents if what it draws of
+  // them changed; it returns whether they changed.
   setIncidents(list, fresh) {
     if (this.defer('setIncidents', [list, fresh])) return true;
     const now = Date.now();
-    const feats = [];
+    const items = [];
     let key = '';
     for (const x of list) {
       if (!x.location || !x.location.coordinates) continue;
       const f = fresh && fresh.get(x.id);
-      const p = { id: x.id, severity: x.severity, rank: sevRank(x.severity), status: x.status, fresh: !!(f && now - f < FRESH_MS) };
-      feats.push({ type: 'Feature', geometry: x.location, properties: p });
-      key += `${p.id},${p.severity},${p.status},${p.fresh},${x.location.coordinates} `;
+      const c = x.location.coordinates;
+      const p = { id: x.id, severity: x.severity, rank: sevRank(x.severity), status: x.status, fresh: !!(f && now - f < FRESH_MS), lng: c[0], lat: c[1] };
+      items.push(p);
+      key += `${p.id},${p.severity},${p.status},${p.fresh},${c} `;
     }
-    this.incidentCount = feats.length; // read by the measurements
+    this.incidentCount = items.length; // read by the measurements
+    this.incidentData = items;
     if (key === this.incidentKey) return false;
     this.incidentKey = key;
-    this.map.getSource('incidents').setData(fc(feats));
+    this.live.setIncidents(items);
     return true;
   }
 
   setDevices(devices) {
     if (this.defer('setDevices', [devices])) return true;
-    return this.deviceDiff.upload(this.map.getSource('devices'), devices.values(), (d) => {
+    const items = [];
+    for (const d of devices.values()) {
       const loc = d.location || d.fixed_location;
-      if (!loc) return null;
-      const c = loc.coordinates;
-      return [d.id, `${c[0]},${c[1]},${!!d.online}`, { type: 'Feature', geometry: loc, properties: { id: d.id, online: !!d.online } }];
-    });
+      if (!loc) continue;
+      const [x, y] = at(loc.coordinates);
+      items.push({ id: d.id, x, y, online: !!d.online });
+    }
+    this.live.setDevices(items);
+    return true;
   }
 
   setUnits(units) {
     if (this.defer('setUnits', [units])) return true;
-    return this.unitDiff.upload(this.map.getSource('units'), units.values(), (u) => {
-      if (!u.location) return null;
-      const c = u.location.coordinates;
-      return [u.id, `${c[0]},${c[1]},${u.kind},${u.status}`, { type: 'Feature', geometry: u.location, properties: { id: u.id, kind: u.kind, status: u.status } }];
-    });
+    const items = [];
+    for (const u of units.values()) {
+      if (!u.location) continue;
+      const [x, y] = at(u.location.coordinates);
+      items.push({ id: u.id, x, y, kind: u.kind, status: u.status });
+    }
+    this.live.setUnits(items);
+    return true;
   }
 
   // setCity draws the wards' scale from the streams' wards layer: each
   // ward coloured by its worst open incident (feature-state of the wards
-  // source) with a badge of the count, and as markers the new severe and
+  // source) with a badge of the count, and one by one the new severe and
   // extreme incidents (fresh: id → ms opened live) and those outside every
-  // ward. It uploads the city
-  // source only when what it draws changed, and sets the colours of the
-  // wards whose count or worst severity changed when that upload has
-  // loaded, so both show in one frame. It returns whether it uploaded.
+  // ward. It returns whether what it draws changed.
   setCity(stats, areas, incidents, fresh) {
     if (this.defer('setCity', [stats, areas, incidents, fresh])) return true;
     if (!areas) return false;
-    const feats = [];
+    const badges = [], hot = [];
     const states = new Map();
     let total = 0;
     for (const f of areas.features) {
@@ -417,47 +340,37 @@ export class CityMap {
       const st = worst + '/' + n;
       if (this.wardState.get(code) !== st) { this.wardState.set(code, st); states.set(code, { worst, n }); }
       if (n > 0) {
-        if (!f._label) f._label = labelPoint(f.geometry);
-        feats.push({ type: 'Feature', geometry: { type: 'Point', coordinates: f._label }, properties: { k: 'w', code, img: `wc-${n}-${worst}` } });
+        if (!f._label) f._label = at(labelPoint(f.geometry));
+        badges.push({ code, x: f._label[0], y: f._label[1], n, worst });
       }
     }
     const now = Date.now();
-    const marker = (x, isNew) => {
-      feats.push({ type: 'Feature', geometry: x.location, properties: { k: 'i', id: x.id, severity: x.severity, rank: sevRank(x.severity), fresh: isNew } });
-      total++;
+    const marker = (x, isNew, inWard) => {
+      const [mx, my] = at(x.location.coordinates);
+      hot.push({ id: x.id, x: mx, y: my, severity: x.severity, rank: sevRank(x.severity), fresh: isNew, inWard });
+      if (!inWard) total++;
     };
-    const hot = new Set();
+    const seen = new Set();
     if (fresh) {
-      for (const [id, at] of fresh) {
+      for (const [id, t] of fresh) {
         const x = incidents.get(id);
-        if (!x || now - at >= FRESH_MS || !(x.severity === 'severe' || x.severity === 'extreme') || !x.location) continue;
-        hot.add(id);
-        if (x.ward && x.ward.code) total--; // counted in its ward's badge as well
-        marker(x, true);
+        if (!x || now - t >= FRESH_MS || !(x.severity === 'severe' || x.severity === 'extreme') || !x.location) continue;
+        seen.add(id);
+        marker(x, true, !!(x.ward && x.ward.code)); // one in a ward is counted in its badge as well
       }
     }
     // An incident outside every ward has no badge: it is drawn on its own.
-    for (const x of incidents.values()) if (!(x.ward && x.ward.code) && x.location && !hot.has(x.id)) marker(x, false);
-    this.cityCount = total; // incidents the city scale shows (a badge's count or a marker)
-    const key = feats.map((f) => f.properties.k === 'w' ? f.properties.code + ':' + f.properties.img : f.properties.id + '@' + f.geometry.coordinates + f.properties.severity + f.properties.fresh).join(' ');
-    if (this.wardPending) for (const [k, v] of states) this.wardPending.set(k, v);
-    else if (states.size) this.wardPending = states;
-    if (key === this.cityKey) {
-      const changed = !!this.wardPending;
-      this.applyWardState();
-      return changed;
-    }
+    for (const x of incidents.values()) if (!(x.ward && x.ward.code) && x.location && !seen.has(x.id)) marker(x, false, false);
+    hot.sort((u, v) => u.rank - v.rank);
+    this.cityCount = total;
+    // The colours change with the badges: feature-state repaints the map,
+    // the live layer draws in the same frame.
+    for (const [code, st] of states) this.map.setFeatureState({ source: 'wards', id: code }, st);
+    const key = badges.map((w) => `${w.code}:${w.n}:${w.worst}`).join(' ') + '|' + hot.map((x) => `${x.id}@${x.x},${x.y}${x.severity}${x.fresh}`).join(' ');
+    if (key === this.cityKey) return states.size > 0;
     this.cityKey = key;
-    this.map.getSource('city').setData(fc(feats));
-    clearTimeout(this.wardTimer); // should the source not report loaded (hidden layers)
-    this.wardTimer = setTimeout(() => this.applyWardState(), 1500);
+    this.live.setCity(badges, hot);
     return true;
-  }
-
-  applyWardState() {
-    if (!this.wardPending) return;
-    for (const [code, st] of this.wardPending) this.map.setFeatureState({ source: 'wards', id: code }, st);
-    this.wardPending = null;
   }
 
   setResults(list) {
@@ -474,9 +387,12 @@ export class CityMap {
 
   setVisible(layer, on) {
     if (this.defer('setVisible_' + layer, [layer, on])) return;
-    const ids = { wards: ['wards-fill', 'wards-line', 'ward-badges'], incidents: ['inc-points', 'inc-clusters', 'city-hot'], devices: ['devices'], units: ['units'] }[layer] || [];
-    for (const id of ids) if (this.map.getLayer(id)) this.map.setLayoutProperty(id, 'visibility', on ? 'visible' : 'none');
+    this.live.setVisible(layer, on);
+    if (layer === 'wards') for (const id of ['wards-fill', 'wards-line']) this.map.setLayoutProperty(id, 'visibility', on ? 'visible' : 'none');
   }
+
+  // shown: what the live layer drew last (read by the tests and measurements).
+  get shown() { return this.live ? this.live.shown : null; }
 
   flyTo(x) {
     if (x && x.location) this.map.easeTo({ center: x.location.coordinates, zoom: Math.max(this.map.getZoom(), POINT_ZOOM + 0.5) });
@@ -494,7 +410,7 @@ export class CityMap {
   }
 
   resize() { this.map.resize(); }
-  remove() { clearTimeout(this.wardTimer); this.map.remove(); }
+  remove() { if (this.live) this.live.remove(); this.map.remove(); }
 }
 // setVisible may be deferred per layer.
 for (const l of ['wards', 'incidents', 'devices', 'units']) {

@@ -123,87 +123,61 @@ export function Operator({ route, go, wall }) {
     });
     mapRef.current = map;
     window.__iocMap = map;
-    // The map's sources are re-uploaded together, in one batch, and the
-    // next batch waits until the map has drawn this one (its 'idle') and
-    // then at least IDLE_MIN, or twice as long as that draw took (at most
-    // IDLE_MAX), whatever the event rate; a new severe or extreme incident
-    // waits half as long (at least IDLE_MIN). Each upload makes the map re-tile and draw, and drawn
-    // in software (SwiftShader, a wall PC without a GPU) one draw can take
-    // hundreds of milliseconds: with the map idle at least 20 frames for
-    // every one or two long ones, the 95th percentile frame is a short one.
-    // The queue and the alarm are DOM and follow the store at once. The
-    // first batch with incidents goes at once. Devices at most every second.
-    const IDLE_MIN = 1000, IDLE_MAX = 4000;
+    // What the store changed goes to the map in batches, at most every
+    // BATCH_MS (devices at most every DEVICE_MS): the live layer draws a
+    // batch in a few milliseconds (overlay.js), and the map itself does not
+    // draw for it. A new severe or extreme incident goes at once. The queue
+    // and the alarm are DOM and follow the store at once.
+    const BATCH_MS = 250, DEVICE_MS = 1000;
     const dirty = new Set();
     const hidden = new Set(); // changed, but not drawn at this zoom
+    let timer = null, last = 0, devAt = 0, urgent = false;
     map.map.on('moveend', () => {
-      // The operator moved the map: what it shows next (devices for the
-      // new box, units once close enough) goes with the next urgent batch.
-      urgent = true;
+      // A layer the zoom now reaches is drawn at once.
       let revealed = false;
       for (const k of hidden) if (map.shows(k)) { hidden.delete(k); dirty.add(k); revealed = true; }
-      // A layer the zoom now reaches is drawn at once, not after the wait.
-      if (revealed && !drawing) { clearTimeout(timer); timer = null; flush(); return; }
-      if (dirty.size) schedule();
+      if (revealed) { urgent = true; schedule(); }
     });
-    let cityFilled = false;
-    let urgent = false, idle = IDLE_MIN, last = 0, drawnAt = 0, timer = null, devAt = 0, drawing = false, batches = 0;
     const flush = () => {
       timer = null;
+      urgent = false;
       last = Date.now();
-      let drawn = false; // whether anything was uploaded (else the map will not draw, nor go idle)
       // At the wards' scale (below city zoom) the incidents are not drawn
       // one by one: only the ward layer and the new severe ones (the city
-      // source) change; the incidents go when the zoom reaches them.
+      // scale) change; the incidents go when the zoom reaches them.
       if (dirty.has('incidents')) {
-        if (map.shows('incidents')) drawn = map.setIncidents([...store.state.incidents.values()], store.state.fresh) || drawn;
+        if (map.shows('incidents')) map.setIncidents([...store.state.incidents.values()], store.state.fresh);
         else hidden.add('incidents');
       }
       if (dirty.has('incidents') || dirty.has('wards')) {
         const w = store.state.wards.size ? store.state.wards : wardCountsFromIncidents(store.state.incidents);
-        drawn = map.setCity(w, store.state.areas, store.state.incidents, store.state.fresh) || drawn;
-        if (w.size) cityFilled = true;
+        map.setCity(w, store.state.areas, store.state.incidents, store.state.fresh);
       }
       if (dirty.has('units')) {
-        if (!map.ready || map.shows('units')) drawn = map.setUnits(store.state.units) || drawn;
-        else hidden.add('units'); // uploaded when the zoom reaches the layer
+        if (!map.ready || map.shows('units')) map.setUnits(store.state.units);
+        else hidden.add('units'); // given when the zoom reaches the layer
       }
       let devLater = false;
       if (dirty.has('devices')) {
-        if (last - devAt >= 1000) { devAt = last; drawn = map.setDevices(store.state.devices) || drawn; } else devLater = true;
+        if (last - devAt >= DEVICE_MS) { devAt = last; map.setDevices(store.state.devices); } else devLater = true;
       }
       dirty.clear();
-      if (devLater) dirty.add('devices');
-      if (!map.ready) { if (dirty.size) schedule(); return; } // the map replays what it was given
-      if (!drawn) { if (dirty.size) schedule(); return; }
-      drawing = true;
-      const batch = ++batches;
-      const done = () => {
-        if (!drawing || batch !== batches) return;
-        drawing = false;
-        clearTimeout(cap);
-        drawnAt = Date.now();
-        idle = Math.min(IDLE_MAX, Math.max(IDLE_MIN, 2 * (drawnAt - last)));
-        window.__iocMapGap = drawnAt - last + idle; // read by the measurements
-        if (dirty.size) schedule();
-      };
-      const cap = setTimeout(done, 3000); // a map kept moving never goes idle
-      map.map.once('idle', done);
+      if (devLater) { dirty.add('devices'); schedule(); }
     };
-    // The first fill goes at once: the ward layer when the snapshot (with
-    // the wards layer) arrives, the incidents when their layer is drawn.
-    const firstFill = () => (!cityFilled && (store.state.wards.size > 0 || store.state.incidents.size > 0) && (dirty.has('wards') || dirty.has('incidents'))) ||
-      (!map.incidentCount && store.state.incidents.size > 0 && dirty.has('incidents') && map.shows('incidents'));
     const schedule = () => {
-      if (firstFill()) { clearTimeout(timer); timer = null; flush(); return; }
-      if (timer || drawing) return;
-      timer = setTimeout(() => { urgent = false; flush(); }, Math.max(0, drawnAt + (urgent ? Math.max(IDLE_MIN, idle / 2) : idle) - Date.now()));
+      if (timer) { if (!urgent) return; clearTimeout(timer); }
+      let wait = urgent ? 0 : last + BATCH_MS - Date.now();
+      if (dirty.size === 1 && dirty.has('devices')) wait = Math.max(wait, devAt + DEVICE_MS - Date.now());
+      timer = setTimeout(flush, Math.max(0, wait));
     };
+    // An incident stays marked new for two minutes: look again now and then.
+    const freshTimer = setInterval(() => { if (store.state.fresh.size) { dirty.add('incidents'); schedule(); } }, 15000);
     const onIncident = (e) => {
       const m = e.detail;
       if (m.op === 'opened' && (m.incident.severity === 'severe' || m.incident.severity === 'extreme')) {
         urgent = true;
-        if (timer && !drawing) { clearTimeout(timer); timer = null; schedule(); }
+        dirty.add('incidents');
+        schedule();
       }
     };
     window.addEventListener('ioc:incident', onIncident);
@@ -215,7 +189,7 @@ export function Operator({ route, go, wall }) {
     dirty.add('incidents'); dirty.add('units'); flush();
     const onResize = () => map.resize();
     window.addEventListener('resize', onResize);
-    return () => { unsub(); clearTimeout(timer); window.removeEventListener('ioc:incident', onIncident); devices.stop(); map.remove(); window.removeEventListener('resize', onResize); };
+    return () => { unsub(); clearTimeout(timer); clearInterval(freshTimer); window.removeEventListener('ioc:incident', onIncident); devices.stop(); map.remove(); window.removeEventListener('resize', onResize); };
   }, []);
 
   useEffect(() => { for (const [k, v] of Object.entries(layers)) mapRef.current && mapRef.current.setVisible(k, v); }, [layers]);
