@@ -68,6 +68,24 @@ async function signIn(name, password, viewport = { width: 1440, height: 900 }) {
 async function mapReady(page) {
   await until(page, () => window.__iocMapReady && window.__iocMap.map.isSourceLoaded('wards'), null, 20000);
 }
+// pixelNear reads the map's pixel (dx, dy) CSS px from an incident, in a
+// frame the live layer has just drawn (the drawing buffer is read before
+// the browser presents it).
+async function pixelNear(page, id, dx, dy) {
+  return page.evaluate(([id, dx, dy]) => new Promise((done) => {
+    const m = window.__iocMap, live = m.live;
+    const c = window.__iocStore.state.incidents.get(id).location.coordinates;
+    const once = () => {
+      live.listeners = live.listeners.filter((f) => f !== once);
+      const gl = live.gl, r = m.map.getPixelRatio(), p = m.map.project(c);
+      const out = new Uint8Array(4);
+      gl.readPixels(Math.round((p.x + dx) * r), Math.round(gl.drawingBufferHeight - (p.y + dy) * r), 1, 1, gl.RGBA, gl.UNSIGNED_BYTE, out);
+      done([...out]);
+    };
+    live.onDraw(once);
+    m.map.triggerRepaint();
+  }), [id, dx, dy]);
+}
 async function shot(page, name) {
   await page.screenshot({ path: join(screens, name + '.png') });
 }
@@ -169,6 +187,10 @@ test('a scripted incident appears in the queue and on the map within 2 s', async
   // it (the streams' wards layer, refreshed every 3 s).
   assert.ok(await A.page.$(`li.q-row.fresh[data-id="${incidentId}"]`), 'queue row not marked new');
   await until(A.page, (id) => window.__iocMap.shown.hot.some((f) => f.id === id && f.fresh), incidentId);
+  // And the frame has it: the pixel just left of the marker's centre (its
+  // number is white) is the extreme severity's red.
+  const px = await pixelNear(A.page, incidentId, -7, 0);
+  assert.ok(px[0] > 150 && px[1] < 90 && px[2] < 90, `the new extreme incident's marker is not drawn: pixel ${px}`);
   const ward = await A.page.evaluate((id) => window.__iocStore.state.incidents.get(id).ward.code, incidentId);
   await until(A.page, async (code) => {
     const w = window.__iocStore.state.wards.get(code);

@@ -2,12 +2,12 @@
 // GET /api/v1/areas, so it works offline; raster tiles only when the
 // configuration names a tile server. What changes live (ward badges,
 // incidents and clusters, devices, units) is not in map sources: it is
-// drawn on the live layer's canvas above the map (overlay.js), from
-// sprites drawn here at run time, so nothing is fetched from outside and
-// an update costs no re-tiling.
+// drawn by the live layer (overlay.js, a custom layer in the map's own
+// WebGL context) from images drawn here at run time, so nothing is fetched
+// from outside and an update costs no re-tiling.
 import maplibregl from 'maplibre-gl';
 import { sevRank } from './store.js';
-import { Overlay, at } from './overlay.js';
+import { LiveLayer, at } from './overlay.js';
 
 export const HANOI = { center: [105.84, 21.03], zoom: 10.2 };
 export const CITY_ZOOM = 11;   // below: the wards map; from here: clusters
@@ -85,6 +85,16 @@ function drawImage(name) {
     g.lineWidth = 1.5; g.strokeStyle = '#fff'; g.stroke();
     g.fillStyle = '#fff'; g.font = 'bold 12px sans-serif'; g.textAlign = 'center'; g.textBaseline = 'middle';
     g.fillText(label, w / 2, h / 2 + 1);
+    return c;
+  }
+  if ((m = /^dev-([01])$/.exec(name))) {
+    // A device: green when online, grey with a red ring when not (drawn
+    // at radius 5, scaled 0.5–1 with the zoom).
+    const on = m[1] === '1';
+    const [c, g] = canvas(14, 14);
+    g.beginPath(); g.arc(7, 7, 5, 0, Math.PI * 2);
+    g.fillStyle = on ? '#43a047' : '#9e9e9e'; g.fill();
+    g.lineWidth = on ? 1 : 2.5; g.strokeStyle = on ? '#ffffff' : '#c62828'; g.stroke();
     return c;
   }
   if ((m = /^unit-(\w+?)-(\w+)$/.exec(name))) {
@@ -196,8 +206,9 @@ export class CityMap {
     } });
     m.addLayer({ id: 'wards-line', type: 'line', source: 'wards', paint: {
       'line-color': '#37474f', 'line-width': ['interpolate', ['linear'], ['zoom'], 9, 0.6, 14, 1.6], 'line-opacity': 0.8 } });
-    this.live = new Overlay(m, { sprite: drawImage, pixelRatio: PR, zooms: {
+    this.live = new LiveLayer(m, { sprite: drawImage, pixelRatio: PR, zooms: {
       city: CITY_ZOOM, device: DEVICE_ZOOM, unit: UNIT_ZOOM, point: POINT_ZOOM, incMin: analyst ? 0 : CITY_ZOOM } });
+    m.addLayer(this.live);
 
     m.addSource('area', { type: 'geojson', data: fc([]) });
     m.addLayer({ id: 'area', type: 'line', source: 'area', paint: { 'line-color': '#0d47a1', 'line-width': 2, 'line-dasharray': [2, 1] } });
@@ -410,7 +421,7 @@ export class CityMap {
   }
 
   resize() { this.map.resize(); }
-  remove() { if (this.live) this.live.remove(); this.map.remove(); }
+  remove() { this.map.remove(); } // removes the live layer too (its onRemove)
 }
 // setVisible may be deferred per layer.
 for (const l of ['wards', 'incidents', 'devices', 'units']) {
