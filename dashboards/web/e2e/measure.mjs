@@ -116,7 +116,7 @@ function simDevices(total, units) {
 // In the page, from the first script on: rAF frame intervals, and the
 // moment the queue and the map first show every incident.
 function pageProbe(want) {
-  const p = window.__probe = { frames: [], firstRender: null, queueAt: null, mapAt: null, mapLoaded: false, hooked: false, recording: false };
+  const p = window.__probe = { frames: [], firstRender: null, queueAt: null, mapAt: null, mapLoaded: false, hooked: false, recording: false, renders: 0 };
   let last = 0;
   const frame = (t) => {
     if (p.recording && last) p.frames.push(t - last);
@@ -144,6 +144,7 @@ function pageProbe(want) {
     if (!m || p.hooked) return;
     p.hooked = true;
     clearInterval(hook);
+    m.map.on('render', () => { if (p.recording) p.renders++; }); // frames the map drew
     m.map.on('sourcedata', (e) => {
       // At city zoom the map draws the incidents as the wards' badges (the
       // city source; a bundle without it uploaded every incident).
@@ -154,12 +155,14 @@ function pageProbe(want) {
 }
 
 async function frames(page, seconds, during) {
-  await page.evaluate(() => { window.__probe.frames = []; window.__probe.recording = true; });
+  await page.evaluate(() => { window.__probe.frames = []; window.__probe.renders = 0; window.__probe.recording = true; });
   const end = Date.now() + seconds * 1000;
   if (during) await during(end);
   else await sleep(seconds * 1000);
-  const f = await page.evaluate(() => { window.__probe.recording = false; return window.__probe.frames; });
-  return { n: f.length, p50: r1(pct(f, 50)), p95: r1(pct(f, 95)), max: r1(Math.max(...f)) };
+  const [f, renders] = await page.evaluate(() => { window.__probe.recording = false; return [window.__probe.frames, window.__probe.renders]; });
+  // long: frames over 33 ms; renders: frames the map drew (live data, moves).
+  return { n: f.length, p50: r1(pct(f, 50)), p95: r1(pct(f, 95)), p99: r1(pct(f, 99)), max: r1(Math.max(...f)),
+    long: f.filter((x) => x > 34).length, renders };
 }
 
 async function heap(page) {
@@ -275,14 +278,14 @@ async function main() {
       log(`run ${run + 1} (${build.name}): first render ${Math.round(pr.firstRender)} ms (queue ${Math.round(pr.queueAt)}, map ${Math.round(pr.mapAt)}, FCP ${Math.round(pr.fcp)}), ${pr.incidents} incidents, ${pr.units} units`);
       await sleep(2000);
       const [city, cityPeer] = await Promise.all([frames(page, opt.frames), frames(peer, opt.frames)]);
-      log(`  city zoom: frames p50 ${city.p50} p95 ${city.p95} max ${city.max} ms (n ${city.n}); peer p95 ${cityPeer.p95}`);
+      log(`  city zoom: frames p50 ${city.p50} p95 ${city.p95} p99 ${city.p99} max ${city.max} ms (n ${city.n}, ${city.long} over 34 ms, map drew ${city.renders}); peer p95 ${cityPeer.p95}`);
       // Close in: devices from zoom 12, their own subscription for the box.
       await page.evaluate(() => window.__iocMap.map.jumpTo({ center: [105.845, 21.025], zoom: 13 }));
       for (let i = 0; i < 100 && !(await page.evaluate(() => window.__iocStore.state.devices.size)); i++) await sleep(200);
       await sleep(2000);
       const shownDevices = await page.evaluate(() => window.__iocStore.state.devices.size);
       const [close, closePeer] = await Promise.all([frames(page, opt.frames), frames(peer, opt.frames)]);
-      log(`  zoom 13, ${shownDevices} devices in view: frames p50 ${close.p50} p95 ${close.p95} max ${close.max} ms; peer p95 ${closePeer.p95}`);
+      log(`  zoom 13, ${shownDevices} devices in view: frames p50 ${close.p50} p95 ${close.p95} p99 ${close.p99} max ${close.max} ms (n ${close.n}, ${close.long} over 34 ms, map drew ${close.renders}); peer p95 ${closePeer.p95}`);
       const pan = await frames(page, Math.max(5, opt.frames / 2), async (until) => {
         let k = 0;
         while (Date.now() < until) {

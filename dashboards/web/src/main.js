@@ -39,7 +39,7 @@ function stopLive() {
 
 function Banner() {
   const s = useStore('misc');
-  useTick(1000);
+  useTick();
   const out = [];
   const staleMs = (s.config && s.config.heartbeat_stale_ms) || 15000;
   if (s.conn === 'down') out.push(html`<div class="banner banner-down" role="alert" data-test="banner-down">${t('conn.down', { n: s.attempts })}</div>`);

@@ -17,11 +17,46 @@ export function useStore(...what) {
   return store.state;
 }
 
-// useTick re-renders every ms milliseconds (clocks in the queue).
-export function useTick(ms) {
+// The pulse: one clock a second for the whole page. The clocks, the
+// queue's live changes and the map's batches all move on it, so what
+// changes on screen changes in one frame a second: drawn in software (a
+// wall PC without a GPU), every frame that changes anything costs a
+// composite of the whole window, 20 ms on a quiet machine and several
+// times that on a busy one. onPulse(f) calls f every second; it returns
+// the function that stops it.
+const pulse = new Set();
+let pulseTimer = null;
+export function onPulse(f) {
+  pulse.add(f);
+  if (!pulseTimer) pulseTimer = setInterval(() => { for (const g of [...pulse]) g(); }, 1000);
+  return () => {
+    pulse.delete(f);
+    if (!pulse.size) { clearInterval(pulseTimer); pulseTimer = null; }
+  };
+}
+
+// useTick re-renders on every pulse (the clocks in the queue and the bar).
+export function useTick() {
   const [n, setN] = useState(0);
-  useEffect(() => { const i = setInterval(() => setN((x) => x + 1), ms); return () => clearInterval(i); }, [ms]);
+  useEffect(() => onPulse(() => setN((x) => x + 1)), []);
   return n;
+}
+
+// usePacedStore re-renders at the next pulse when any of the paced
+// collections changed, and at once when any of the now ones did (misc:
+// the connection, the alarms, so a new severe incident shows at once).
+export function usePacedStore(paced, now) {
+  const [, setN] = useState(0);
+  useEffect(() => {
+    let due = false;
+    const unsub = store.subscribe((dirty) => {
+      for (const w of now) if (dirty.has(w)) { due = false; setN((n) => n + 1); return; }
+      for (const w of paced) if (dirty.has(w)) due = true;
+    });
+    const stop = onPulse(() => { if (due) { due = false; setN((n) => n + 1); } });
+    return () => { unsub(); stop(); };
+  }, []);
+  return store.state;
 }
 
 const SHAPE = { minor: '●', moderate: '■', severe: '▲', extreme: '◆' };

@@ -2,7 +2,7 @@
 // for new severe/extreme incidents, an incident's detail, and opening an
 // incident by clicking the map. Keyboard shortcuts for the frequent actions.
 import { useEffect, useRef, useState, useMemo } from 'preact/hooks';
-import { html, useStore, SevBadge, kindName, wardName } from './common.js';
+import { html, useStore, usePacedStore, onPulse, SevBadge, kindName, wardName } from './common.js';
 import { Queue, sortedIncidents } from './queue.js';
 import { IncidentDetail } from './incident.js';
 import { CityMap, DEVICE_ZOOM } from '../map.js';
@@ -85,7 +85,7 @@ function Legend() {
 }
 
 export function Operator({ route, go, wall }) {
-  const s = useStore('incidents', 'misc');
+  const s = usePacedStore(['incidents'], ['misc']); // the queue's list: on the pulse (common.js)
   const mapBox = useRef(null);
   const mapRef = useRef(null);
   const devicesRef = useRef(null);
@@ -123,25 +123,28 @@ export function Operator({ route, go, wall }) {
     });
     mapRef.current = map;
     window.__iocMap = map;
-    // What the store changed goes to the map in batches, at most every
-    // BATCH_MS (devices at most every DEVICE_MS): the live layer draws a
-    // batch in a few milliseconds (overlay.js), and the map itself does not
-    // draw for it. A new severe or extreme incident goes at once. The queue
-    // and the alarm are DOM and follow the store at once.
-    const BATCH_MS = 250, DEVICE_MS = 1000;
+    // What the store changed goes to the map in batches, on the page's
+    // pulse (common.js: once a second, with the queue's changes and the
+    // clocks): a batch fills the live layer's buffers (overlay.js) and the
+    // map draws one frame. Drawn in software (SwiftShader, a wall PC
+    // without a GPU) any frame the map draws costs 20 ms on a quiet machine
+    // and 100–250 ms on a busy one, whatever it holds (an empty map panned
+    // costs the same): so live data makes the page draw at most one frame
+    // a second, and the other fifty or so frames of that second cost
+    // nothing. A new severe or extreme incident, the first fill and a
+    // layer the zoom reaches go at once.
     const dirty = new Set();
     const hidden = new Set(); // changed, but not drawn at this zoom
-    let timer = null, last = 0, devAt = 0, urgent = false;
+    let timer = null, filled = false;
     map.map.on('moveend', () => {
       // A layer the zoom now reaches is drawn at once.
       let revealed = false;
       for (const k of hidden) if (map.shows(k)) { hidden.delete(k); dirty.add(k); revealed = true; }
-      if (revealed) { urgent = true; schedule(); }
+      if (revealed) now();
     });
     const flush = () => {
+      clearTimeout(timer);
       timer = null;
-      urgent = false;
-      last = Date.now();
       // At the wards' scale (below city zoom) the incidents are not drawn
       // one by one: only the ward layer and the new severe ones (the city
       // scale) change; the incidents go when the zoom reaches them.
@@ -152,44 +155,36 @@ export function Operator({ route, go, wall }) {
       if (dirty.has('incidents') || dirty.has('wards')) {
         const w = store.state.wards.size ? store.state.wards : wardCountsFromIncidents(store.state.incidents);
         map.setCity(w, store.state.areas, store.state.incidents, store.state.fresh);
+        if (w.size) filled = true;
       }
       if (dirty.has('units')) {
         if (!map.ready || map.shows('units')) map.setUnits(store.state.units);
         else hidden.add('units'); // given when the zoom reaches the layer
       }
-      let devLater = false;
-      if (dirty.has('devices')) {
-        if (last - devAt >= DEVICE_MS) { devAt = last; map.setDevices(store.state.devices); } else devLater = true;
-      }
+      if (dirty.has('devices')) map.setDevices(store.state.devices);
       dirty.clear();
-      if (devLater) { dirty.add('devices'); schedule(); }
     };
-    const schedule = () => {
-      if (timer) { if (!urgent) return; clearTimeout(timer); }
-      let wait = urgent ? 0 : last + BATCH_MS - Date.now();
-      if (dirty.size === 1 && dirty.has('devices')) wait = Math.max(wait, devAt + DEVICE_MS - Date.now());
-      timer = setTimeout(flush, Math.max(0, wait));
-    };
+    const now = () => { if (!timer) timer = setTimeout(flush, 0); };
+    const stopPulse = onPulse(() => { if (dirty.size) flush(); });
     // An incident stays marked new for two minutes: look again now and then.
-    const freshTimer = setInterval(() => { if (store.state.fresh.size) { dirty.add('incidents'); schedule(); } }, 15000);
+    const freshTimer = setInterval(() => { if (store.state.fresh.size) dirty.add('incidents'); }, 15000);
     const onIncident = (e) => {
       const m = e.detail;
       if (m.op === 'opened' && (m.incident.severity === 'severe' || m.incident.severity === 'extreme')) {
-        urgent = true;
         dirty.add('incidents');
-        schedule();
+        now();
       }
     };
     window.addEventListener('ioc:incident', onIncident);
     const unsub = store.subscribe((d) => {
       let any = false;
       for (const k of ['incidents', 'devices', 'units', 'wards']) if (d.has(k)) { dirty.add(k); any = true; }
-      if (any) schedule();
+      if (any && !filled) now(); // the first fill goes at once
     });
     dirty.add('incidents'); dirty.add('units'); flush();
     const onResize = () => map.resize();
     window.addEventListener('resize', onResize);
-    return () => { unsub(); clearTimeout(timer); clearInterval(freshTimer); window.removeEventListener('ioc:incident', onIncident); devices.stop(); map.remove(); window.removeEventListener('resize', onResize); };
+    return () => { unsub(); clearTimeout(timer); stopPulse(); clearInterval(freshTimer); window.removeEventListener('ioc:incident', onIncident); devices.stop(); map.remove(); window.removeEventListener('resize', onResize); };
   }, []);
 
   useEffect(() => { for (const [k, v] of Object.entries(layers)) mapRef.current && mapRef.current.setVisible(k, v); }, [layers]);

@@ -3,7 +3,7 @@
 // shown in words as well as colour). Rows are windowed so 2,000 open
 // incidents cost no more to draw than the forty on screen.
 import { useMemo, useRef, useState, useEffect } from 'preact/hooks';
-import { html, useStore, useTick, SevBadge, StatusTag, kindName, wardName } from './common.js';
+import { html, usePacedStore, useTick, SevBadge, StatusTag, kindName, wardName } from './common.js';
 import { store, sortQueue, stateClock } from '../store.js';
 import { t, fmtDuration, fmtClock, fmtTime } from '../i18n/i18n.js';
 
@@ -14,8 +14,8 @@ export function sortedIncidents() {
 }
 
 export function Queue({ onOpen, selected, list }) {
-  const s = useStore('incidents', 'misc');
-  useTick(1000);
+  const s = usePacedStore(['incidents'], ['misc']);
+  useTick();
   const box = useRef(null);
   const [scroll, setScroll] = useState(0);
   const [height, setHeight] = useState(600);
