@@ -76,6 +76,37 @@ func (b *bufferedConn) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// puback queues the PUBACK of message id (MQTT 3.1.1: 0x40, length 2,
+// the id), written by the flusher like any packet, without paho's
+// acknowledgement path (a packet and a closure allocated, a store key
+// formatted, and two channel hops through paho's goroutines per message).
+// Every packet paho writes is one Write, so a PUBACK never lands inside
+// another packet. False when the connection has failed or is closed: the
+// acknowledgement is dropped, as paho drops those of a lost connection,
+// and the broker redelivers the message. The flusher is woken only when
+// the queue was empty, so a burst of acknowledgements after a commit
+// costs one wake-up, not one per message.
+func (b *bufferedConn) puback(id uint16) bool {
+	b.mu.Lock()
+	for len(b.pending) >= maxQueuedWrite && b.err == nil && !b.closed {
+		b.cond.Wait()
+	}
+	if b.err != nil || b.closed {
+		b.mu.Unlock()
+		return false
+	}
+	wake := len(b.pending) == 0
+	b.pending = append(b.pending, 0x40, 2, byte(id>>8), byte(id))
+	b.mu.Unlock()
+	if wake {
+		select {
+		case b.wake <- struct{}{}:
+		default:
+		}
+	}
+	return true
+}
+
 func (b *bufferedConn) flusher() {
 	var out []byte
 	for range b.wake {
@@ -132,8 +163,9 @@ func (b *bufferedConn) Close() error {
 }
 
 // openBufferedConnection dials tcp:// or ssl:// brokers for paho and wraps
-// the connection.
-func openBufferedConnection(tlsConf *tls.Config) mqtt.OpenConnectionFunc {
+// the connection; opened, if not nil, is told of each new connection
+// before paho reads from it.
+func openBufferedConnection(tlsConf *tls.Config, opened func(*bufferedConn)) mqtt.OpenConnectionFunc {
 	return func(uri *url.URL, opts mqtt.ClientOptions) (net.Conn, error) {
 		d := &net.Dialer{Timeout: opts.ConnectTimeout}
 		var c net.Conn
@@ -156,6 +188,10 @@ func openBufferedConnection(tlsConf *tls.Config) mqtt.OpenConnectionFunc {
 		if tc, ok := c.(*net.TCPConn); ok {
 			tc.SetNoDelay(true)
 		}
-		return newBufferedConn(c), nil
+		b := newBufferedConn(c)
+		if opened != nil {
+			opened(b)
+		}
+		return b, nil
 	}
 }

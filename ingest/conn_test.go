@@ -72,3 +72,48 @@ func TestBufferedConnWriteErrorEndsRead(t *testing.T) {
 		t.Errorf("a later write: %v, want EPIPE", err)
 	}
 }
+
+// puback writes MQTT 3.1.1 PUBACKs between paho's packets, in order, and
+// drops them once the connection is closed (the broker redelivers those
+// messages to the next session; an id must never be acknowledged on a
+// later connection).
+func TestBufferedConnPuback(t *testing.T) {
+	client, server := net.Pipe()
+	defer server.Close()
+	b := newBufferedConn(client)
+	got := make(chan []byte, 1)
+	go func() {
+		buf := make([]byte, 10)
+		n := 0
+		for n < len(buf) {
+			m, err := server.Read(buf[n:])
+			if err != nil {
+				break
+			}
+			n += m
+		}
+		got <- buf[:n]
+	}()
+	if !b.puback(0x1234) {
+		t.Fatal("puback on an open connection refused")
+	}
+	if _, err := b.Write([]byte{0xc0, 0x00}); err != nil { // PINGREQ from paho
+		t.Fatal(err)
+	}
+	if !b.puback(7) {
+		t.Fatal("puback on an open connection refused")
+	}
+	want := []byte{0x40, 0x02, 0x12, 0x34, 0xc0, 0x00, 0x40, 0x02, 0x00, 0x07}
+	select {
+	case g := <-got:
+		if string(g) != string(want) {
+			t.Fatalf("wire % x, want % x", g, want)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("nothing written")
+	}
+	b.Close()
+	if b.puback(8) {
+		t.Error("puback after Close was queued; it must be dropped")
+	}
+}

@@ -100,6 +100,11 @@ type Subscriber struct {
 	// decoders: decoding JSON on a fresh goroutine costs more in stack
 	// growth than in parsing.
 	work chan *heldMessage
+	// conn is the broker connection paho reads from now (tcp:// and
+	// ssl:// only; nil for ws://). paho dials the next one only after its
+	// router has handed over every message of the previous one, so the
+	// connection current in onMessage is the message's own.
+	conn atomic.Pointer[bufferedConn]
 	// held counts payload bytes received and not yet acknowledged (its
 	// value is the metric ioc_ingest_held_bytes); only onMessage adds to
 	// it, so checking and adding need no lock. freed wakes onMessage when
@@ -126,6 +131,10 @@ type heldMessage struct {
 	n        int64
 	s        *Subscriber
 	released atomic.Bool
+	acked    atomic.Bool
+	// conn: the connection the message came on, which its PUBACK is
+	// written to directly (nil: through paho, m.Ack).
+	conn *bufferedConn
 	// twin: the digest of an emergency connection's message, whose
 	// telemetry copies are acknowledged once it has committed.
 	twin *[32]byte
@@ -133,7 +142,15 @@ type heldMessage struct {
 
 // ack acknowledges the message and returns its bytes to the budget.
 func (h *heldMessage) ack() {
-	h.m.Ack()
+	// Once: a second PUBACK for an id could acknowledge a later message
+	// the broker sent under the same id.
+	if h.acked.CompareAndSwap(false, true) {
+		if h.conn != nil {
+			h.conn.puback(h.m.MessageID())
+		} else {
+			h.m.Ack()
+		}
+	}
 	h.release()
 	if h.twin != nil {
 		for _, w := range h.s.twins.done(*h.twin, time.Now()) {
@@ -216,7 +233,7 @@ func newConnection(cfg MQTTConfig, ing *Ingester, log *slog.Logger, filter strin
 		opts.SetTLSConfig(cfg.TLS)
 	}
 	if u.Scheme != "ws" && u.Scheme != "wss" {
-		opts.SetCustomOpenConnectionFn(openBufferedConnection(cfg.TLS))
+		opts.SetCustomOpenConnectionFn(openBufferedConnection(cfg.TLS, s.conn.Store))
 	}
 	// The default handler matters: with a persistent session the broker
 	// sends queued messages right after CONNACK, before Subscribe has
@@ -470,6 +487,9 @@ func (s *Subscriber) onMessage(_ mqtt.Client, m mqtt.Message) {
 	// message is left unacknowledged; the broker keeps it for the next
 	// session. (Run sets s.ctx before connecting.)
 	h := &heldMessage{m: m, n: int64(len(m.Payload())) + 256, s: s} // 256: the message's own structures
+	if m.Qos() == 1 {
+		h.conn = s.conn.Load() // QoS 0 needs no PUBACK; QoS 2 is not subscribed
+	}
 	if !s.reserve(h.n) {
 		return
 	}

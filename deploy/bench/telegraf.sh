@@ -16,7 +16,8 @@
 # Environment: N (200000), RUNS (3), TELEGRAF_VERSION (v1.37.2),
 # IOC_BENCH_MQTT_PORT (1893: a broker of its own, deploy/mosquitto.conf),
 # IOC_BENCH_METRICS_PORT (19493), IOC_BENCH_HTTP_PORT (18493),
-# IOC_BENCH_PG (postgres://ioc:ioc@127.0.0.1:5432), IOC_BENCH_ONLY (iocd or telegraf).
+# IOC_BENCH_PG (postgres://ioc:ioc@127.0.0.1:5432), IOC_BENCH_ONLY (iocd or telegraf),
+# IOCD_BIN (another iocd binary, to compare builds, as in load.sh).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$(pwd)
@@ -48,7 +49,8 @@ if [ ! -x "$telegraf" ]; then
     "github.com/influxdata/telegraf/cmd/telegraf@$TELEGRAF_VERSION"
 fi
 echo "building iocd and iocsim" >&2
-go build -o "$work/iocd" ./cmd/iocd
+iocd=${IOCD_BIN:-$work/iocd}
+[ -n "${IOCD_BIN:-}" ] || go build -o "$iocd" ./cmd/iocd
 go build -o "$work/iocsim" ./cmd/iocsim
 
 # A broker of our own: deploy/mosquitto.conf's limits on another port.
@@ -68,7 +70,7 @@ start_iocd() { # db run
   IOC_DATABASE_URL="$pg/$1?sslmode=disable" IOC_MQTT_URL="tcp://127.0.0.1:$mport" \
     IOC_MQTT_CLIENT_ID="ioc-bench-iocd-$2-$$" IOC_HTTP_ADDR="$http" IOC_METRICS_ADDR="$metrics" \
     IOC_AREAS_FILE="$shared/wards.geojson" IOC_CITY_FILE="$shared/city.geojson" IOC_LOG_LEVEL=warn \
-    "$work/iocd" serve >"$work/iocd-$2.log" 2>&1 &
+    "$iocd" serve >"$work/iocd-$2.log" 2>&1 &
   cpid=$!
   for _ in $(seq 1 300); do
     [ "$(curl -sf "http://$metrics/metrics" | awk '$1=="ioc_mqtt_subscribed"{print $2}')" = 1 ] && return 0
