@@ -101,7 +101,8 @@ type Subscriber struct {
 	// growth than in parsing.
 	work chan *heldMessage
 	// conn is the broker connection paho reads from now (tcp:// and
-	// ssl:// only; nil for ws://). paho dials the next one only after its
+	// ssl:// only, and not on a shared subscription; nil otherwise: acks
+	// go through paho). paho dials the next one only after its
 	// router has handed over every message of the previous one, so the
 	// connection current in onMessage is the message's own.
 	conn atomic.Pointer[bufferedConn]
@@ -233,7 +234,16 @@ func newConnection(cfg MQTTConfig, ing *Ingester, log *slog.Logger, filter strin
 		opts.SetTLSConfig(cfg.TLS)
 	}
 	if u.Scheme != "ws" && u.Scheme != "wss" {
-		opts.SetCustomOpenConnectionFn(openBufferedConnection(cfg.TLS, s.conn.Store))
+		// PUBACKs straight into the connection (bufferedConn.puback) for a
+		// subscription of its own; on a shared one they still go through
+		// paho: with direct acks TestSimulatorTruthAcrossSharedInstances
+		// failed 2 of 4 full-suite runs on a busy machine (a jam's incident
+		// not cleared), not understood yet (docs/ingest.md, fifth sitting).
+		var opened func(*bufferedConn)
+		if cfg.SharedGroup == "" {
+			opened = s.conn.Store
+		}
+		opts.SetCustomOpenConnectionFn(openBufferedConnection(cfg.TLS, opened))
 	}
 	// The default handler matters: with a persistent session the broker
 	// sends queued messages right after CONNACK, before Subscribe has
