@@ -126,6 +126,14 @@ type Stats struct {
 	SlowConsumerCloses int64
 }
 
+// wantsUpdates tells whether any client here is on the device or unit
+// layers (only those are in a group).
+func (g *Gateway) wantsUpdates() bool {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	return len(g.idx.groups) > 0
+}
+
 // Stats reports the open connections and the slow-consumer closes so far.
 func (g *Gateway) Stats() Stats {
 	g.mu.RLock()
@@ -138,6 +146,9 @@ func New(cfg Config) *Gateway {
 	cfg.defaults()
 	g := &Gateway{cfg: cfg, clients: map[*client]struct{}{}, idx: newUpdateIndex(), snaps: map[string]incidentPart{}, started: make(chan struct{})}
 	g.live = newLive(cfg.Broker, g.updates, cfg.Log, cfg)
+	if _, local := cfg.Broker.(*MemoryBroker); local {
+		g.live.wanted = g.wantsUpdates
+	}
 	g.upgrader = websocket.Upgrader{
 		// Small read buffers (clients send only subscribes) and write
 		// buffers from a pool (gorilla writes only control frames and

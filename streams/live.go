@@ -42,8 +42,14 @@ const liveFlush = 100 * time.Millisecond
 type Live struct {
 	broker  Broker
 	deliver func([]Update)
-	log     *slog.Logger
-	cfg     Config
+	// wanted, if set, tells whether anyone could receive an update now:
+	// with the in-process broker only this instance's clients can, and
+	// with none of them on the device or unit layers a flush is dropped
+	// instead of encoded (under load it was 6-11 % of iocd's CPU). A
+	// client that subscribes later starts from its snapshot.
+	wanted func() bool
+	log    *slog.Logger
+	cfg    Config
 
 	mu      sync.Mutex // guards pending
 	pending map[liveKey]liveState
@@ -222,6 +228,13 @@ func (l *Live) observe(obs []*ingest.Observation) {
 	l.mu.Unlock()
 }
 
+// discard drops the pending updates (no one to deliver them to).
+func (l *Live) discard() {
+	l.mu.Lock()
+	clear(l.pending)
+	l.mu.Unlock()
+}
+
 // take empties the pending updates and encodes them, outside the lock
 // (observe waits only for the swap). Only run calls it.
 func (l *Live) take() []Update {
@@ -300,6 +313,10 @@ func (l *Live) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+		if l.wanted != nil && !l.wanted() {
+			l.discard()
+			continue
 		}
 		batch := l.take()
 		if len(batch) == 0 {

@@ -1,9 +1,11 @@
 package streams
 
 import (
+	"context"
 	"encoding/json"
 	"math"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -76,5 +78,45 @@ func TestLiveCoalescesBeforeEncoding(t *testing.T) {
 	}
 	if u := l.take(); len(u) != 0 {
 		t.Errorf("second take: %v, want nothing", u)
+	}
+}
+
+// With the in-process broker and no client on the device or unit layers,
+// a flush is dropped, not encoded; once someone listens, updates flow.
+func TestLiveDropsUpdatesNoOneWants(t *testing.T) {
+	got := make(chan []Update, 16)
+	l := newLive(NewMemoryBroker(), func(b []Update) { got <- b }, nil, Config{})
+	var wanted atomic.Bool
+	l.wanted = wanted.Load
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go l.run(ctx)
+	ts := time.Date(2026, 12, 3, 6, 0, 0, 0, time.UTC)
+	l.observe([]*ingest.Observation{{Kind: ingest.KindTraffic, DeviceID: "S-1", TS: ts}})
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		l.mu.Lock()
+		n := len(l.pending)
+		l.mu.Unlock()
+		if n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the update nobody wants was not dropped")
+		}
+	}
+	select {
+	case b := <-got:
+		t.Fatalf("delivered %v with nobody listening", b)
+	case <-time.After(3 * liveFlush):
+	}
+	wanted.Store(true)
+	l.observe([]*ingest.Observation{{Kind: ingest.KindTraffic, DeviceID: "S-2", TS: ts}})
+	select {
+	case b := <-got:
+		if len(b) != 1 || b[0].ID != "S-2" {
+			t.Fatalf("delivered %v, want S-2 alone (S-1 was dropped)", b)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no update delivered once a client listens")
 	}
 }
