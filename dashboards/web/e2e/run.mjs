@@ -75,14 +75,13 @@ async function pixelNear(page, id, dx, dy) {
   return page.evaluate(([id, dx, dy]) => new Promise((done) => {
     const m = window.__iocMap, live = m.live;
     const c = window.__iocStore.state.incidents.get(id).location.coordinates;
-    const once = () => {
-      live.listeners = live.listeners.filter((f) => f !== once);
+    const stop = live.onDraw(() => {
+      stop();
       const gl = live.gl, r = m.map.getPixelRatio(), p = m.map.project(c);
       const out = new Uint8Array(4);
       gl.readPixels(Math.round((p.x + dx) * r), Math.round(gl.drawingBufferHeight - (p.y + dy) * r), 1, 1, gl.RGBA, gl.UNSIGNED_BYTE, out);
       done([...out]);
-    };
-    live.onDraw(once);
+    });
     m.map.triggerRepaint();
   }), [id, dx, dy]);
 }

@@ -100,8 +100,12 @@ export class LiveLayer {
   setVisible(layer, on) { if (layer in this.visible) { this.visible[layer] = on; this.map.triggerRepaint(); } }
 
   // onDraw(fn) calls fn(shown) after every frame the layer draws (the tests
-  // note when an incident was first drawn).
-  onDraw(fn) { this.listeners.push(fn); }
+  // note when an incident was first drawn); it returns the function that
+  // stops it.
+  onDraw(fn) {
+    this.listeners.push(fn);
+    return () => { this.listeners = this.listeners.filter((f) => f !== fn); };
+  }
 
   clusterExpansionZoom(id) { return this.index ? this.index.getClusterExpansionZoom(id) : this.z.point; }
 
@@ -146,9 +150,12 @@ export class LiveLayer {
       if (!s) continue;
       const dx = x - ORIGIN[0], dy = y - ORIGIN[1];
       const hw = s.w / 2, hh = s.h / 2;
-      const corners = [[-hw, -hh, s.u0, s.v0], [hw, -hh, s.u1, s.v0], [-hw, hh, s.u0, s.v1],
-        [hw, -hh, s.u1, s.v0], [hw, hh, s.u1, s.v1], [-hw, hh, s.u0, s.v1]];
-      for (const [ox, oy, u, w] of corners) { v[k++] = dx; v[k++] = dy; v[k++] = ox; v[k++] = oy; v[k++] = u; v[k++] = w; }
+      // Two triangles: top-left, top-right, bottom-left; top-right,
+      // bottom-right, bottom-left (written in place: this runs for every
+      // device each batch).
+      const corner = (ox, oy, u, w) => { v[k++] = dx; v[k++] = dy; v[k++] = ox; v[k++] = oy; v[k++] = u; v[k++] = w; };
+      corner(-hw, -hh, s.u0, s.v0); corner(hw, -hh, s.u1, s.v0); corner(-hw, hh, s.u0, s.v1);
+      corner(hw, -hh, s.u1, s.v0); corner(hw, hh, s.u1, s.v1); corner(-hw, hh, s.u0, s.v1);
       n++;
       if (item) items.push({ x, y, w: s.w, h: s.h, item });
     }
