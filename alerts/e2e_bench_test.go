@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"ioc/alerts"
+	"ioc/config"
 	"ioc/db/dbtest"
 	"ioc/deploy/brokertest"
 	"ioc/ingest"
@@ -49,7 +50,8 @@ func startE2E(b *testing.B, ctx context.Context) *e2e {
 	icfg := ingest.Config{
 		Limits: ingest.Limits{Prefix: "city", MaxPayloadBytes: 256 << 10, MaxBatchItems: 1000,
 			LateWindow: 7 * 24 * time.Hour, FutureSkew: 5 * time.Minute},
-		BatchSize: 500, Buffer: 5000, Writers: 2, TouchInterval: time.Second,
+		BatchSize: 500, BatchWait: config.Default().IngestBatchWait.Std(), // as iocd
+		Buffer: 5000, Writers: 2, TouchInterval: time.Second,
 		Registerer: prometheus.NewRegistry(), OnCommit: eng.Observe, InTx: eng.InTx,
 	}
 	if os.Getenv("IOC_BENCH_QUEUED") != "" {

@@ -15,7 +15,7 @@ func env(m map[string]string) func(string) string { return func(k string) string
 func TestPrecedence(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "c.json")
-	os.WriteFile(file, []byte(`{"http_addr":":1","mqtt_topic_prefix":"file","ingest_batch_wait":"5ms"}`), 0o600)
+	os.WriteFile(file, []byte(`{"http_addr":":1","mqtt_topic_prefix":"file","ingest_batch_wait":"7ms"}`), 0o600)
 
 	cfg, err := Load(flag.NewFlagSet("t", flag.ContinueOnError),
 		[]string{"--config", file, "--mqtt-topic-prefix", "flag", "--http-addr", ":2"},
@@ -29,7 +29,7 @@ func TestPrecedence(t *testing.T) {
 	if cfg.MQTTTopicPrefix != "flag" {
 		t.Errorf("flag should win over file: prefix = %q", cfg.MQTTTopicPrefix)
 	}
-	if cfg.IngestBatchWait.Std() != 5*time.Millisecond {
+	if cfg.IngestBatchWait.Std() != 7*time.Millisecond { // not the default (5ms)
 		t.Errorf("file value lost: batch wait = %v", cfg.IngestBatchWait)
 	}
 	if cfg.DatabaseURL != Default().DatabaseURL {
