@@ -35,5 +35,14 @@ IOC_DATABASE_URL="$pg/ioc_bench_load?sslmode=disable" IOC_MQTT_URL="tcp://127.0.
 ipid=$!
 pids+=($ipid)
 bench_wait_subscribed "$metrics"
+rc=0
 "$work/iocsim" load --broker "tcp://127.0.0.1:$mport" --iocd-metrics "http://$metrics/metrics" --iocd-pid "$ipid" \
-  --wards "$shared/wards.geojson" --postgres-db ioc_bench_load "$@"
+  --wards "$shared/wards.geojson" --postgres-db ioc_bench_load "$@" || rc=$?
+# iocd logs at warn: anything here (a lost broker connection, a failed
+# batch) explains a run's odd figures.
+grep -E 'level=(WARN|ERROR)' "$work/iocd.log" | grep -v -e 'first admin account' -e 'no webhook URL' >"$work/iocd.warn" || true
+if [ -s "$work/iocd.warn" ]; then
+  echo "iocd's warnings and errors (last 30):"
+  tail -30 "$work/iocd.warn"
+fi
+exit $rc
