@@ -265,3 +265,45 @@ func FuzzParsePublish(f *testing.F) {
 		}
 	})
 }
+
+// readerState tells a reader held by ingest (inside onPublish) from one
+// waiting on a quiet broker: what the connection-lost log reports.
+func TestBufferedConnReaderState(t *testing.T) {
+	client, server := net.Pipe()
+	defer server.Close()
+	b := newBufferedConn(client)
+	defer b.Close()
+	release := make(chan struct{})
+	b.onPublish = func(*inMessage) { <-release }
+	if _, _, ok := b.readerState(time.Now()); ok {
+		t.Fatal("a state before any packet")
+	}
+	go server.Write(mqttPublish("city/traffic/s1", []byte(`{}`), 1, 1, false, false))
+	go func() { b.Read(make([]byte, 1)) }() // paho's reader; returns when the pipe closes
+
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, held, ok := b.readerState(time.Now()); ok && held > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the reader inside onPublish is not reported as held")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(20 * time.Millisecond)
+	since, held, _ := b.readerState(time.Now())
+	if held < 20*time.Millisecond || since < held {
+		t.Fatalf("held %v, since the last read %v: want held ≥ 20ms and the read before it", held, since)
+	}
+	close(release)
+	for {
+		if _, held, _ := b.readerState(time.Now()); held == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the reader is still reported held after onPublish returned")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
