@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/url"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
@@ -32,11 +31,6 @@ type bufferedConn struct {
 	// reader goroutine calls Read, so these need no lock.
 	onPublish func(*inMessage)
 	pass      []byte
-	// lastRead: when the reader last finished reading a packet;
-	// heldSince: when it entered onPublish, 0 once it is back (Unix ns,
-	// with onPublish only). Logged when the connection is lost, to tell
-	// a quiet broker from a reader held by ingest (readerState).
-	lastRead, heldSince atomic.Int64
 
 	mu      sync.Mutex
 	cond    *sync.Cond
@@ -121,7 +115,6 @@ func (b *bufferedConn) readPacket() error {
 		if _, err := io.ReadFull(b.r, pkt[1+n:]); err != nil {
 			return err
 		}
-		b.lastRead.Store(time.Now().UnixNano())
 		b.pass = pkt
 		return nil
 	}
@@ -129,31 +122,13 @@ func (b *bufferedConn) readPacket() error {
 	if _, err := io.ReadFull(b.r, body); err != nil {
 		return err
 	}
-	now := time.Now().UnixNano()
-	b.lastRead.Store(now)
 	m, err := parsePublish(h, body)
 	if err != nil {
 		return err
 	}
 	m.conn = b
-	b.heldSince.Store(now)
 	b.onPublish(m)
-	b.heldSince.Store(0)
 	return nil
-}
-
-// readerState says how long ago the reader finished reading a packet and
-// for how long it has been inside onPublish (0 when it is not); ok is
-// false before the first packet or without onPublish.
-func (b *bufferedConn) readerState(now time.Time) (sinceRead, held time.Duration, ok bool) {
-	last := b.lastRead.Load()
-	if last == 0 {
-		return 0, 0, false
-	}
-	if h := b.heldSince.Load(); h != 0 {
-		held = now.Sub(time.Unix(0, h))
-	}
-	return now.Sub(time.Unix(0, last)), held, true
 }
 
 // inMessage is a PUBLISH read by bufferedConn, as the mqtt.Message the
@@ -320,9 +295,8 @@ func (b *bufferedConn) Close() error {
 
 // openBufferedConnection dials tcp:// or ssl:// brokers for paho and wraps
 // the connection; onPublish, if not nil, takes the PUBLISH packets of
-// every connection (bufferedConn.readPacket); opened, if not nil, is told
-// of each new connection.
-func openBufferedConnection(tlsConf *tls.Config, onPublish func(*inMessage), opened func(*bufferedConn)) mqtt.OpenConnectionFunc {
+// every connection (bufferedConn.readPacket).
+func openBufferedConnection(tlsConf *tls.Config, onPublish func(*inMessage)) mqtt.OpenConnectionFunc {
 	return func(uri *url.URL, opts mqtt.ClientOptions) (net.Conn, error) {
 		d := &net.Dialer{Timeout: opts.ConnectTimeout}
 		var c net.Conn
@@ -347,9 +321,6 @@ func openBufferedConnection(tlsConf *tls.Config, onPublish func(*inMessage), ope
 		}
 		b := newBufferedConn(c)
 		b.onPublish = onPublish
-		if opened != nil {
-			opened(b)
-		}
 		return b, nil
 	}
 }

@@ -90,7 +90,6 @@ type Subscriber struct {
 	ctx    context.Context
 	filter string // the subscription: <prefix>/# or <prefix>/emergency/#
 	cm     connMetrics
-	conn   atomic.Pointer[bufferedConn] // the latest connection (tcp and ssl only), for the loss's log
 	// emergency is the emergency connection (nil on that connection
 	// itself, and with NoEmergencyConnection); twins pairs the copies of
 	// emergency signals the two connections receive.
@@ -232,7 +231,7 @@ func newConnection(cfg MQTTConfig, ing *Ingester, log *slog.Logger, filter strin
 		if cfg.SharedGroup == "" {
 			onPublish = func(m *inMessage) { s.onMessage(nil, m) }
 		}
-		opts.SetCustomOpenConnectionFn(openBufferedConnection(cfg.TLS, onPublish, s.conn.Store))
+		opts.SetCustomOpenConnectionFn(openBufferedConnection(cfg.TLS, onPublish))
 	}
 	// The default handler matters: with a persistent session the broker
 	// sends queued messages right after CONNACK, before Subscribe has
@@ -242,15 +241,7 @@ func newConnection(cfg MQTTConfig, ing *Ingester, log *slog.Logger, filter strin
 	opts.SetConnectionLostHandler(func(_ mqtt.Client, err error) {
 		cm.connected.Set(0)
 		s.setSubscribed(false, errors.New("connection lost"))
-		attrs := []any{"err", err}
-		if c := s.conn.Load(); c != nil {
-			// A quiet broker, or a reader held by ingest's back-pressure?
-			// (docs/ingest.md, sixth sitting: paho's ping timeout under load.)
-			if since, held, ok := c.readerState(time.Now()); ok {
-				attrs = append(attrs, "last_packet_read_ago", since, "reader_held_by_ingest_for", held)
-			}
-		}
-		log.Warn("mqtt: connection lost; reconnecting", attrs...)
+		log.Warn("mqtt: connection lost; reconnecting", "err", err)
 	})
 	s.client = mqtt.NewClient(opts)
 	return s, nil
