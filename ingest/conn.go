@@ -4,8 +4,6 @@ import (
 	"bufio"
 	"crypto/tls"
 	"errors"
-	"fmt"
-	"io"
 	"net"
 	"net/url"
 	"sync"
@@ -24,13 +22,6 @@ import (
 type bufferedConn struct {
 	net.Conn
 	r *bufio.Reader
-
-	// onPublish, when set, takes every PUBLISH packet read from the
-	// connection, parsed here (readPacket); paho reads only the other
-	// packets (CONNACK, SUBACK, PINGRESP, ...), from pass. Only paho's
-	// reader goroutine calls Read, so these need no lock.
-	onPublish func(*inMessage)
-	pass      []byte
 
 	mu      sync.Mutex
 	cond    *sync.Cond
@@ -52,137 +43,15 @@ func newBufferedConn(c net.Conn) *bufferedConn {
 // Read returns the flusher's write error, once there is one, in place of
 // whatever ended the read (see flusher).
 func (b *bufferedConn) Read(p []byte) (int, error) {
-	if b.onPublish == nil {
-		n, err := b.r.Read(p)
-		if err != nil {
-			err = b.readErr(err)
-		}
-		return n, err
-	}
-	for len(b.pass) == 0 {
-		if err := b.readPacket(); err != nil {
-			return 0, b.readErr(err)
-		}
-	}
-	n := copy(p, b.pass)
-	b.pass = b.pass[n:]
-	return n, nil
-}
-
-func (b *bufferedConn) readErr(err error) error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.err != nil {
-		return b.err
-	}
-	return err
-}
-
-// readPacket reads one MQTT 3.1.1 packet: a PUBLISH goes to onPublish,
-// anything else to pass, for paho. Taking PUBLISH packets here spares
-// each message paho's read path: a fixed header read a byte at a time, a
-// packet struct, a store key formatted, two channel hops through paho's
-// goroutines and its router, about a fifth of iocd's CPU at full load
-// (docs/ingest.md, sixth sitting). onPublish runs on the reading
-// goroutine, so messages keep the connection's order and, when it
-// blocks, nothing more is read: TCP pushes back on the broker as before.
-func (b *bufferedConn) readPacket() error {
-	h, err := b.r.ReadByte()
+	n, err := b.r.Read(p)
 	if err != nil {
-		return err
-	}
-	var lenBytes [4]byte
-	n, size := 0, 0
-	for shift := 0; ; shift += 7 {
-		if n == 4 {
-			return errors.New("mqtt: malformed remaining length")
+		b.mu.Lock()
+		if b.err != nil {
+			err = b.err
 		}
-		c, err := b.r.ReadByte()
-		if err != nil {
-			return err
-		}
-		lenBytes[n] = c
-		n++
-		size |= int(c&0x7f) << shift
-		if c&0x80 == 0 {
-			break
-		}
+		b.mu.Unlock()
 	}
-	if h>>4 != 3 { // not PUBLISH: paho's
-		pkt := make([]byte, 1+n+size)
-		pkt[0] = h
-		copy(pkt[1:], lenBytes[:n])
-		if _, err := io.ReadFull(b.r, pkt[1+n:]); err != nil {
-			return err
-		}
-		b.pass = pkt
-		return nil
-	}
-	body := make([]byte, size)
-	if _, err := io.ReadFull(b.r, body); err != nil {
-		return err
-	}
-	m, err := parsePublish(h, body)
-	if err != nil {
-		return err
-	}
-	m.conn = b
-	b.onPublish(m)
-	return nil
-}
-
-// inMessage is a PUBLISH read by bufferedConn, as the mqtt.Message the
-// subscriber takes from paho otherwise.
-type inMessage struct {
-	topic         string
-	payload       []byte
-	id            uint16
-	qos           byte
-	dup, retained bool
-	conn          *bufferedConn
-}
-
-func (m *inMessage) Duplicate() bool   { return m.dup }
-func (m *inMessage) Qos() byte         { return m.qos }
-func (m *inMessage) Retained() bool    { return m.retained }
-func (m *inMessage) Topic() string     { return m.topic }
-func (m *inMessage) MessageID() uint16 { return m.id }
-func (m *inMessage) Payload() []byte   { return m.payload }
-
-// Ack sends the PUBACK of a QoS 1 message on its own connection
-// (bufferedConn.puback); QoS 0 needs none. The subscriber never asks for
-// QoS 2.
-func (m *inMessage) Ack() {
-	if m.qos == 1 {
-		m.conn.puback(m.id)
-	}
-}
-
-// parsePublish reads a PUBLISH packet's flags (h) and body: topic length
-// and topic, the packet id when QoS > 0, then the payload, which keeps
-// body's bytes.
-func parsePublish(h byte, body []byte) (*inMessage, error) {
-	m := &inMessage{qos: (h >> 1) & 3, dup: h&0x08 != 0, retained: h&0x01 != 0}
-	if m.qos == 3 {
-		return nil, errors.New("mqtt: PUBLISH with QoS 3")
-	}
-	if len(body) < 2 {
-		return nil, errors.New("mqtt: PUBLISH without a topic")
-	}
-	tl := int(body[0])<<8 | int(body[1])
-	rest := body[2:]
-	if tl > len(rest) {
-		return nil, fmt.Errorf("mqtt: PUBLISH topic of %d bytes in a body of %d", tl, len(body))
-	}
-	m.topic, rest = string(rest[:tl]), rest[tl:]
-	if m.qos > 0 {
-		if len(rest) < 2 {
-			return nil, errors.New("mqtt: PUBLISH without a packet id")
-		}
-		m.id, rest = uint16(rest[0])<<8|uint16(rest[1]), rest[2:]
-	}
-	m.payload = rest
-	return m, nil
+	return n, err
 }
 
 func (b *bufferedConn) Write(p []byte) (int, error) {
@@ -294,9 +163,9 @@ func (b *bufferedConn) Close() error {
 }
 
 // openBufferedConnection dials tcp:// or ssl:// brokers for paho and wraps
-// the connection; onPublish, if not nil, takes the PUBLISH packets of
-// every connection (bufferedConn.readPacket).
-func openBufferedConnection(tlsConf *tls.Config, onPublish func(*inMessage)) mqtt.OpenConnectionFunc {
+// the connection; opened, if not nil, is told of each new connection
+// before paho reads from it.
+func openBufferedConnection(tlsConf *tls.Config, opened func(*bufferedConn)) mqtt.OpenConnectionFunc {
 	return func(uri *url.URL, opts mqtt.ClientOptions) (net.Conn, error) {
 		d := &net.Dialer{Timeout: opts.ConnectTimeout}
 		var c net.Conn
@@ -320,7 +189,9 @@ func openBufferedConnection(tlsConf *tls.Config, onPublish func(*inMessage)) mqt
 			tc.SetNoDelay(true)
 		}
 		b := newBufferedConn(c)
-		b.onPublish = onPublish
+		if opened != nil {
+			opened(b)
+		}
 		return b, nil
 	}
 }
