@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
@@ -29,6 +30,11 @@ type bufferedConn struct {
 	err     error // first write error; later writes return it
 	closed  bool
 	wake    chan struct{}
+
+	// pahoWrote is when paho last wrote a packet (Unix ns); pings counts
+	// the PINGREQs it wrote. See pahoQuiet.
+	pahoWrote atomic.Int64
+	pings     atomic.Int64
 }
 
 const maxQueuedWrite = 1 << 20
@@ -69,6 +75,10 @@ func (b *bufferedConn) Write(p []byte) (int, error) {
 	}
 	b.pending = append(b.pending, p...)
 	b.mu.Unlock()
+	b.pahoWrote.Store(time.Now().UnixNano())
+	if len(p) == 2 && p[0] == 0xC0 { // PINGREQ
+		b.pings.Add(1)
+	}
 	select {
 	case b.wake <- struct{}{}:
 	default:
@@ -105,6 +115,22 @@ func (b *bufferedConn) puback(id uint16) bool {
 		}
 	}
 	return true
+}
+
+// pahoQuiet reports whether paho has written nothing for d. With every
+// PUBACK written by puback, paho would write nothing while traffic flows,
+// and its keepalive pings whenever its last write is older than the
+// keepalive, then wants the PINGRESP within the ping timeout. Under
+// sustained load that PINGREQ queues behind the PUBACKs the broker has
+// not read yet: Mosquitto 2.0 reads one packet per connection per pass of
+// its event loop, so iocd's acknowledgements back up by up to a megabyte
+// (ss, docs/ingest.md, seventh sitting) and the PINGRESP came 10-13 s
+// later: a reconnect, and everything unacknowledged redelivered. So
+// heldMessage.ack sends one PUBACK through paho whenever paho has been
+// quiet for a while, which keeps paho's idea of the last write fresh:
+// paho pings only an idle connection, as it did before direct PUBACKs.
+func (b *bufferedConn) pahoQuiet(d time.Duration) bool {
+	return time.Since(time.Unix(0, b.pahoWrote.Load())) >= d
 }
 
 func (b *bufferedConn) flusher() {

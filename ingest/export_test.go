@@ -5,3 +5,13 @@ var BadCases = badCases
 
 // TestNow is the fixed clock of the corpus's time-relative cases.
 var TestNow = testNow
+
+// PingsSent is how many PINGREQs paho wrote on s's current telemetry
+// connection (-1: it has none of its own, e.g. a shared subscription).
+func PingsSent(s *Subscriber) int64 {
+	c := s.conn.Load()
+	if c == nil {
+		return -1
+	}
+	return c.pings.Load()
+}

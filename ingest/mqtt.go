@@ -38,6 +38,10 @@ type MQTTConfig struct {
 	// NoEmergencyConnection: take emergency signals only on the telemetry
 	// connection (one connection to the broker instead of two).
 	NoEmergencyConnection bool
+	// KeepAlive is the MQTT keepalive: paho pings a connection that has
+	// been quiet this long and reconnects when no PINGRESP comes within
+	// 10 s. Zero: 30 s.
+	KeepAlive time.Duration
 }
 
 // emergencySuffix names the emergency connection's session after the
@@ -106,6 +110,10 @@ type Subscriber struct {
 	// router has handed over every message of the previous one, so the
 	// connection current in onMessage is the message's own.
 	conn atomic.Pointer[bufferedConn]
+	// pahoAckEvery: an acknowledgement goes through paho (m.Ack) when
+	// paho has written nothing for this long, a quarter of the keepalive,
+	// so that paho pings only an idle connection (bufferedConn.pahoQuiet).
+	pahoAckEvery time.Duration
 	// held counts payload bytes received and not yet acknowledged (its
 	// value is the metric ioc_ingest_held_bytes); only onMessage adds to
 	// it, so checking and adding need no lock. freed wakes onMessage when
@@ -146,7 +154,7 @@ func (h *heldMessage) ack() {
 	// Once: a second PUBACK for an id could acknowledge a later message
 	// the broker sent under the same id.
 	if h.acked.CompareAndSwap(false, true) {
-		if h.conn != nil {
+		if h.conn != nil && !h.conn.pahoQuiet(h.s.pahoAckEvery) {
 			h.conn.puback(h.m.MessageID())
 		} else {
 			h.m.Ack()
@@ -182,6 +190,9 @@ func NewSubscriber(cfg MQTTConfig, ing *Ingester, log *slog.Logger) (*Subscriber
 	if cfg.SubscribeTimeout <= 0 {
 		cfg.SubscribeTimeout = 10 * time.Second
 	}
+	if cfg.KeepAlive <= 0 {
+		cfg.KeepAlive = 30 * time.Second
+	}
 	m := ing.m
 	s, err := newConnection(cfg, ing, log, cfg.Prefix+"/#", &ing.heldBytes,
 		connMetrics{m.Connected, m.Subscribed, m.Reconnects, m.SubscribeErrs})
@@ -208,7 +219,8 @@ func newConnection(cfg MQTTConfig, ing *Ingester, log *slog.Logger, filter strin
 		return nil, fmt.Errorf("mqtt url: %w", err)
 	}
 	s := &Subscriber{cfg: cfg, ing: ing, log: log, filter: filter, cm: cm,
-		work: make(chan *heldMessage, 256), held: held, freed: make(chan struct{}, 1)}
+		work: make(chan *heldMessage, 256), held: held, freed: make(chan struct{}, 1),
+		pahoAckEvery: cfg.KeepAlive / 4}
 	opts := mqtt.NewClientOptions()
 	if u.User != nil {
 		opts.SetUsername(u.User.Username())
@@ -227,7 +239,7 @@ func newConnection(cfg MQTTConfig, ing *Ingester, log *slog.Logger, filter strin
 	opts.SetConnectRetry(true)
 	opts.SetConnectRetryInterval(time.Second)
 	opts.SetMaxReconnectInterval(10 * time.Second)
-	opts.SetKeepAlive(30 * time.Second)
+	opts.SetKeepAlive(cfg.KeepAlive)
 	opts.SetPingTimeout(10 * time.Second)
 	opts.SetWriteTimeout(10 * time.Second)
 	if cfg.TLS != nil {
