@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"ioc/db/dbtest"
 )
 
@@ -67,5 +69,93 @@ func TestWritePathsStoreOnceAndCountDuplicates(t *testing.T) {
 		if stored != total || placed != total {
 			t.Fatalf("after the batch of %d: %d rows stored, %d in place; want %d", n, stored, placed, total)
 		}
+	}
+}
+
+// Two write transactions whose batches cross, one touching device A and
+// giving B's status, the other the reverse, both complete: the registry
+// takes the rows of both upserts in one id order. Run statement by
+// statement with the second transaction started between the first's
+// first and second statements, the order that made PostgreSQL abort one
+// of them (deadlock detected) when each upsert took its own sorted run.
+func TestCrossingRegistryUpsertsDoNotDeadlock(t *testing.T) {
+	pool, _ := dbtest.New(t)
+	ctx := context.Background()
+	now := time.Now().Truncate(time.Microsecond)
+	if _, err := pool.Exec(ctx, `INSERT INTO devices (id, kind, first_seen, last_seen) VALUES ('A', 'traffic', $1, $1), ('B', 'traffic', $1, $1)`, now); err != nil {
+		t.Fatal(err)
+	}
+	batch := func(touch, status string) *pgx.Batch {
+		var b pgx.Batch
+		queueRegistry(&b, &prepared{
+			devices:  []deviceRow{{id: touch, kind: KindTraffic, ts: now}},
+			statuses: []statusRow{{id: status, ts: now, online: false}},
+		}, now)
+		return &b
+	}
+	b1, b2 := batch("B", "A"), batch("A", "B")
+
+	begin := func() (pgx.Tx, int32) {
+		c, err := pool.Acquire(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(c.Release)
+		var pid int32
+		if err := c.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&pid); err != nil {
+			t.Fatal(err)
+		}
+		tx, err := c.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { tx.Rollback(ctx) })
+		return tx, pid
+	}
+	run := func(tx pgx.Tx, qs []*pgx.QueuedQuery) error {
+		for _, q := range qs {
+			if _, err := tx.Exec(ctx, q.SQL, q.Arguments...); err != nil {
+				return err
+			}
+		}
+		return tx.Commit(ctx)
+	}
+	tx1, _ := begin()
+	tx2, pid2 := begin()
+	if _, err := tx1.Exec(ctx, b1.QueuedQueries[0].SQL, b1.QueuedQueries[0].Arguments...); err != nil {
+		t.Fatal(err)
+	}
+	second := make(chan error, 1)
+	go func() { second <- run(tx2, b2.QueuedQueries) }()
+	// Wait until the second transaction waits for a row lock of the first.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var waiting bool
+		if err := pool.QueryRow(ctx, `SELECT coalesce(wait_event_type = 'Lock', false) FROM pg_stat_activity WHERE pid = $1`, pid2).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		if waiting {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the second transaction never waited for the first")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := run(tx1, b1.QueuedQueries[1:]); err != nil {
+		t.Errorf("first transaction: %v", err)
+	}
+	if err := <-second; err != nil {
+		t.Errorf("second transaction: %v", err)
+	}
+	// The first committed first (the second waited for it), so the
+	// second's statements came last: A touched (online), B offline; A's
+	// status from the first is kept in status_ts.
+	var got string
+	if err := pool.QueryRow(ctx, `SELECT string_agg(id || '=' || online || '/' || (status_ts IS NOT NULL), ' ' ORDER BY id) FROM devices WHERE id IN ('A', 'B')`).Scan(&got); err != nil {
+		t.Fatal(err)
+	}
+	if want := "A=true/true B=false/true"; got != want {
+		t.Errorf("devices %s, want %s", got, want)
 	}
 }

@@ -358,6 +358,25 @@ func stageRows(ctx context.Context, tx pgx.Tx, p *prepared) (dups int64, err err
 // queueRegistry adds to b the upserts of devices and statuses and the
 // records of rejections, for the batch's transaction.
 func queueRegistry(b *pgx.Batch, p *prepared, now time.Time) {
+	if len(p.devices) > 0 && len(p.statuses) > 0 {
+		// Each upsert takes its rows in id order, but two of them in one
+		// transaction are two sorted runs: two writers whose batches
+		// cross (one touching A and giving B's status, the other the
+		// reverse) took A and B in opposite orders and PostgreSQL
+		// aborted one (deadlock detected, seen under load). Taking the
+		// rows of both sets first, in one sorted run, at the upserts' own
+		// strength (not FOR UPDATE, which would wait on readers' key
+		// locks) keeps one order. Devices not stored yet have no row to
+		// lock; they cross only on a first sighting in two batches at once.
+		ids := make([]string, 0, len(p.devices)+len(p.statuses))
+		for _, d := range p.devices {
+			ids = append(ids, d.id)
+		}
+		for _, s := range p.statuses {
+			ids = append(ids, s.id)
+		}
+		b.Queue(`SELECT 1 FROM devices WHERE id = ANY($1::text[]) ORDER BY id FOR NO KEY UPDATE`, ids)
+	}
 	if n := len(p.devices); n > 0 {
 		ids, kinds, wards := make([]string, n), make([]string, n), make([]string, n)
 		hasPos, lons, lats := make([]bool, n), make([]float64, n), make([]float64, n)
