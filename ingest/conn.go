@@ -123,7 +123,7 @@ func (b *bufferedConn) puback(id uint16) bool {
 // keepalive, then wants the PINGRESP within the ping timeout. Under
 // sustained load that PINGREQ queues behind the PUBACKs the broker has
 // not read yet: Mosquitto 2.0 reads one packet per connection per pass of
-// its event loop, so iocd's acknowledgements back up by up to a megabyte
+// its event loop, so iocd's acknowledgements back up by megabytes
 // (ss, docs/ingest.md, seventh sitting) and the PINGRESP came 10-13 s
 // later: a reconnect, and everything unacknowledged redelivered. So
 // heldMessage.ack sends one PUBACK through paho whenever paho has been
