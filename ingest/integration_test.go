@@ -36,12 +36,14 @@ func testLogger() *slog.Logger {
 type harness struct {
 	pool *pgxpool.Pool
 	ing  *ingest.Ingester
+	sub  *ingest.Subscriber
 	pub  mqtt.Client
 }
 
 // start runs an ingester and subscriber against a fresh database and the
-// given broker, and a publisher client.
-func start(t *testing.T, brokerURL string) *harness {
+// given broker, and a publisher client; adjust changes the subscriber's
+// configuration.
+func start(t *testing.T, brokerURL string, adjust ...func(*ingest.MQTTConfig)) *harness {
 	t.Helper()
 	pool, _ := dbtest.New(t)
 	cfg := ingest.Config{
@@ -57,7 +59,11 @@ func start(t *testing.T, brokerURL string) *harness {
 		t.Fatal(err)
 	}
 	id := fmt.Sprintf("iocd-test-%d-%d", os.Getpid(), clientSeq.Add(1))
-	sub, err := ingest.NewSubscriber(ingest.MQTTConfig{URL: brokerURL, ClientID: id, Prefix: "city"}, ing, testLogger())
+	mcfg := ingest.MQTTConfig{URL: brokerURL, ClientID: id, Prefix: "city"}
+	for _, o := range adjust {
+		o(&mcfg)
+	}
+	sub, err := ingest.NewSubscriber(mcfg, ing, testLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +81,7 @@ func start(t *testing.T, brokerURL string) *harness {
 		t.Fatalf("publisher connect: %v", tok.Error())
 	}
 	t.Cleanup(func() { pub.Disconnect(100) })
-	return &harness{pool: pool, ing: ing, pub: pub}
+	return &harness{pool: pool, ing: ing, sub: sub, pub: pub}
 }
 
 func (h *harness) publish(t *testing.T, topic string, payload []byte) {
