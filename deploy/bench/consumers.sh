@@ -24,11 +24,8 @@ trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev
 go build -o "$work/iocsim" ./cmd/iocsim
 # deploy/mosquitto.conf's limits, with $SYS every second to see the
 # store drain.
-sed -e "s/^listener 1884 127.0.0.1/listener $mport 127.0.0.1/" -e 's/^sys_interval .*/sys_interval 1/' \
-  deploy/mosquitto.conf >"$work/mosquitto.conf"
-mosquitto -c "$work/mosquitto.conf" >"$work/mosquitto.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 1 50); do (exec 3<>/dev/tcp/127.0.0.1/"$mport") 2>/dev/null && break; sleep 0.1; done
+. deploy/bench/lib.sh
+bench_mosquitto "$mport" -e 's/^sys_interval .*/sys_interval 1/'
 mosquitto_sub -h 127.0.0.1 -p "$mport" -F '%U %t %p' -t '$SYS/broker/store/messages/count' \
   -t '$SYS/broker/publish/messages/dropped' >"$work/sys.log" &
 pids+=($!)

@@ -2,14 +2,17 @@
 # from the project root after `work` (a scratch directory) and `pids` (what
 # the script's trap stops at the end) are set.
 
-# bench_mosquitto PORT: a broker of the script's own, deploy/mosquitto.conf's
-# limits on PORT; returns once it accepts connections. Its pid is in mpid.
+# bench_mosquitto PORT [SED-ARGS...]: a broker of the script's own, deploy/mosquitto.conf's
+# limits on PORT (SED-ARGS, e.g. -e 's/^sys_interval .*/sys_interval 1/', change
+# the copy); returns once it accepts connections. Its pid is in mpid.
 bench_mosquitto() {
-  sed "s/^listener 1884 127.0.0.1/listener $1 127.0.0.1/" deploy/mosquitto.conf >"$work/mosquitto.conf"
+  local port=$1
+  shift
+  sed -e "s/^listener 1884 127.0.0.1/listener $port 127.0.0.1/" "$@" deploy/mosquitto.conf >"$work/mosquitto.conf"
   "$(command -v mosquitto || echo /usr/sbin/mosquitto)" -c "$work/mosquitto.conf" >"$work/mosquitto.log" 2>&1 &
   mpid=$!
   pids+=($mpid)
-  for _ in $(seq 1 50); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && break; sleep 0.1; done
+  for _ in $(seq 1 50); do (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null && break; sleep 0.1; done
 }
 
 # bench_database SERVER NAME: a fresh database NAME on SERVER
