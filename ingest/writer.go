@@ -131,10 +131,23 @@ type prepared struct {
 }
 
 func prepare(envs []*envelope, cache *deviceCache, touch time.Duration, now time.Time) *prepared {
-	p := &prepared{rows: map[Kind][]obsRow{}}
+	p := &prepared{rows: make(map[Kind][]obsRow, 4)}
+	var n [4]int // rows of each stored kind, to size the slices once
+	for _, e := range envs {
+		for i := range e.obs {
+			if k := kindIndex(e.obs[i].Kind); k >= 0 {
+				n[k]++
+			}
+		}
+	}
+	for k, c := range n {
+		if c > 0 {
+			p.rows[storedKinds[k]] = make([]obsRow, 0, c)
+		}
+	}
+	p.obs = make([]*Observation, 0, n[0]+n[1]+n[2]+n[3])
 	devs := map[string]deviceRow{}
 	stats := map[string]statusRow{}
-	lastReading := map[string]time.Time{} // arrival of the device's latest reading in this batch
 	rejSeen := map[string]bool{}
 	for _, e := range envs {
 		for i := range e.obs {
@@ -144,12 +157,10 @@ func prepare(envs []*envelope, cache *deviceCache, touch time.Duration, now time
 				if prev, ok := stats[o.DeviceID]; !ok || !o.TS.Before(prev.ts) {
 					stats[o.DeviceID] = statusRow{o.DeviceID, o.TS, o.Online}
 				}
-				delete(lastReading, o.DeviceID) // a status after a reading wins
 				continue
 			}
 			p.rows[o.Kind] = append(p.rows[o.Kind], obsRow{o, e.received})
 			p.obs = append(p.obs, o)
-			lastReading[o.DeviceID] = e.received
 			if cache.needsTouch(o, now, touch) {
 				if d, ok := devs[o.DeviceID]; !ok || !o.TS.Before(d.ts) {
 					devs[o.DeviceID] = deviceRow{o.DeviceID, o.Kind, o.HasPos, o.Lon, o.Lat, o.Ward, o.TS, int32(o.IntervalS)}
@@ -180,9 +191,24 @@ func prepare(envs []*envelope, cache *deviceCache, touch time.Duration, now time
 	}
 	// A device whose status (e.g. a last will) arrived after its last
 	// reading in this batch keeps that status; otherwise the reading says
-	// it is online and the status row is moot.
-	for id := range lastReading {
-		delete(stats, id)
+	// it is online and the status row is moot. Statuses are rare, so this
+	// looks back over the batch only when there are some: the device's
+	// last observation in arrival order decides.
+	if len(stats) > 0 {
+		n, decided := len(stats), make(map[string]bool, len(stats))
+		for j := len(envs) - 1; j >= 0 && len(decided) < n; j-- {
+			obs := envs[j].obs
+			for i := len(obs) - 1; i >= 0; i-- {
+				o := &obs[i]
+				if _, ok := stats[o.DeviceID]; !ok || decided[o.DeviceID] {
+					continue
+				}
+				decided[o.DeviceID] = true
+				if o.Kind != KindStatus {
+					delete(stats, o.DeviceID)
+				}
+			}
+		}
 	}
 	for _, d := range devs {
 		p.devices = append(p.devices, d)
@@ -194,6 +220,24 @@ func prepare(envs []*envelope, cache *deviceCache, touch time.Duration, now time
 	sort.Slice(p.devices, func(i, j int) bool { return p.devices[i].id < p.devices[j].id })
 	sort.Slice(p.statuses, func(i, j int) bool { return p.statuses[i].id < p.statuses[j].id })
 	return p
+}
+
+// storedKinds are the kinds stored as rows of their own tables (a status
+// updates devices), in kindIndex's order.
+var storedKinds = [4]Kind{KindTraffic, KindCamera, KindEmergency, KindUnit}
+
+func kindIndex(k Kind) int {
+	switch k {
+	case KindTraffic:
+		return 0
+	case KindCamera:
+		return 1
+	case KindEmergency:
+		return 2
+	case KindUnit:
+		return 3
+	}
+	return -1
 }
 
 func rejectDigest(topic string, payload []byte) []byte {
