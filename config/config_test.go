@@ -29,7 +29,7 @@ func TestPrecedence(t *testing.T) {
 	if cfg.MQTTTopicPrefix != "flag" {
 		t.Errorf("flag should win over file: prefix = %q", cfg.MQTTTopicPrefix)
 	}
-	if cfg.IngestBatchWait.Std() != 7*time.Millisecond { // not the default (5ms)
+	if cfg.IngestBatchWait.Std() != 7*time.Millisecond { // not the default (20ms)
 		t.Errorf("file value lost: batch wait = %v", cfg.IngestBatchWait)
 	}
 	if cfg.DatabaseURL != Default().DatabaseURL {
