@@ -3,6 +3,8 @@ package ingest
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -73,27 +75,42 @@ func TestWritePathsStoreOnceAndCountDuplicates(t *testing.T) {
 }
 
 // Two write transactions whose batches cross, one touching device A and
-// giving B's status, the other the reverse, both complete: the registry
-// takes the rows of both upserts in one id order. Run statement by
-// statement with the second transaction started between the first's
-// first and second statements, the order that made PostgreSQL abort one
-// of them (deadlock detected) when each upsert took its own sorted run.
+// giving B's status, the other the reverse, both complete, whether the
+// devices are stored already or seen for the first time: the registry
+// takes the rows of both upserts in one id order before either upsert.
+// Run statement by statement, the second transaction started once the
+// first has run its touch upsert: the order that made PostgreSQL abort
+// one of them (deadlock detected) when each upsert took its own sorted
+// run (stored devices), and when only stored rows were locked first (new
+// ones).
 func TestCrossingRegistryUpsertsDoNotDeadlock(t *testing.T) {
+	for _, stored := range []bool{true, false} {
+		t.Run(map[bool]string{true: "stored", false: "new"}[stored], func(t *testing.T) { crossingRegistryUpserts(t, stored) })
+	}
+}
+
+func crossingRegistryUpserts(t *testing.T, stored bool) {
 	pool, _ := dbtest.New(t)
 	ctx := context.Background()
 	now := time.Now().Truncate(time.Microsecond)
-	if _, err := pool.Exec(ctx, `INSERT INTO devices (id, kind, first_seen, last_seen) VALUES ('A', 'traffic', $1, $1), ('B', 'traffic', $1, $1)`, now); err != nil {
-		t.Fatal(err)
+	if stored {
+		if _, err := pool.Exec(ctx, `INSERT INTO devices (id, kind, first_seen, last_seen) VALUES ('A', 'traffic', $1, $1), ('B', 'traffic', $1, $1)`, now); err != nil {
+			t.Fatal(err)
+		}
 	}
-	batch := func(touch, status string) *pgx.Batch {
+	batch := func(touch, status string) []*pgx.QueuedQuery {
 		var b pgx.Batch
 		queueRegistry(&b, &prepared{
 			devices:  []deviceRow{{id: touch, kind: KindTraffic, ts: now}},
 			statuses: []statusRow{{id: status, ts: now, online: false}},
 		}, now)
-		return &b
+		return b.QueuedQueries
 	}
-	b1, b2 := batch("B", "A"), batch("A", "B")
+	q1, q2 := batch("B", "A"), batch("A", "B")
+	touch := slices.IndexFunc(q1, func(q *pgx.QueuedQuery) bool { return strings.Contains(q.SQL, "interval_s") })
+	if touch < 0 {
+		t.Fatal("no touch upsert among the registry's statements")
+	}
 
 	begin := func() (pgx.Tx, int32) {
 		c, err := pool.Acquire(ctx)
@@ -112,22 +129,28 @@ func TestCrossingRegistryUpsertsDoNotDeadlock(t *testing.T) {
 		t.Cleanup(func() { tx.Rollback(ctx) })
 		return tx, pid
 	}
-	run := func(tx pgx.Tx, qs []*pgx.QueuedQuery) error {
+	exec := func(tx pgx.Tx, qs []*pgx.QueuedQuery) error {
 		for _, q := range qs {
 			if _, err := tx.Exec(ctx, q.SQL, q.Arguments...); err != nil {
 				return err
 			}
 		}
-		return tx.Commit(ctx)
+		return nil
 	}
 	tx1, _ := begin()
 	tx2, pid2 := begin()
-	if _, err := tx1.Exec(ctx, b1.QueuedQueries[0].SQL, b1.QueuedQueries[0].Arguments...); err != nil {
+	if err := exec(tx1, q1[:touch+1]); err != nil {
 		t.Fatal(err)
 	}
 	second := make(chan error, 1)
-	go func() { second <- run(tx2, b2.QueuedQueries) }()
-	// Wait until the second transaction waits for a row lock of the first.
+	go func() {
+		err := exec(tx2, q2)
+		if err == nil {
+			err = tx2.Commit(ctx)
+		}
+		second <- err
+	}()
+	// Wait until the second transaction waits for a lock of the first.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		var waiting bool
@@ -142,7 +165,11 @@ func TestCrossingRegistryUpsertsDoNotDeadlock(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if err := run(tx1, b1.QueuedQueries[1:]); err != nil {
+	err := exec(tx1, q1[touch+1:])
+	if err == nil {
+		err = tx1.Commit(ctx)
+	}
+	if err != nil {
 		t.Errorf("first transaction: %v", err)
 	}
 	if err := <-second; err != nil {
@@ -150,12 +177,22 @@ func TestCrossingRegistryUpsertsDoNotDeadlock(t *testing.T) {
 	}
 	// The first committed first (the second waited for it), so the
 	// second's statements came last: A touched (online), B offline; A's
-	// status from the first is kept in status_ts.
+	// status from the first is kept in status_ts. New devices end as a
+	// fresh insert would leave them: A a traffic sensor, B unknown.
 	var got string
 	if err := pool.QueryRow(ctx, `SELECT string_agg(id || '=' || online || '/' || (status_ts IS NOT NULL), ' ' ORDER BY id) FROM devices WHERE id IN ('A', 'B')`).Scan(&got); err != nil {
 		t.Fatal(err)
 	}
 	if want := "A=true/true B=false/true"; got != want {
 		t.Errorf("devices %s, want %s", got, want)
+	}
+	if !stored {
+		var kinds string
+		if err := pool.QueryRow(ctx, `SELECT string_agg(id || '=' || kind || '/' || (last_ts IS NOT NULL) || '/' || (first_seen = $1), ' ' ORDER BY id) FROM devices WHERE id IN ('A', 'B')`, now).Scan(&kinds); err != nil {
+			t.Fatal(err)
+		}
+		if want := "A=traffic/true/true B=traffic/true/true"; kinds != want {
+			t.Errorf("new devices %s, want %s", kinds, want)
+		}
 	}
 }

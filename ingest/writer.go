@@ -407,11 +407,14 @@ func queueRegistry(b *pgx.Batch, p *prepared, now time.Time) {
 		// transaction are two sorted runs: two writers whose batches
 		// cross (one touching A and giving B's status, the other the
 		// reverse) took A and B in opposite orders and PostgreSQL
-		// aborted one (deadlock detected, seen under load). Taking the
-		// rows of both sets first, in one sorted run, at the upserts' own
-		// strength (not FOR UPDATE, which would wait on readers' key
-		// locks) keeps one order. Devices not stored yet have no row to
-		// lock; they cross only on a first sighting in two batches at once.
+		// aborted one (deadlock detected, seen under load). So the rows
+		// of both sets are taken first, each kind in one sorted run:
+		// devices not stored yet are inserted as placeholders (waiting,
+		// in id order, for another writer inserting the same one; the
+		// upserts below then fill them in, to what a fresh insert would
+		// store), stored ones locked at the upserts' own strength (not FOR
+		// UPDATE, which would wait on readers' key locks). After these two
+		// statements every row the upserts touch is this transaction's.
 		ids := make([]string, 0, len(p.devices)+len(p.statuses))
 		for _, d := range p.devices {
 			ids = append(ids, d.id)
@@ -419,6 +422,10 @@ func queueRegistry(b *pgx.Batch, p *prepared, now time.Time) {
 		for _, s := range p.statuses {
 			ids = append(ids, s.id)
 		}
+		b.Queue(`INSERT INTO devices (id, kind, first_seen, last_seen, online)
+			SELECT DISTINCT u.id, 'unknown', $2::timestamptz, $2::timestamptz, true FROM unnest($1::text[]) AS u(id)
+			ORDER BY u.id
+			ON CONFLICT (id) DO NOTHING`, ids, now)
 		b.Queue(`SELECT 1 FROM devices WHERE id = ANY($1::text[]) ORDER BY id FOR NO KEY UPDATE`, ids)
 	}
 	if n := len(p.devices); n > 0 {
