@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -56,7 +57,7 @@ var tables = map[Kind]table{
 
 // tableOrder fixes the order tables are written in, so concurrent writers
 // take locks in the same order.
-var tableOrder = []Kind{KindTraffic, KindCamera, KindEmergency, KindUnit}
+var tableOrder = [...]Kind{KindTraffic, KindCamera, KindEmergency, KindUnit}
 
 func nullStr(s string) any {
 	if s == "" {
@@ -132,20 +133,22 @@ type prepared struct {
 
 func prepare(envs []*envelope, cache *deviceCache, touch time.Duration, now time.Time) *prepared {
 	p := &prepared{rows: make(map[Kind][]obsRow, 4)}
-	var n [4]int // rows of each stored kind, to size the slices once
+	var n [len(tableOrder)]int // rows of each table, to size the slices once
+	total := 0
 	for _, e := range envs {
 		for i := range e.obs {
-			if k := kindIndex(e.obs[i].Kind); k >= 0 {
+			if k := slices.Index(tableOrder[:], e.obs[i].Kind); k >= 0 {
 				n[k]++
+				total++
 			}
 		}
 	}
 	for k, c := range n {
 		if c > 0 {
-			p.rows[storedKinds[k]] = make([]obsRow, 0, c)
+			p.rows[tableOrder[k]] = make([]obsRow, 0, c)
 		}
 	}
-	p.obs = make([]*Observation, 0, n[0]+n[1]+n[2]+n[3])
+	p.obs = make([]*Observation, 0, total)
 	devs := map[string]deviceRow{}
 	stats := map[string]statusRow{}
 	rejSeen := map[string]bool{}
@@ -220,24 +223,6 @@ func prepare(envs []*envelope, cache *deviceCache, touch time.Duration, now time
 	sort.Slice(p.devices, func(i, j int) bool { return p.devices[i].id < p.devices[j].id })
 	sort.Slice(p.statuses, func(i, j int) bool { return p.statuses[i].id < p.statuses[j].id })
 	return p
-}
-
-// storedKinds are the kinds stored as rows of their own tables (a status
-// updates devices), in kindIndex's order.
-var storedKinds = [4]Kind{KindTraffic, KindCamera, KindEmergency, KindUnit}
-
-func kindIndex(k Kind) int {
-	switch k {
-	case KindTraffic:
-		return 0
-	case KindCamera:
-		return 1
-	case KindEmergency:
-		return 2
-	case KindUnit:
-		return 3
-	}
-	return -1
 }
 
 func rejectDigest(topic string, payload []byte) []byte {
