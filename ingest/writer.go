@@ -194,12 +194,13 @@ func prepare(envs []*envelope, cache *deviceCache, touch time.Duration, now time
 	}
 	// A device whose status (e.g. a last will) arrived after its last
 	// reading in this batch keeps that status; otherwise the reading says
-	// it is online and the status row is moot. Statuses are rare, so this
-	// looks back over the batch only when there are some: the device's
+	// it is online and the status row is moot. Only a batch with statuses
+	// looks back over itself (the map of every reading's device this
+	// replaces was half of prepare's allocation under load): the device's
 	// last observation in arrival order decides.
 	if len(stats) > 0 {
-		n, decided := len(stats), make(map[string]bool, len(stats))
-		for j := len(envs) - 1; j >= 0 && len(decided) < n; j-- {
+		withStatus, decided := len(stats), make(map[string]bool, len(stats))
+		for j := len(envs) - 1; j >= 0 && len(decided) < withStatus; j-- {
 			obs := envs[j].obs
 			for i := len(obs) - 1; i >= 0; i-- {
 				o := &obs[i]
