@@ -93,3 +93,110 @@ func TestBatchLingers(t *testing.T) {
 		time.Sleep(wait / 2) // the next batch starts while nothing is pending
 	}
 }
+
+// A batch that lingers is not read message by message: what arrives waits
+// on the queue, and the batch goes as soon as it could be full (Submit
+// nudges the batcher), not at the end of a long linger.
+func TestBatchFullCutsTheLinger(t *testing.T) {
+	g, err := New(Config{BatchSize: 10, BatchWait: time.Hour, Buffer: 100, Writers: 1, Registerer: prometheus.NewRegistry()}, nil,
+		slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, urgent := make(chan []*envelope), make(chan []*envelope)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { g.batch(ctx, out, urgent); close(done) }()
+	defer func() { cancel(); <-done }()
+	reading := func() *envelope { return &envelope{obs: []Observation{{Kind: KindTraffic}}} }
+
+	if err := g.enqueue(ctx, reading()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the batcher to take the first reading and wait for 9 more", func() bool { return len(g.in) == 0 && g.room.Load() == 9 })
+	for range 8 {
+		if err := g.enqueue(ctx, reading()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(20 * time.Millisecond)
+	if n := len(g.in); n != 8 {
+		t.Fatalf("%d readings on the queue, want the 8 left for the batch to take at once", n)
+	}
+	if err := g.enqueue(ctx, reading()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case b := <-out:
+		if len(b) != 10 {
+			t.Fatalf("batch of %d, want the full 10", len(b))
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a full batch waits for its linger of an hour")
+	}
+}
+
+// While the only writer is busy, a batch grows without being read message
+// by message, and goes to another writer once it holds a share (a
+// quarter of BatchSize).
+func TestBatchShareGoesWhileWritersAreBusy(t *testing.T) {
+	g, err := New(Config{BatchSize: 40, Buffer: 100, Writers: 2, Registerer: prometheus.NewRegistry()}, nil,
+		slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, urgent := make(chan []*envelope), make(chan []*envelope)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { g.batch(ctx, out, urgent); close(done) }()
+	defer func() { cancel(); <-done }()
+	reading := func() *envelope { return &envelope{obs: []Observation{{Kind: KindTraffic}}} }
+	take := func() []*envelope {
+		t.Helper()
+		select {
+		case b := <-out:
+			return b
+		case <-time.After(5 * time.Second):
+			t.Fatal("no batch")
+			return nil
+		}
+	}
+
+	if err := g.enqueue(ctx, reading()); err != nil {
+		t.Fatal(err)
+	}
+	if b := take(); len(b) != 1 { // no writer busy: at once
+		t.Fatalf("first batch of %d, want 1", len(b))
+	}
+	// That writer is busy now (busy 1). The next reading starts a batch
+	// that waits for it or for a share of 10.
+	if err := g.enqueue(ctx, reading()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the batcher to wait for a share", func() bool { return len(g.in) == 0 && g.room.Load() == 9 })
+	for range 8 {
+		if err := g.enqueue(ctx, reading()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(20 * time.Millisecond)
+	if n := len(g.in); n != 8 {
+		t.Fatalf("%d readings on the queue, want 8", n)
+	}
+	if err := g.enqueue(ctx, reading()); err != nil {
+		t.Fatal(err)
+	}
+	if b := take(); len(b) != 10 {
+		t.Fatalf("batch of %d, want a share of 10", len(b))
+	}
+	// Both writers busy; once they are free, what waits goes without a share.
+	if err := g.enqueue(ctx, reading()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the batcher to take the reading", func() bool { return len(g.in) == 0 })
+	g.busy.Add(-2)
+	g.freed <- struct{}{}
+	if b := take(); len(b) != 1 {
+		t.Fatalf("batch of %d after the writers were freed, want 1", len(b))
+	}
+}

@@ -1,5 +1,24 @@
 package ingest
 
+import (
+	"testing"
+	"time"
+)
+
+// WaitFor polls cond until it holds, failing t after 20 s.
+var WaitFor = waitFor
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // BadCases exposes the decoder's hostile corpus to the integration tests.
 var BadCases = badCases
 

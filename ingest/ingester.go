@@ -127,6 +127,13 @@ type Ingester struct {
 	// 1) wakes the batcher when one finishes. See batch.
 	busy  atomic.Int32
 	freed chan struct{}
+	// room and nudge let the batcher sleep while a batch grows instead
+	// of waking for every message: room is how many more queued messages
+	// (each at least one item) would make the batch worth cutting before
+	// whatever it waits for (0: no threshold), and Submit, on putting
+	// that many on the queue, nudges (capacity 1). See batch.
+	room  atomic.Int64
+	nudge chan struct{}
 	// failing is the error of the latest failed write, nil once a write
 	// succeeds again (Healthy).
 	failing atomic.Pointer[writeFailure]
@@ -164,6 +171,7 @@ func New(cfg Config, pool *pgxpool.Pool, log *slog.Logger) (*Ingester, error) {
 		in:       make(chan *envelope, cfg.Buffer),
 		urgentIn: make(chan *envelope, 1024),
 		freed:    make(chan struct{}, 1),
+		nudge:    make(chan struct{}, 1),
 		loaded:   make(chan struct{}),
 	}
 	g.m = newMetrics(cfg.Registerer, func() float64 { return float64(g.heldBytes.Load()) })
@@ -216,6 +224,12 @@ func (g *Ingester) Submit(ctx context.Context, topic string, payload []byte, dup
 			e.obs, e.rejs = nil, []Rejection{{-1, ReasonInternalError, "ingest failed on this message (see the log)"}}
 		}
 	}
+	return g.enqueue(ctx, e)
+}
+
+// enqueue puts e on its queue for the batcher, nudging it when the batch
+// it is growing has room for no more (see batch).
+func (g *Ingester) enqueue(ctx context.Context, e *envelope) error {
 	g.pending.Add(1)
 	g.m.BufferDepth.Set(float64(g.pending.Load()))
 	in := g.in
@@ -224,11 +238,17 @@ func (g *Ingester) Submit(ctx context.Context, topic string, payload []byte, dup
 	}
 	select {
 	case in <- e:
-		return nil
 	case <-ctx.Done():
 		g.pending.Add(-1)
 		return ctx.Err()
 	}
+	if r := g.room.Load(); r > 0 && in == g.in && int64(len(in)) >= r {
+		select {
+		case g.nudge <- struct{}{}:
+		default: // a nudge is already pending
+		}
+	}
+	return nil
 }
 
 // place fills positions of fixed devices, the ward, and applies the
@@ -308,7 +328,12 @@ func (g *Ingester) Run(ctx context.Context) error {
 //     (iocd's default is 20 ms: at 10,000 msg/s that is 40 µs of CPU of
 //     iocd and PostgreSQL per message against 56 with 5 ms and ~84 with
 //     none, for ~50 ms commit lag at p99; docs/ingest.md, sixth and eighth
-//     sittings). Emergency batches never linger.
+//     sittings). Emergency batches never linger;
+//   - once a bulk batch has begun, the batcher does not take messages
+//     one by one: they wait on the queue while it sleeps until the
+//     linger ends, a writer is free or takes the batch, or enough are
+//     queued to fill the batch (or to make a share while writers are
+//     busy), when Submit nudges it; then it takes them all at once.
 //
 // A batch never exceeds BatchSize items and a message is never split.
 // out and urgent must be unbuffered: a send succeeds only when a writer
@@ -383,12 +408,28 @@ func (g *Ingester) batch(ctx context.Context, out, urgent chan<- []*envelope) er
 				linger = lingerTimer.C
 			}
 		}
+		// A bulk batch that has begun is not fed message by message: the
+		// queue holds what arrives, and the batcher sleeps until what it
+		// waits for (the linger, a writer) happens, or until room more
+		// messages are queued, enough to fill the batch or, while every
+		// writer is busy, to make a share. Waking for each message cost
+		// more CPU than the message (docs/ingest.md, ninth sitting).
 		in, uin := g.in, g.urgentIn
-		if items >= g.cfg.BatchSize {
-			in = nil // full: wait for a writer
+		var room int64
+		if len(cur) > 0 {
+			in = nil
+			threshold := g.cfg.BatchSize
+			if offer == nil && linger == nil {
+				threshold = share // waiting for a free writer
+			}
+			room = int64(max(0, threshold-items))
 		}
 		if len(ucur) >= g.cfg.BatchSize {
 			uin = nil
+		}
+		g.room.Store(room)
+		if room > 0 && int64(len(g.in)) >= room {
+			continue // enough came while this was decided; Submit may not have seen room yet
 		}
 		select {
 		case <-ctx.Done():
@@ -397,6 +438,7 @@ func (g *Ingester) batch(ctx context.Context, out, urgent chan<- []*envelope) er
 			add(e)
 		case e := <-in:
 			add(e)
+		case <-g.nudge:
 		case <-linger:
 		case <-g.freed:
 		case offer <- cur:
@@ -405,6 +447,7 @@ func (g *Ingester) batch(ctx context.Context, out, urgent chan<- []*envelope) er
 		case uoffer <- ucur:
 			ucur = nil
 		}
+		g.room.Store(0)
 	}
 }
 

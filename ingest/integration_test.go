@@ -97,16 +97,7 @@ func (h *harness) count(t *testing.T, sql string, args ...any) int {
 	return countRows(t, h.pool, sql, args...)
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
+var waitFor = ingest.WaitFor
 
 // written is how many telemetry-connection copies of emergency signals
 // were written because their emergency twin came late (each is one more
