@@ -98,41 +98,11 @@ func TestBatchLingers(t *testing.T) {
 // on the queue, and the batch goes as soon as it could be full (Submit
 // nudges the batcher), not at the end of a long linger.
 func TestBatchFullCutsTheLinger(t *testing.T) {
-	g, err := New(Config{BatchSize: 10, BatchWait: time.Hour, Buffer: 100, Writers: 1, Registerer: prometheus.NewRegistry()}, nil,
-		slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, urgent := make(chan []*envelope), make(chan []*envelope)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { g.batch(ctx, out, urgent); close(done) }()
-	defer func() { cancel(); <-done }()
-	reading := func() *envelope { return &envelope{obs: []Observation{{Kind: KindTraffic}}} }
-
-	if err := g.enqueue(ctx, reading()); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "the batcher to take the first reading and wait for 9 more", func() bool { return len(g.in) == 0 && g.room.Load() == 9 })
-	for range 8 {
-		if err := g.enqueue(ctx, reading()); err != nil {
-			t.Fatal(err)
-		}
-	}
-	time.Sleep(20 * time.Millisecond)
-	if n := len(g.in); n != 8 {
-		t.Fatalf("%d readings on the queue, want the 8 left for the batch to take at once", n)
-	}
-	if err := g.enqueue(ctx, reading()); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case b := <-out:
-		if len(b) != 10 {
-			t.Fatalf("batch of %d, want the full 10", len(b))
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("a full batch waits for its linger of an hour")
+	g, out := startBatcher(t, Config{BatchSize: 10, BatchWait: time.Hour, Buffer: 100, Writers: 1})
+	enqueue(t, g, 1)
+	growUnread(t, g, 9, "the batcher to take the first reading and wait for 9 more")
+	if b := takeBatch(t, out); len(b) != 10 {
+		t.Fatalf("batch of %d, want the full 10", len(b))
 	}
 }
 
@@ -140,8 +110,34 @@ func TestBatchFullCutsTheLinger(t *testing.T) {
 // by message, and goes to another writer once it holds a share (a
 // quarter of BatchSize).
 func TestBatchShareGoesWhileWritersAreBusy(t *testing.T) {
-	g, err := New(Config{BatchSize: 40, Buffer: 100, Writers: 2, Registerer: prometheus.NewRegistry()}, nil,
-		slog.New(slog.NewTextHandler(io.Discard, nil)))
+	g, out := startBatcher(t, Config{BatchSize: 40, Buffer: 100, Writers: 2})
+	enqueue(t, g, 1)
+	if b := takeBatch(t, out); len(b) != 1 { // no writer busy: at once
+		t.Fatalf("first batch of %d, want 1", len(b))
+	}
+	// That writer is busy now (busy 1). The next reading starts a batch
+	// that waits for it or for a share of 10.
+	enqueue(t, g, 1)
+	growUnread(t, g, 9, "the batcher to wait for a share")
+	if b := takeBatch(t, out); len(b) != 10 {
+		t.Fatalf("batch of %d, want a share of 10", len(b))
+	}
+	// Both writers busy; once they are free, what waits goes without a share.
+	enqueue(t, g, 1)
+	waitFor(t, "the batcher to take the reading", func() bool { return len(g.in) == 0 })
+	g.busy.Add(-2)
+	g.freed <- struct{}{}
+	if b := takeBatch(t, out); len(b) != 1 {
+		t.Fatalf("batch of %d after the writers were freed, want 1", len(b))
+	}
+}
+
+// startBatcher runs the batcher of an ingester made from cfg until the
+// test ends, and returns the ingester and the bulk batches' channel.
+func startBatcher(t *testing.T, cfg Config) (*Ingester, chan []*envelope) {
+	t.Helper()
+	cfg.Registerer = prometheus.NewRegistry()
+	g, err := New(cfg, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,54 +145,41 @@ func TestBatchShareGoesWhileWritersAreBusy(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { g.batch(ctx, out, urgent); close(done) }()
-	defer func() { cancel(); <-done }()
-	reading := func() *envelope { return &envelope{obs: []Observation{{Kind: KindTraffic}}} }
-	take := func() []*envelope {
-		t.Helper()
-		select {
-		case b := <-out:
-			return b
-		case <-time.After(5 * time.Second):
-			t.Fatal("no batch")
-			return nil
-		}
-	}
+	t.Cleanup(func() { cancel(); <-done })
+	return g, out
+}
 
-	if err := g.enqueue(ctx, reading()); err != nil {
-		t.Fatal(err)
-	}
-	if b := take(); len(b) != 1 { // no writer busy: at once
-		t.Fatalf("first batch of %d, want 1", len(b))
-	}
-	// That writer is busy now (busy 1). The next reading starts a batch
-	// that waits for it or for a share of 10.
-	if err := g.enqueue(ctx, reading()); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "the batcher to wait for a share", func() bool { return len(g.in) == 0 && g.room.Load() == 9 })
-	for range 8 {
-		if err := g.enqueue(ctx, reading()); err != nil {
+// enqueue queues n traffic readings as Submit does.
+func enqueue(t *testing.T, g *Ingester, n int) {
+	t.Helper()
+	for range n {
+		if err := g.enqueue(context.Background(), &envelope{obs: []Observation{{Kind: KindTraffic}}}); err != nil {
 			t.Fatal(err)
 		}
 	}
+}
+
+// growUnread waits until the batcher, holding a begun batch, waits for
+// room more readings, queues room-1 and checks that they stay on the
+// queue (not taken one by one), then queues the last.
+func growUnread(t *testing.T, g *Ingester, room int, what string) {
+	t.Helper()
+	waitFor(t, what, func() bool { return len(g.in) == 0 && g.room.Load() == int64(room) })
+	enqueue(t, g, room-1)
 	time.Sleep(20 * time.Millisecond)
-	if n := len(g.in); n != 8 {
-		t.Fatalf("%d readings on the queue, want 8", n)
+	if n := len(g.in); n != room-1 {
+		t.Fatalf("%d readings on the queue, want the %d left for the batch to take at once", n, room-1)
 	}
-	if err := g.enqueue(ctx, reading()); err != nil {
-		t.Fatal(err)
-	}
-	if b := take(); len(b) != 10 {
-		t.Fatalf("batch of %d, want a share of 10", len(b))
-	}
-	// Both writers busy; once they are free, what waits goes without a share.
-	if err := g.enqueue(ctx, reading()); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "the batcher to take the reading", func() bool { return len(g.in) == 0 })
-	g.busy.Add(-2)
-	g.freed <- struct{}{}
-	if b := take(); len(b) != 1 {
-		t.Fatalf("batch of %d after the writers were freed, want 1", len(b))
+	enqueue(t, g, 1)
+}
+
+func takeBatch(t *testing.T, out chan []*envelope) []*envelope {
+	t.Helper()
+	select {
+	case b := <-out:
+		return b
+	case <-time.After(5 * time.Second):
+		t.Fatal("no batch")
+		return nil
 	}
 }
