@@ -49,16 +49,7 @@ func TestEmergencySkipsTheBulkQueue(t *testing.T) {
 // short), while an emergency signal goes at once.
 func TestBatchLingers(t *testing.T) {
 	const wait = 60 * time.Millisecond
-	g, err := New(Config{BatchSize: 100, BatchWait: wait, Buffer: 100, Writers: 1, Registerer: prometheus.NewRegistry()}, nil,
-		slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, urgent := make(chan []*envelope), make(chan []*envelope)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { g.batch(ctx, out, urgent); close(done) }()
-	defer func() { cancel(); <-done }()
+	g, out, urgent := startBatcher(t, Config{BatchSize: 100, BatchWait: wait, Buffer: 100, Writers: 1})
 	take := func(c chan []*envelope) ([]*envelope, time.Time) {
 		t.Helper()
 		select {
@@ -98,7 +89,7 @@ func TestBatchLingers(t *testing.T) {
 // on the queue, and the batch goes as soon as it could be full (Submit
 // nudges the batcher), not at the end of a long linger.
 func TestBatchFullCutsTheLinger(t *testing.T) {
-	g, out := startBatcher(t, Config{BatchSize: 10, BatchWait: time.Hour, Buffer: 100, Writers: 1})
+	g, out, _ := startBatcher(t, Config{BatchSize: 10, BatchWait: time.Hour, Buffer: 100, Writers: 1})
 	enqueue(t, g, 1)
 	growUnread(t, g, 9, "the batcher to take the first reading and wait for 9 more")
 	if b := takeBatch(t, out); len(b) != 10 {
@@ -110,7 +101,7 @@ func TestBatchFullCutsTheLinger(t *testing.T) {
 // by message, and goes to another writer once it holds a share (a
 // quarter of BatchSize).
 func TestBatchShareGoesWhileWritersAreBusy(t *testing.T) {
-	g, out := startBatcher(t, Config{BatchSize: 40, Buffer: 100, Writers: 2})
+	g, out, _ := startBatcher(t, Config{BatchSize: 40, Buffer: 100, Writers: 2})
 	enqueue(t, g, 1)
 	if b := takeBatch(t, out); len(b) != 1 { // no writer busy: at once
 		t.Fatalf("first batch of %d, want 1", len(b))
@@ -133,20 +124,21 @@ func TestBatchShareGoesWhileWritersAreBusy(t *testing.T) {
 }
 
 // startBatcher runs the batcher of an ingester made from cfg until the
-// test ends, and returns the ingester and the bulk batches' channel.
-func startBatcher(t *testing.T, cfg Config) (*Ingester, chan []*envelope) {
+// test ends, and returns the ingester and the channels of bulk and urgent
+// batches.
+func startBatcher(t *testing.T, cfg Config) (g *Ingester, out, urgent chan []*envelope) {
 	t.Helper()
 	cfg.Registerer = prometheus.NewRegistry()
 	g, err := New(cfg, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, urgent := make(chan []*envelope), make(chan []*envelope)
+	out, urgent = make(chan []*envelope), make(chan []*envelope)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { g.batch(ctx, out, urgent); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
-	return g, out
+	return g, out, urgent
 }
 
 // enqueue queues n traffic readings as Submit does.
